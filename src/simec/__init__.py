@@ -1,0 +1,58 @@
+"""simec: how a Transformer sees its input space.
+
+Pull the output metric back through the model's Jacobian onto the input embeddings and walk
+inside the input's equivalence class (SiMEC) or across classes (SiMExp).
+
+    >>> import simec
+    >>> adapter = simec.load_adapter("path/to/vit")          # saved with save_pretrained
+    >>> result = simec.explore(adapter, "digit.png", algorithm="simec", steps=200)
+    >>> result.save("runs/digit")
+"""
+
+from .errors import (
+    ExactTooLargeError,
+    InputError,
+    ModelError,
+    RankZeroMetricError,
+    SimecError,
+)
+from .explore import ExplorationResult, ExploreConfig, explore
+from .geometry import (
+    OutputMetric,
+    PullbackSpectrum,
+    jacobian,
+    pullback_spectrum,
+    register_output_metric,
+)
+from .models import (
+    HFImageClassifierAdapter,
+    HFSequenceClassifierAdapter,
+    ModelAdapter,
+    TorchAdapter,
+    from_model,
+    load_adapter,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ExactTooLargeError",
+    "ExplorationResult",
+    "ExploreConfig",
+    "HFImageClassifierAdapter",
+    "HFSequenceClassifierAdapter",
+    "InputError",
+    "ModelAdapter",
+    "ModelError",
+    "OutputMetric",
+    "PullbackSpectrum",
+    "RankZeroMetricError",
+    "SimecError",
+    "TorchAdapter",
+    "explore",
+    "from_model",
+    "jacobian",
+    "load_adapter",
+    "pullback_spectrum",
+    "register_output_metric",
+]

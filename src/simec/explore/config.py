@@ -1,0 +1,114 @@
+"""Configuration of an exploration run (SiMEC / SiMExp), shared by the API and the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..errors import InputError
+from ..geometry.metrics import output_metric_names
+from ..geometry.spectrum import METHODS
+
+__all__ = ["ALGORITHMS", "PROJECTIONS", "ExploreConfig", "parse_segments"]
+
+#: algorithm name -> (which eigenvectors it walks along, the paper's step scale c in c/sqrt(lmax))
+ALGORITHMS: dict[str, tuple[str, float]] = {
+    "simec": ("null", 1.0),  # Algorithm 1: stay in the equivalence class
+    "simexp": ("non-null", 2.0),  # Algorithm 2: move across classes
+}
+PROJECTIONS = ("end", "step", "none")
+
+
+@dataclass
+class ExploreConfig:
+    """Every option of a run; recorded in full next to its results.
+
+    Step size: delta_k = step_multiplier * c / sqrt(lambda_max(p_k)) (the paper's rule, c = 1 for
+    SiMEC and 2 for SiMExp), capped at ``max_step * ||x0_P||`` where x0_P is the starting
+    embedding of the explored segments. The cap exists because LayerNorm makes lambda_max shrink
+    like 1/||x||^2 as ||x|| grows, so the uncapped rule grows geometrically and overflows; with it,
+    ||x|| can grow at most linearly. ``max_step=None`` restores the uncapped paper rule.
+
+    ``projection``: "end" walks freely and projects the stored points onto the feasible box
+    afterwards (Algorithm 1 line 11); "step" projects after every step; "none" never projects.
+    ``corrector``: after each SiMEC step, Gauss-Newton iterations with the pseudo-inverse of J
+    pull the point back onto the level set N(x) = N(x0).
+    """
+
+    algorithm: str = "simec"
+    steps: int = 100
+    method: str = "lowrank"
+    output_metric: str = "euclidean-probs"
+    step_multiplier: float = 1.0
+    max_step: float | None = 0.02
+    segments: tuple[int, ...] | None = None
+    projection: str = "end"
+    corrector: bool = False
+    corrector_iterations: int = 2
+    corrector_tolerance: float = 1e-7
+    seed: int = 0
+    record_every: int = 1
+    rtol: float | None = None
+    chunk_size: int | None = None
+    divergence_ratio: float = 100.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> ExploreConfig:
+        def choose(name: str, value: str, options: Sequence[str]) -> None:
+            if value not in options:
+                raise InputError(f"{name}={value!r} is not one of {list(options)}")
+
+        choose("algorithm", self.algorithm, list(ALGORITHMS))
+        choose("method", self.method, METHODS)
+        choose("projection", self.projection, PROJECTIONS)
+        if isinstance(self.output_metric, str):
+            choose("output_metric", self.output_metric, output_metric_names())
+        if not isinstance(self.steps, int) or self.steps < 0:
+            raise InputError(f"steps must be a non-negative integer, got {self.steps!r}")
+        if not isinstance(self.record_every, int) or self.record_every < 1:
+            raise InputError(f"record_every must be a positive integer, got {self.record_every!r}")
+        for name in ("step_multiplier", "divergence_ratio"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and value > 0 and value < float("inf")):
+                raise InputError(f"{name} must be a positive number, got {value!r}")
+        if self.max_step is not None and not (0 < self.max_step < float("inf")):
+            raise InputError(f"max_step must be positive or None, got {self.max_step!r}")
+        if self.rtol is not None and not (0 <= self.rtol < 1):
+            raise InputError(f"rtol must lie in [0, 1), got {self.rtol!r}")
+        if self.corrector_iterations < 1:
+            raise InputError("corrector_iterations must be at least 1")
+        if self.segments is not None:
+            self.segments = tuple(int(s) for s in self.segments)
+            if not self.segments:
+                raise InputError("segments is empty: select at least one segment, or None for all")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["segments"] = list(self.segments) if self.segments is not None else None
+        if not isinstance(self.output_metric, str):
+            out["output_metric"] = getattr(self.output_metric, "name", "custom")
+        return out
+
+
+def parse_segments(spec: str | None) -> tuple[int, ...] | None:
+    """'all' / None -> None; '0,3,5-9' -> (0, 3, 5, 6, 7, 8, 9)."""
+    if spec is None or spec.strip().lower() in ("", "all"):
+        return None
+    out: list[int] = []
+    for part in spec.split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                lo, hi = (int(v) for v in part.split("-", 1))
+                if hi < lo:
+                    raise ValueError
+                out.extend(range(lo, hi + 1))
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise InputError(
+                f"cannot read segments {spec!r}: use 'all' or indices like '0,3,5-9'"
+            ) from None
+    return tuple(out)

@@ -1,0 +1,127 @@
+"""The record of an exploration run: typed, saved as summary.json + trajectory.safetensors."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save
+
+from .._io import atomic_write_bytes, atomic_write_json
+
+__all__ = ["ExplorationResult"]
+
+SUMMARY = "summary.json"
+TRAJECTORY = "trajectory.safetensors"
+
+
+@dataclass
+class ExplorationResult:
+    """Everything a run produced.
+
+    Per step k = 0..K (K = ``steps_completed``): ``probabilities`` (K+1, q) and ``predicted`` at
+    p_k, ``drift`` = ||y_k - y_0|| in the metric's output coordinates. Per step k < K:
+    ``lambda_max``, ``step_sizes`` (delta actually taken), ``ranks`` (number of non-zero
+    eigenvalues) and, with the corrector, ``uncorrected_drift`` (drift right after the
+    predictor step, before correction). ``trajectory`` (m, segments, width) holds the stored
+    points p_k for k in ``trajectory_steps`` (every ``record_every``-th and the last), projected
+    when projection is "end"/"step"; ``trajectory_probabilities`` are the model's outputs on them.
+    """
+
+    config: dict[str, Any]
+    probabilities: torch.Tensor
+    lambda_max: list[float]
+    step_sizes: list[float]
+    ranks: list[int]
+    drift: list[float]
+    trajectory: torch.Tensor
+    trajectory_steps: list[int]
+    trajectory_probabilities: torch.Tensor
+    stop_reason: str
+    elapsed_seconds: float
+    segment_names: list[str]
+    explored_segments: list[int]
+    labels: list[str]
+    uncorrected_drift: list[float] = field(default_factory=list)
+    input_description: str = ""
+    model: dict[str, Any] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def predicted(self) -> list[int]:
+        return self.probabilities.argmax(dim=1).tolist()
+
+    @property
+    def steps_completed(self) -> int:
+        return int(self.probabilities.shape[0]) - 1
+
+    @property
+    def initial_class(self) -> int:
+        return self.predicted[0]
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-able part (everything but the trajectory tensor)."""
+        return {
+            "config": self.config,
+            "stop_reason": self.stop_reason,
+            "steps_completed": self.steps_completed,
+            "elapsed_seconds": self.elapsed_seconds,
+            "labels": self.labels,
+            "predicted": self.predicted,
+            "probabilities": self.probabilities.tolist(),
+            "lambda_max": self.lambda_max,
+            "step_sizes": self.step_sizes,
+            "ranks": self.ranks,
+            "drift": self.drift,
+            "uncorrected_drift": self.uncorrected_drift,
+            "trajectory_steps": self.trajectory_steps,
+            "trajectory_probabilities": self.trajectory_probabilities.tolist(),
+            "segment_names": self.segment_names,
+            "explored_segments": self.explored_segments,
+            "input": self.input_description,
+            "model": self.model,
+            "environment": self.environment,
+        }
+
+    def save(self, out_dir: str | os.PathLike) -> Path:
+        """Write ``summary.json`` and ``trajectory.safetensors`` atomically into ``out_dir``."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        tensors = {
+            "trajectory": self.trajectory.detach().cpu().contiguous(),
+            "trajectory_steps": torch.tensor(self.trajectory_steps, dtype=torch.int64),
+            "probabilities": self.probabilities.detach().cpu().contiguous(),
+        }
+        atomic_write_bytes(out / TRAJECTORY, save(tensors, metadata={"format": "simec-1"}))
+        atomic_write_json(out / SUMMARY, self.summary())
+        return out
+
+    @classmethod
+    def load(cls, out_dir: str | os.PathLike) -> ExplorationResult:
+        out = Path(out_dir)
+        summary = json.loads((out / SUMMARY).read_text())
+        tensors = load_file(str(out / TRAJECTORY))
+        return cls(
+            config=summary["config"],
+            probabilities=tensors["probabilities"],
+            lambda_max=summary["lambda_max"],
+            step_sizes=summary["step_sizes"],
+            ranks=summary["ranks"],
+            drift=summary["drift"],
+            trajectory=tensors["trajectory"],
+            trajectory_steps=tensors["trajectory_steps"].tolist(),
+            trajectory_probabilities=torch.tensor(summary["trajectory_probabilities"]),
+            stop_reason=summary["stop_reason"],
+            elapsed_seconds=summary["elapsed_seconds"],
+            segment_names=summary["segment_names"],
+            explored_segments=summary["explored_segments"],
+            labels=summary["labels"],
+            uncorrected_drift=summary.get("uncorrected_drift", []),
+            input_description=summary.get("input", ""),
+            model=summary.get("model", {}),
+            environment=summary.get("environment", {}),
+        )

@@ -1,0 +1,189 @@
+"""Spectrum of the pullback metric g = J^T G J (eq. 5 of the SiMEC paper), two back-ends.
+
+``exact``   forms the n x n matrix g and calls ``torch.linalg.eigh`` (the paper, literally).
+            O(n^3) time, O(n^2) memory. In float32 its "zero" eigenvalues are noise of size
+            ~1e-6 lambda_max, about half of them negative; a trained model's true spectrum reaches
+            1e-14 lambda_max, so use float64 when `exact` is the reference.
+``lowrank`` takes the thin SVD of A = L J (q x n, G = L^T L): g = A^T A has the eigenvalues s_i^2
+            and eigenvectors the right singular vectors. O(q^2 n) time, never forms n x n.
+
+Zero-eigenvalue tolerance (both back-ends follow ``numpy.linalg.matrix_rank``'s rule on the
+matrix they decompose): ``exact`` keeps lambda > rtol * lambda_max with rtol = n * eps(dtype);
+``lowrank`` keeps s > max(q, n) * eps * s_max, i.e. lambda > (max(q, n) * eps)^2 * lambda_max.
+Eigenvalues below the tolerance, negative round-off included, count as zero: they span the null
+space, which is never stored; null directions are drawn by projecting a Gaussian vector off the
+non-null eigenvectors. Pass ``rtol`` (relative to lambda_max, on eigenvalues) to override.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from ..errors import ExactTooLargeError, InputError, RankZeroMetricError
+from .metrics import OutputMetric, get_output_metric
+
+__all__ = ["METHODS", "PullbackSpectrum", "pullback_matrix", "pullback_spectrum"]
+
+METHODS = ("lowrank", "exact")
+Method = Literal["lowrank", "exact"]
+
+
+@dataclass
+class PullbackSpectrum:
+    """The non-null part of the pullback metric's spectrum at one point.
+
+    ``eigenvalues`` (r,) descending and positive; ``eigenvectors`` (n, r) orthonormal columns,
+    each with its largest-magnitude entry positive (so both back-ends agree on signs).
+    ``all_eigenvalues`` is the raw spectrum from `exact` (None for `lowrank`).
+    """
+
+    eigenvalues: Tensor
+    eigenvectors: Tensor
+    lambda_max: float
+    tolerance: float
+    method: str
+    all_eigenvalues: Tensor | None = None
+
+    @property
+    def rank(self) -> int:
+        return int(self.eigenvalues.numel())
+
+    @property
+    def dim(self) -> int:
+        return int(self.eigenvectors.shape[0])
+
+    def step_size(self, scale: float = 1.0) -> float:
+        """delta = scale / sqrt(lambda_max) (Algorithm 1 line 7 with scale 1, Algorithm 2 with 2)."""
+        if self.lambda_max <= 0:
+            raise RankZeroMetricError("the pullback metric is zero: lambda_max = 0")
+        return scale / self.lambda_max**0.5
+
+    def project_null(self, v: Tensor) -> Tensor:
+        """Orthogonal projection of v (n,) onto the null space of g."""
+        basis = self.eigenvectors
+        return v - basis @ (basis.T @ v)
+
+    def null_direction(self, generator: torch.Generator | None = None) -> Tensor:
+        """A unit vector uniformly distributed in the null space (SiMEC, Algorithm 1 line 6).
+
+        The paper picks one null eigenvector at random; eigh returns an arbitrary orthonormal
+        basis of that space, so a Gaussian combination of it has the same role and, unlike one
+        basis vector, does not depend on the solver's choice of basis.
+        """
+        if self.rank >= self.dim:
+            raise RankZeroMetricError("the pullback metric has full rank: there is no null direction")
+        basis = self.eigenvectors
+        z = torch.randn(self.dim, generator=generator, dtype=basis.dtype, device=basis.device)
+        v = self.project_null(z)
+        return v / torch.linalg.vector_norm(v)
+
+    def nonnull_direction(self, generator: torch.Generator | None = None) -> Tensor:
+        """One non-null eigenvector chosen uniformly, with a random sign (Algorithm 2 line 6)."""
+        if self.rank == 0:
+            raise RankZeroMetricError("the pullback metric is zero: there is no non-null direction")
+        device = self.eigenvectors.device
+        draws = torch.randint(0, 2 * self.rank, (1,), generator=generator, device=device)
+        index = int(draws.item())
+        sign = 1.0 if index % 2 == 0 else -1.0
+        return sign * self.eigenvectors[:, index // 2]
+
+
+def pullback_matrix(jacobian: Tensor, metric_matrix: Tensor | None = None) -> Tensor:
+    """g = J^T G J for J of shape (q, n); G = identity when not given."""
+    jac = jacobian.reshape(jacobian.shape[0], -1)
+    if metric_matrix is None:
+        return jac.T @ jac
+    return jac.T @ metric_matrix @ jac
+
+
+def _canonical_signs(vectors: Tensor) -> Tensor:
+    idx = vectors.abs().argmax(dim=0, keepdim=True)
+    signs = torch.sign(torch.gather(vectors, 0, idx))
+    signs[signs == 0] = 1
+    return vectors * signs
+
+
+def _check_exact_fits(n: int, dtype: torch.dtype, device: torch.device) -> None:
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    needed = 3 * n * n * itemsize  # g, its eigenvectors, LAPACK workspace
+    if device.type == "cuda":
+        available = torch.cuda.mem_get_info(device)[0]
+    else:
+        try:
+            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return
+    if needed > available:
+        raise ExactTooLargeError(
+            f"method='exact' needs about {needed / 2**30:.1f} GiB for an n={n} eigendecomposition "
+            f"({dtype}), but only {available / 2**30:.1f} GiB is free on {device}. "
+            "Use method='lowrank' (same eigenvalues, O(q^2 n)), or explore fewer segments."
+        )
+
+
+def pullback_spectrum(
+    jacobian: Tensor,
+    y: Tensor | None = None,
+    *,
+    metric: str | OutputMetric = "euclidean-logits",
+    method: Method = "lowrank",
+    rtol: float | None = None,
+) -> PullbackSpectrum:
+    """Non-zero eigenpairs of g = J^T G(y) J for a Jacobian of shape (q, ...) at output y.
+
+    ``metric`` is applied as G(y) to the Jacobian as given (J must be the Jacobian of the
+    metric's output coordinates, e.g. of probabilities for "euclidean-probs"); the default
+    "euclidean-logits" means G = I.
+    """
+    if method not in METHODS:
+        raise InputError(f"unknown spectral method {method!r}; choose one of {list(METHODS)}")
+    output_metric = get_output_metric(metric)
+    jac = jacobian.reshape(jacobian.shape[0], -1)
+    if output_metric.factor is not None and y is None:
+        raise InputError(f"metric {output_metric.name!r} depends on the output: pass y")
+    q, n = jac.shape
+    eps = torch.finfo(jac.dtype).eps
+    a = output_metric.apply_factor(y, jac) if y is not None else jac
+    if not torch.isfinite(a).all():
+        raise InputError("the Jacobian contains NaN or Inf")
+
+    if method == "lowrank":
+        _, s, vh = torch.linalg.svd(a, full_matrices=False)
+        s_max = float(s[0]) if s.numel() else 0.0
+        lam_max = s_max**2
+        rel = rtol if rtol is not None else (max(q, n) * eps) ** 2
+        tol = rel * lam_max
+        keep = s**2 > tol
+        values = s[keep] ** 2
+        vectors = vh[keep].T
+        raw = None
+    else:
+        _check_exact_fits(n, jac.dtype, jac.device)
+        g = a.T @ a
+        g = 0.5 * (g + g.T)
+        w, v = torch.linalg.eigh(g)
+        w, v = w.flip(0), v.flip(1)
+        lam_max = float(w[0]) if w.numel() else 0.0
+        rel = rtol if rtol is not None else n * eps
+        tol = rel * lam_max
+        keep = w > tol
+        values = w[keep]
+        vectors = v[:, keep]
+        raw = w
+    if lam_max <= 0 or values.numel() == 0:
+        values = values[:0]
+        vectors = vectors[:, :0]
+        lam_max = 0.0
+    return PullbackSpectrum(
+        eigenvalues=values,
+        eigenvectors=_canonical_signs(vectors),
+        lambda_max=lam_max,
+        tolerance=tol,
+        method=method,
+        all_eigenvalues=raw,
+    )

@@ -1,0 +1,149 @@
+"""The adapter protocol: what the explorers need to know about a model.
+
+An adapter turns a raw input into the explored tensor x0 of shape (segments, width) and runs the
+rest of the model from any x of that shape to a logit vector (q,). It never mutates the model:
+weights are read through ``torch.func.functional_call`` with detached copies in the requested
+dtype/device, and any hook lives only for one call (removed in ``finally``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import InputError
+
+__all__ = ["ModelAdapter", "PreparedInput", "replace_module_output", "check_finite"]
+
+
+@dataclass
+class PreparedInput:
+    """One input ready to explore.
+
+    ``embeddings`` is x0 (segments, width); ``model_inputs`` holds whatever else the model needs
+    (pixel values, token ids, attention mask); ``segment_names`` label the rows of x0.
+    """
+
+    embeddings: Tensor
+    segment_names: list[str]
+    model_inputs: dict[str, Tensor] = field(default_factory=dict)
+    description: str = ""
+
+    @property
+    def num_segments(self) -> int:
+        return int(self.embeddings.shape[0])
+
+
+def check_finite(t: Tensor, what: str) -> None:
+    if not torch.isfinite(t).all():
+        raise InputError(f"{what} contains NaN or Inf values")
+
+
+class ModelAdapter(ABC):
+    """Base class for model adapters (see module docstring)."""
+
+    #: names of the output classes, index-aligned with the logits
+    labels: list[str]
+    device: torch.device
+    dtype: torch.dtype
+
+    @abstractmethod
+    def prepare(self, raw: Any) -> PreparedInput:
+        """Validate a raw input and embed it into the explored space."""
+
+    @abstractmethod
+    def logits(self, x: Tensor, prepared: PreparedInput) -> Tensor:
+        """Logits (q,) of the model run from the explored tensor x (segments, width)."""
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able description recorded next to every run."""
+        return {"adapter": type(self).__name__}
+
+
+def parameter_copies(model: nn.Module, device: torch.device, dtype: torch.dtype) -> dict:
+    """Detached parameters and buffers in the requested dtype (floating point only) and device.
+
+    Shares memory with the model when nothing needs converting, so this costs nothing in the
+    common case and never touches the user's module.
+    """
+    out = {}
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        t = t.detach()
+        out[name] = t.to(device=device, dtype=dtype) if t.is_floating_point() else t.to(device)
+    return out
+
+
+@contextmanager
+def replace_module_output(module: nn.Module, value: Tensor) -> Iterator[None]:
+    """Within the block, ``module(...)`` returns ``value`` instead of its own output."""
+
+    def hook(_module: nn.Module, _inputs: Any, output: Any) -> Any:
+        if isinstance(output, tuple):
+            return (value, *output[1:])
+        return value
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+@contextmanager
+def capture_module_output(module: nn.Module) -> Iterator[list[Tensor]]:
+    """Within the block, the outputs of ``module`` are appended to the yielded list."""
+    seen: list[Tensor] = []
+
+    def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+        seen.append(output[0] if isinstance(output, tuple) else output)
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield seen
+    finally:
+        handle.remove()
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None:
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InputError(f"unknown device {device!r}: use 'cpu', 'cuda' or 'cuda:N'") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("device 'cuda' was requested but no CUDA device is available")
+    return dev
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    table = {"float32": torch.float32, "float64": torch.float64}
+    if isinstance(dtype, torch.dtype):
+        if dtype not in table.values():
+            raise InputError(f"dtype must be float32 or float64, got {dtype}")
+        return dtype
+    try:
+        return table[dtype]
+    except KeyError:
+        raise InputError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from None
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Run in eval mode (no dropout) and give the model back in the mode it was in."""
+    if not model.training:
+        yield
+        return
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, mode in modes:
+            m.training = mode

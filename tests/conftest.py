@@ -1,0 +1,127 @@
+"""Tiny random Hugging Face models built offline, and an analytic model with a known Jacobian."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+VOCAB = (
+    "[PAD] [UNK] [CLS] [SEP] [MASK] the a cat dog sat on mat is good bad hate love you i "
+    "we they ##s ##ed . , !"
+).split()
+TEXT = "the cat sat on the mat."
+
+
+def tiny_vit(*, num_labels: int = 3, attn: str = "sdpa", seed: int = 0):
+    from transformers import ViTConfig, ViTForImageClassification
+
+    torch.manual_seed(seed)
+    config = ViTConfig(
+        image_size=8,
+        patch_size=2,
+        num_channels=1,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        num_labels=num_labels,
+        initializer_range=0.3,
+        attn_implementation=attn,
+    )
+    return ViTForImageClassification(config).eval()
+
+
+def tiny_bert(*, num_labels: int = 3, attn: str = "sdpa", seed: int = 0):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=len(VOCAB),
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=24,
+        num_labels=num_labels,
+        initializer_range=0.3,
+        attn_implementation=attn,
+    )
+    return BertForSequenceClassification(config).eval()
+
+
+def make_tokenizer(tmp_path):
+    from transformers import BertTokenizer
+
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(VOCAB) + "\n")
+    return BertTokenizer(str(vocab))
+
+
+@pytest.fixture
+def vit():
+    return tiny_vit()
+
+
+@pytest.fixture
+def bert():
+    return tiny_bert()
+
+
+@pytest.fixture
+def tokenizer(tmp_path):
+    return make_tokenizer(tmp_path)
+
+
+@pytest.fixture
+def image():
+    """A non-trivial 8x8 image in [0, 1] (never all zeros)."""
+    rng = np.random.default_rng(0)
+    return rng.uniform(0.05, 0.95, size=(8, 8)).astype(np.float32)
+
+
+@pytest.fixture
+def vit_dir(tmp_path):
+    path = tmp_path / "vit"
+    tiny_vit().save_pretrained(path)
+    (path / "preprocessor_config.json").write_text(
+        json.dumps({"do_normalize": True, "image_mean": [0.5], "image_std": [0.5]})
+    )
+    return path
+
+
+@pytest.fixture
+def bert_dir(tmp_path):
+    path = tmp_path / "bert"
+    tiny_bert().save_pretrained(path)
+    make_tokenizer(tmp_path).save_pretrained(path)
+    return path
+
+
+class LinearLogits(nn.Module):
+    """logits = W vec(x) + b: its Jacobian with respect to x is W, exactly."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, shape: tuple[int, int]):
+        super().__init__()
+        self.weight = nn.Parameter(weight)
+        self.bias = nn.Parameter(bias)
+        self.shape = shape
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.weight @ x.reshape(-1) + self.bias
+
+
+@pytest.fixture
+def linear_model():
+    gen = torch.Generator().manual_seed(3)
+    shape = (4, 5)
+    weight = torch.randn(3, 20, generator=gen, dtype=torch.float64)
+    bias = torch.randn(3, generator=gen, dtype=torch.float64)
+    x0 = torch.randn(*shape, generator=gen, dtype=torch.float64)
+    return LinearLogits(weight, bias, shape), x0
