@@ -51,7 +51,9 @@ def _jacobians():
     return cases
 
 
-@pytest.mark.parametrize("name,jac,y,metric", _jacobians(), ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    "name,jac,y,metric", _jacobians(), ids=lambda v: v if isinstance(v, str) else ""
+)
 def test_exact_and_lowrank_agree_in_float64(name, jac, y, metric):
     low = pullback_spectrum(jac, y, metric=metric, method="lowrank", rtol=1e-10)
     ex = pullback_spectrum(jac, y, metric=metric, method="exact", rtol=1e-10)

@@ -76,7 +76,9 @@ class PullbackSpectrum:
         basis vector, does not depend on the solver's choice of basis.
         """
         if self.rank >= self.dim:
-            raise RankZeroMetricError("the pullback metric has full rank: there is no null direction")
+            raise RankZeroMetricError(
+                "the pullback metric has full rank: there is no null direction"
+            )
         basis = self.eigenvectors
         z = torch.randn(self.dim, generator=generator, dtype=basis.dtype, device=basis.device)
         v = self.project_null(z)

@@ -48,7 +48,9 @@ class TorchAdapter(ModelAdapter):
         self.dtype = resolve_dtype(dtype)
         self._segment_names = segment_names
         self._params = (
-            parameter_copies(forward, self.device, self.dtype) if isinstance(forward, nn.Module) else None
+            parameter_copies(forward, self.device, self.dtype)
+            if isinstance(forward, nn.Module)
+            else None
         )
         self.labels = list(labels) if labels is not None else []
 
