@@ -1,4 +1,4 @@
-"""Command line: ``simec explore ...`` (thin: options become the same ExploreConfig the API takes)."""
+"""Command line ``simec``: thin, its options become the ExploreConfig the API takes."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ inputs the model cannot tell apart) or across classes (SiMExp)."""
 
 EXPLORE_EPILOG = """\
 examples:
-  simec explore --model runs/vit-mnist --input digit.png --algorithm simec --steps 1000 --out out/simec
-  simec explore --model runs/vit-mnist --input digit.npy --space pixels --algorithm simexp --out out/px
-  simec explore --model runs/bert-hate --input "you are all corrupt" --segments 1-3 --out out/text
+  simec explore --model runs/vit --input digit.png --algorithm simec --steps 1000 --out out/a
+  simec explore --model runs/vit --input digit.npy --space pixels --algorithm simexp --out out/b
+  simec explore --model runs/bert --input "you are all corrupt" --segments 1-3 --out out/c
 
 outputs (in --out):
   summary.json            the full configuration, package versions, per-step probabilities,

@@ -58,7 +58,7 @@ class PullbackSpectrum:
         return int(self.eigenvectors.shape[0])
 
     def step_size(self, scale: float = 1.0) -> float:
-        """delta = scale / sqrt(lambda_max) (Algorithm 1 line 7 with scale 1, Algorithm 2 with 2)."""
+        """delta = scale / sqrt(lambda_max): Algorithm 1 line 7 (scale 1), Algorithm 2 (scale 2)."""
         if self.lambda_max <= 0:
             raise RankZeroMetricError("the pullback metric is zero: lambda_max = 0")
         return scale / self.lambda_max**0.5
