@@ -1,0 +1,47 @@
+import torch
+
+from simec import explore
+from simec.interpret import ViTDecoder
+from simec.models import from_model
+from tests.conftest import tiny_vit
+
+
+def test_embed_then_decode_is_the_image(image):
+    for space in ("embeddings", "pixels"):
+        adapter = from_model(tiny_vit(), image_mean=[0.5], image_std=[0.5], space=space)
+        decoder = ViTDecoder(adapter)
+        x0 = adapter.prepare(image).embeddings
+        torch.testing.assert_close(
+            decoder.to_image(x0)[0], torch.from_numpy(image), rtol=0, atol=1e-5
+        )
+
+
+def test_only_explored_patches_are_pasted_back(image):
+    adapter = from_model(tiny_vit())
+    decoder = ViTDecoder(adapter)
+    res = explore(adapter, image, algorithm="simexp", steps=5, segments=(1, 2), max_step=0.5)
+    original = torch.from_numpy(image)[None]
+    decoded = decoder.to_image(
+        res.trajectory[-1], original=original, explored_segments=res.explored_segments
+    )
+    changed = (decoded - original).abs()[0] > 1e-6
+    # rows 1, 2 are patches (0,0) and (0,1): pixels [0:2, 0:4]
+    assert changed[:2, :4].any()
+    changed[:2, :4] = False
+    assert not changed.any()
+
+
+def test_surviving_fraction_of_steps_in_and_out_of_range(image):
+    adapter = from_model(tiny_vit(), dtype="float64")
+    decoder = ViTDecoder(adapter)
+    x0 = adapter.prepare(image).embeddings
+    patch_step = torch.zeros_like(x0)
+    patch_step[5] = decoder.weight @ torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=torch.float64)
+    q, _ = torch.linalg.qr(decoder.weight)  # orthonormal basis of range(W)
+    other = torch.randn(16, dtype=torch.float64)
+    other -= q @ (q.T @ other)
+    off_step = torch.zeros_like(x0)
+    off_step[5] = other
+    traj = torch.stack([x0, x0 + patch_step, x0 + patch_step + off_step])
+    frac = decoder.surviving_fraction(traj)
+    torch.testing.assert_close(frac, torch.tensor([1.0, 0.0], dtype=torch.float64), atol=1e-10, rtol=0)
