@@ -204,6 +204,70 @@ def build_parser() -> argparse.ArgumentParser:
         help="pull back at most C output rows at once (caps Jacobian memory)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    imp = commands.add_parser(
+        "importance",
+        help="rank tokens/patches by sensitivity (Algorithm 3)",
+        description="Per-segment importance: the largest eigenvalue of the pullback metric "
+        "restricted to each token/patch. Writes importance.json (and importance.png for images).",
+    )
+    imp.add_argument("--model", required=True, metavar="DIR", help="a saved model directory")
+    imp.add_argument("--input", required=True, metavar="FILE_OR_TEXT", help="image file or text")
+    imp.add_argument("--method", choices=list(METHODS), default="lowrank")
+    imp.add_argument("--output-metric", choices=output_metric_names(), default="euclidean-probs")
+    imp.add_argument("--device", default="cpu")
+    imp.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    imp.add_argument("--out", required=True, metavar="DIR", help="folder for the results")
+
+    demo = commands.add_parser(
+        "demo",
+        help="run the whole vision pipeline on the shipped MNIST ViT (no data needed)",
+        description="Patch importance, SiMEC and SiMExp walks, decoded images and the class "
+        "probability along both walks, on the shipped MNIST ViT and a shipped digit. Writes "
+        "DIR/report.html with its PNG figures.",
+    )
+    demo.add_argument("--out", default="simec-demo", metavar="DIR",
+                      help="folder for the report (default: %(default)s)")
+    demo.add_argument("--steps", type=_positive_int, default=300,
+                      help="iterations of each walk (default: %(default)s)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--device", default="cpu")
+    demo.add_argument("--model", default=None, metavar="DIR",
+                      help="another image classifier directory instead of the shipped one")
+    demo.add_argument("--image", default=None, metavar="FILE",
+                      help="another image (PNG/.npy) instead of the shipped digit")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    train = commands.add_parser("train", help="train the models simec explores")
+    kinds = train.add_subparsers(dest="kind", metavar="KIND")
+    kinds.required = True
+    vit = kinds.add_parser(
+        "vit",
+        help="a ViT of the SiMEC paper's shape on MNIST, Fashion-MNIST or digits",
+        description="Train ViTForImageClassification (28x28x1, patch 2, hidden 48, 4 layers, "
+        "4 heads, MLP 192) with Adam; keeps the best validation epoch in --out with a model card.",
+    )
+    from .train.vit import ViTTrainConfig
+
+    tdef = ViTTrainConfig()
+    vit.add_argument("--dataset", choices=["mnist", "fashion-mnist", "digits"], default="mnist")
+    vit.add_argument("--data", default=None, metavar="DIR",
+                     help="IDX folder (MNIST: ../shared/data/mnist; Fashion-MNIST default: "
+                     "/usr/share/datasets/fashion-mnist)")
+    vit.add_argument("--out", required=True, metavar="DIR")
+    vit.add_argument("--epochs", type=_at_least_one, default=tdef.epochs)
+    vit.add_argument("--batch-size", type=_at_least_one, default=tdef.batch_size)
+    vit.add_argument("--lr", type=_positive_float, default=tdef.lr)
+    vit.add_argument("--shift", type=_positive_int, default=tdef.shift,
+                     help="random translation augmentation in pixels (default: %(default)s)")
+    vit.add_argument("--seed", type=int, default=tdef.seed,
+                     help="seed of the split and of training (default: %(default)s)")
+    vit.add_argument("--limit", type=_at_least_one, default=None,
+                     help="train on the first N images only (smoke runs)")
+    vit.add_argument("--device", default="cpu")
+    vit.add_argument("--threads", type=_at_least_one, default=None,
+                     help="CPU threads for torch (default: torch's choice)")
+    vit.add_argument("--quiet", action="store_true")
     return parser
 
 
@@ -261,6 +325,61 @@ def run_explore(args: argparse.Namespace) -> int:
     return 0 if result.stop_reason == "completed" else 3
 
 
+def run_importance(args: argparse.Namespace) -> int:
+    from ._io import atomic_write_json, environment
+    from .interpret import segment_importance
+    from .models import HFImageClassifierAdapter, load_adapter
+
+    adapter = load_adapter(args.model, device=args.device, dtype=args.dtype)
+    raw = _read_input(args.input, adapter)
+    imp = segment_importance(adapter, raw, output_metric=args.output_metric, method=args.method)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(
+        out / "importance.json",
+        {
+            "segments": imp.segment_names,
+            "scores": imp.scores.tolist(),
+            "probabilities": imp.probabilities.tolist(),
+            "predicted": imp.labels[imp.predicted],
+            "config": {k: v for k, v in vars(args).items() if k != "func"},
+            "environment": environment(),
+        },
+    )
+    if isinstance(adapter, HFImageClassifierAdapter) and adapter.patch_size:
+        from .report import plots
+
+        grid = tuple(s // adapter.patch_size for s in adapter.image_size)
+        fig, _ = plots.plot_patch_importance(imp.scores, grid)  # type: ignore[arg-type]
+        plots.save_figure(fig, out / "importance.png")
+    for name, score in imp.ranking()[:10]:
+        print(f"{score:12.5g}  {name}")
+    print(f"predicted {imp.labels[imp.predicted]!r}; results in {out}/")
+    return 0
+
+
+def run_demo_command(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    path = run_demo(args.out, steps=args.steps, seed=args.seed, device=args.device,
+                    model=args.model, image=args.image, progress=not args.quiet)
+    print(f"report written to {path}")
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from .train.vit import ViTTrainConfig, train_vit
+
+    cfg = ViTTrainConfig(dataset=args.dataset, data_dir=args.data, out=args.out,
+                         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                         shift=args.shift, seed=args.seed, limit=args.limit, device=args.device,
+                         threads=args.threads)
+    metrics = train_vit(cfg, progress=not args.quiet)
+    print(f"best {metrics['evaluated_on']} accuracy {100 * metrics['best_val_accuracy']:.2f}% "
+          f"after {metrics['train_seconds'] / 60:.1f} min; model in {args.out}/")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -269,6 +388,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "explore":
             return run_explore(args)
+        if args.command == "importance":
+            return run_importance(args)
+        if args.command == "demo":
+            return run_demo_command(args)
+        if args.command == "train":
+            return run_train(args)
     except SimecError as exc:
         print(f"simec {args.command}: error: {exc}", file=sys.stderr)
         return 2

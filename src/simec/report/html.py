@@ -1,0 +1,59 @@
+"""A self-contained HTML report: sections of text, tables and PNG figures beside it."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from .._io import atomic_write_bytes
+
+CSS = """
+body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}
+h1{font-size:1.6em}h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
+img{max-width:100%}table{border-collapse:collapse;margin:.5em 0}
+td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}th{background:#f5f5f5}
+td:first-child,th:first-child{text-align:left}.note{color:#555;font-size:.92em}
+pre{background:#f7f7f7;padding:.6em;overflow:auto;font-size:.8em}
+"""
+
+
+class Report:
+    """Collects sections, writes ``report.html`` atomically."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.parts: list[str] = []
+
+    def heading(self, text: str) -> None:
+        self.parts.append(f"<h2>{html.escape(text)}</h2>")
+
+    def paragraph(self, text: str, *, note: bool = False) -> None:
+        cls = ' class="note"' if note else ""
+        self.parts.append(f"<p{cls}>{html.escape(text)}</p>")
+
+    def image(self, filename: str, alt: str) -> None:
+        self.parts.append(f'<img src="{html.escape(filename)}" alt="{html.escape(alt)}">')
+
+    def table(self, header: list[str], rows: list[list[Any]]) -> None:
+        head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+            for row in rows
+        )
+        self.parts.append(f"<table><tr>{head}</tr>{body}</table>")
+
+    def details(self, summary: str, obj: Any) -> None:
+        text = html.escape(json.dumps(obj, indent=2, default=str))
+        self.parts.append(f"<details><summary>{html.escape(summary)}</summary><pre>{text}</pre></details>")
+
+    def write(self, path: str | Path) -> Path:
+        page = (
+            f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}"
+            f"</title><style>{CSS}</style></head><body><h1>{html.escape(self.title)}</h1>"
+            + "\n".join(self.parts)
+            + "</body></html>\n"
+        )
+        atomic_write_bytes(path, page.encode())
+        return Path(path)
