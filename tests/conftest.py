@@ -125,3 +125,31 @@ def linear_model():
     bias = torch.randn(3, generator=gen, dtype=torch.float64)
     x0 = torch.randn(*shape, generator=gen, dtype=torch.float64)
     return LinearLogits(weight, bias, shape), x0
+
+
+def write_idx(path, array):
+    """Write a uint8 IDX file (gzipped if the name ends in .gz)."""
+    import gzip
+
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape
+    )
+    data = header + array.astype(np.uint8).tobytes()
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "wb") as fh:
+        fh.write(data)
+
+
+@pytest.fixture
+def fake_mnist(tmp_path):
+    """40 synthetic 28x28 'digits' (a bright bar whose position encodes the label)."""
+    rng = np.random.default_rng(0)
+    labels = np.arange(40) % 10
+    images = (rng.uniform(0, 40, size=(40, 28, 28))).astype(np.uint8)
+    for i, y in enumerate(labels):
+        images[i, 4:24, 2 + 2 * y : 4 + 2 * y] = 255
+    root = tmp_path / "mnist"
+    root.mkdir()
+    write_idx(root / "t10k-images-idx3-ubyte.gz", images)
+    write_idx(root / "t10k-labels-idx1-ubyte.gz", labels)
+    return root

@@ -5,7 +5,7 @@ wall time, and SiMExp for K steps. Counted: informative images (pixel variance >
 paper's threshold) among the decoded SiMEC points and among the baseline's images. Volume
 explored (our definition, the paper gives none): over the K+1 explored embedding matrices,
 (a) the RMS distance from the start and (b) the log-volume of the trajectory's top-d principal
-ellipsoid, sum_{i<=d} log sigma_i of the centred point cloud (d = 10).
+ellipsoid, sum_{i<=d} log sigma_i of the centred point cloud (d = min(10, K)).
 
 Each image's row is written atomically to ``out/rows/NNNNN.json`` as soon as it is done, so an
 interrupted run resumes where it stopped (finished images are never recomputed).
@@ -63,10 +63,10 @@ def trajectory_volume(trajectory: torch.Tensor, dims: int = 10) -> dict[str, flo
     pts = trajectory.reshape(trajectory.shape[0], -1).double()
     rms = float(torch.linalg.vector_norm(pts - pts[0], dim=1).pow(2).mean().sqrt())
     centred = pts - pts.mean(0)
+    dims = min(dims, pts.shape[0] - 1)  # m points span at most m - 1 dimensions
     s = torch.linalg.svdvals(centred)[:dims]
-    s = s[s > 0]
-    log_volume = float(torch.log(s).sum()) if len(s) == dims else -math.inf
-    return {"rms_distance": rms, "log_volume": log_volume}
+    log_volume = float(torch.log(s).sum()) if dims > 0 and bool((s > 0).all()) else -math.inf
+    return {"rms_distance": rms, "log_volume": log_volume, "volume_dims": dims}
 
 
 def _images(cfg: VitExplorationConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -132,10 +132,12 @@ def _row(adapter: HFImageClassifierAdapter, decoder: ViTDecoder, image: np.ndarr
 
 
 def _mean_std(values: list[float]) -> str:
-    if not values:
+    """'mean ± sample std' of the finite values (n/a when there are none)."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
         return "n/a"
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.fmean(values):.4g} ± {sd:.3g}"
+    sd = statistics.stdev(finite) if len(finite) > 1 else 0.0
+    return f"{statistics.fmean(finite):.4g} ± {sd:.3g}"
 
 
 def summarize(rows: list[dict[str, Any]], cfg: VitExplorationConfig) -> tuple[str, dict[str, Any]]:

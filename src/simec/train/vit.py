@@ -77,7 +77,8 @@ def _splits(cfg: ViTTrainConfig) -> tuple[ImageDataset, ImageDataset, dict[str, 
         full = load_idx_dataset(cfg.data_dir, split="test", kind="mnist")
         rng = np.random.default_rng(cfg.seed)
         order = rng.permutation(len(full))
-        val_idx, train_idx = np.sort(order[: cfg.val_size]), np.sort(order[cfg.val_size :])
+        n_val = min(cfg.val_size, len(full) // 5)
+        val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
         split = {
             "source": "MNIST test split (t10k), the only MNIST split available offline",
             "seed": cfg.seed,
