@@ -55,3 +55,35 @@ def test_importance_command_writes_json_and_png(vit_dir, image, tmp_path):
     data = json.loads((out / "importance.json").read_text())
     assert len(data["scores"]) == len(data["segments"]) == 17
     assert (out / "importance.png").is_file()
+
+
+def test_shipped_mnist_model_reaches_its_recorded_validation_accuracy():
+    import json
+    from pathlib import Path
+
+    import pytest
+    import torch
+    from transformers import ViTForImageClassification
+
+    from simec.data import load_idx_dataset
+    from simec.train.vit import to_pixels
+
+    data_dir = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+    if not data_dir.is_dir():
+        pytest.skip(f"MNIST data not found at {data_dir} (the shared data folder)")
+    model_dir = shipped_model()
+    split = json.loads((model_dir / "split.json").read_text())
+    data = load_idx_dataset(data_dir)
+    val = np.array(split["validation_indices"])
+    assert len(val) == 2000 and not set(val) & set(split["train_indices"])
+    model = ViTForImageClassification.from_pretrained(model_dir).eval()
+    with torch.no_grad():
+        pred = torch.cat(
+            [
+                model(pixel_values=to_pixels(data.images[val[i : i + 500]])).logits.argmax(-1)
+                for i in range(0, len(val), 500)
+            ]
+        )
+    accuracy = float((pred.numpy() == data.labels[val]).mean())
+    assert accuracy >= 0.95
+    assert f"{100 * accuracy:.2f}%" in (model_dir / "README.md").read_text()
