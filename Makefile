@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # CPU wheel on disk here; pinned so pip never pulls a multi-GB CUDA build on a CPU machine.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install test lint bench clean
+.PHONY: install demo test lint bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,10 @@ $(PY):
 install: $(PY)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e ".[dev]"
+
+demo: install
+	$(VENV)/bin/simec demo --out simec-demo
+	@echo "open simec-demo/report.html"
 
 test: install
 	$(PY) -m pytest -q
