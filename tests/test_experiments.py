@@ -7,13 +7,34 @@ def test_vit_exploration_runs_and_resumes(fake_mnist, tmp_path):
     from transformers import ViTConfig, ViTForImageClassification
 
     model_dir = tmp_path / "vit"
-    config = ViTConfig(image_size=28, patch_size=7, num_channels=1, hidden_size=16,
-                       num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                       num_labels=10, initializer_range=0.3)
+    config = ViTConfig(
+        image_size=28,
+        patch_size=7,
+        num_channels=1,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        num_labels=10,
+        initializer_range=0.3,
+    )
     ViTForImageClassification(config).save_pretrained(model_dir)
     out = tmp_path / "exp"
-    argv = ["experiment", "vit-exploration", "--model", str(model_dir), "--data",
-            str(fake_mnist), "--images", "2", "--steps", "5", "--out", str(out), "--quiet"]
+    argv = [
+        "experiment",
+        "vit-exploration",
+        "--model",
+        str(model_dir),
+        "--data",
+        str(fake_mnist),
+        "--images",
+        "2",
+        "--steps",
+        "5",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert main(argv) == 0
     rows = sorted((out / "rows").glob("*.json"))
     assert len(rows) == 2

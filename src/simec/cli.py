@@ -203,6 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="C",
         help="pull back at most C output rows at once (caps Jacobian memory)",
     )
+    run.add_argument(
+        "--compile",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="compile the Jacobian with TorchInductor (~2x faster after a one-off "
+        "compile of a few seconds); auto: on for runs of 500+ steps",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
     imp = commands.add_parser(
@@ -226,16 +233,32 @@ def build_parser() -> argparse.ArgumentParser:
         "probability along both walks, on the shipped MNIST ViT and a shipped digit. Writes "
         "DIR/report.html with its PNG figures.",
     )
-    demo.add_argument("--out", default="simec-demo", metavar="DIR",
-                      help="folder for the report (default: %(default)s)")
-    demo.add_argument("--steps", type=_positive_int, default=300,
-                      help="iterations of each walk (default: %(default)s)")
+    demo.add_argument(
+        "--out",
+        default="simec-demo",
+        metavar="DIR",
+        help="folder for the report (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--steps",
+        type=_positive_int,
+        default=300,
+        help="iterations of each walk (default: %(default)s)",
+    )
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--device", default="cpu")
-    demo.add_argument("--model", default=None, metavar="DIR",
-                      help="another image classifier directory instead of the shipped one")
-    demo.add_argument("--image", default=None, metavar="FILE",
-                      help="another image (PNG/.npy) instead of the shipped digit")
+    demo.add_argument(
+        "--model",
+        default=None,
+        metavar="DIR",
+        help="another image classifier directory instead of the shipped one",
+    )
+    demo.add_argument(
+        "--image",
+        default=None,
+        metavar="FILE",
+        help="another image (PNG/.npy) instead of the shipped digit",
+    )
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
 
     exp = commands.add_parser("experiment", help="reproduce the papers' experiments")
@@ -271,22 +294,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     tdef = ViTTrainConfig()
     vit.add_argument("--dataset", choices=["mnist", "fashion-mnist", "digits"], default="mnist")
-    vit.add_argument("--data", default=None, metavar="DIR",
-                     help="IDX folder (MNIST: ../shared/data/mnist; Fashion-MNIST default: "
-                     "/usr/share/datasets/fashion-mnist)")
+    vit.add_argument(
+        "--data",
+        default=None,
+        metavar="DIR",
+        help="IDX folder (MNIST: ../shared/data/mnist; Fashion-MNIST default: "
+        "/usr/share/datasets/fashion-mnist)",
+    )
     vit.add_argument("--out", required=True, metavar="DIR")
     vit.add_argument("--epochs", type=_at_least_one, default=tdef.epochs)
     vit.add_argument("--batch-size", type=_at_least_one, default=tdef.batch_size)
     vit.add_argument("--lr", type=_positive_float, default=tdef.lr)
-    vit.add_argument("--shift", type=_positive_int, default=tdef.shift,
-                     help="random translation augmentation in pixels (default: %(default)s)")
-    vit.add_argument("--seed", type=int, default=tdef.seed,
-                     help="seed of the split and of training (default: %(default)s)")
-    vit.add_argument("--limit", type=_at_least_one, default=None,
-                     help="train on the first N images only (smoke runs)")
+    vit.add_argument(
+        "--shift",
+        type=_positive_int,
+        default=tdef.shift,
+        help="random translation augmentation in pixels (default: %(default)s)",
+    )
+    vit.add_argument(
+        "--seed",
+        type=int,
+        default=tdef.seed,
+        help="seed of the split and of training (default: %(default)s)",
+    )
+    vit.add_argument(
+        "--limit",
+        type=_at_least_one,
+        default=None,
+        help="train on the first N images only (smoke runs)",
+    )
     vit.add_argument("--device", default="cpu")
-    vit.add_argument("--threads", type=_at_least_one, default=None,
-                     help="CPU threads for torch (default: torch's choice)")
+    vit.add_argument(
+        "--threads",
+        type=_at_least_one,
+        default=None,
+        help="CPU threads for torch (default: torch's choice)",
+    )
     vit.add_argument("--quiet", action="store_true")
     return parser
 
@@ -320,6 +363,7 @@ def run_explore(args: argparse.Namespace) -> int:
         record_every=args.record_every,
         rtol=args.rtol,
         chunk_size=args.chunk_size,
+        compile={"auto": None, "on": True, "off": False}[args.compile],
         extra={
             "model_dir": str(Path(args.model).resolve()),
             "input": args.input,
@@ -381,8 +425,15 @@ def run_importance(args: argparse.Namespace) -> int:
 def run_demo_command(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    path = run_demo(args.out, steps=args.steps, seed=args.seed, device=args.device,
-                    model=args.model, image=args.image, progress=not args.quiet)
+    path = run_demo(
+        args.out,
+        steps=args.steps,
+        seed=args.seed,
+        device=args.device,
+        model=args.model,
+        image=args.image,
+        progress=not args.quiet,
+    )
     print(f"report written to {path}")
     return 0
 
@@ -390,9 +441,16 @@ def run_demo_command(args: argparse.Namespace) -> int:
 def run_experiment(args: argparse.Namespace) -> int:
     from .experiments.vit_exploration import VitExplorationConfig, run_vit_exploration
 
-    cfg = VitExplorationConfig(model=args.model, data=args.data, out=args.out,
-                               images=args.images, steps=args.steps, seed=args.seed,
-                               dataset=args.dataset, device=args.device)
+    cfg = VitExplorationConfig(
+        model=args.model,
+        data=args.data,
+        out=args.out,
+        images=args.images,
+        steps=args.steps,
+        seed=args.seed,
+        dataset=args.dataset,
+        device=args.device,
+    )
     run_vit_exploration(cfg, progress=not args.quiet)
     print((Path(args.out) / "table.md").read_text())
     return 0
@@ -401,13 +459,24 @@ def run_experiment(args: argparse.Namespace) -> int:
 def run_train(args: argparse.Namespace) -> int:
     from .train.vit import ViTTrainConfig, train_vit
 
-    cfg = ViTTrainConfig(dataset=args.dataset, data_dir=args.data, out=args.out,
-                         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                         shift=args.shift, seed=args.seed, limit=args.limit, device=args.device,
-                         threads=args.threads)
+    cfg = ViTTrainConfig(
+        dataset=args.dataset,
+        data_dir=args.data,
+        out=args.out,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        shift=args.shift,
+        seed=args.seed,
+        limit=args.limit,
+        device=args.device,
+        threads=args.threads,
+    )
     metrics = train_vit(cfg, progress=not args.quiet)
-    print(f"best {metrics['evaluated_on']} accuracy {100 * metrics['best_val_accuracy']:.2f}% "
-          f"after {metrics['train_seconds'] / 60:.1f} min; model in {args.out}/")
+    print(
+        f"best {metrics['evaluated_on']} accuracy {100 * metrics['best_val_accuracy']:.2f}% "
+        f"after {metrics['train_seconds'] / 60:.1f} min; model in {args.out}/"
+    )
     return 0
 
 

@@ -57,41 +57,60 @@ def run_demo(
     adapter = load_adapter(model or shipped_model(), device=device)
     if not isinstance(adapter, HFImageClassifierAdapter):
         raise InputError("the demo needs an image classifier")
-    raw = sample_digit() if image is None else (load_image(image) if isinstance(image, (str, Path)) else image)
-    original = ((adapter.pixel_values(raw)[0].cpu() * adapter._std.view(-1, 1, 1)) + adapter._mean.view(-1, 1, 1))
-    grid = (adapter.image_size[0] // adapter.patch_size, adapter.image_size[1] // adapter.patch_size)
+    raw = (
+        sample_digit()
+        if image is None
+        else (load_image(image) if isinstance(image, (str, Path)) else image)
+    )
+    original = (
+        adapter.pixel_values(raw)[0].cpu() * adapter._std.view(-1, 1, 1)
+    ) + adapter._mean.view(-1, 1, 1)
+    grid = (
+        adapter.image_size[0] // adapter.patch_size,
+        adapter.image_size[1] // adapter.patch_size,
+    )
 
     importance = segment_importance(adapter, raw)
     labels = importance.labels
     top = importance.predicted
     fig, _ = plots.plot_image(original, title=f"input: predicted {labels[top]!r}")
     plots.save_figure(fig, out / "input.png")
-    fig, _ = plots.plot_patch_importance(importance.scores, grid,
-                                         title="patch importance (max eigenvalue)")
+    fig, _ = plots.plot_patch_importance(
+        importance.scores, grid, title="patch importance (max eigenvalue)"
+    )
     plots.save_figure(fig, out / "importance.png")
-    fig, _ = plots.plot_patch_importance(importance.scores, grid, image=original,
-                                         title="importance over the input")
+    fig, _ = plots.plot_patch_importance(
+        importance.scores, grid, image=original, title="importance over the input"
+    )
     plots.save_figure(fig, out / "importance_overlay.png")
 
     pixel_adapter = load_adapter(model or shipped_model(), device=device, space="pixels")
     decoders = {"embeddings": ViTDecoder(adapter), "pixels": ViTDecoder(pixel_adapter)}  # type: ignore[arg-type]
     record_every = max(1, steps // frames)
     runs = {}
-    walks = (("simec", "simec", adapter), ("simexp", "simexp", adapter),
-             ("simec-pixels", "simec", pixel_adapter))
+    walks = (
+        ("simec", "simec", adapter),
+        ("simexp", "simexp", adapter),
+        ("simec-pixels", "simec", pixel_adapter),
+    )
     for name, algorithm, walker in walks:
-        result = explore(walker, raw, algorithm=algorithm, steps=steps, seed=seed,
-                         record_every=record_every, progress=progress)
+        result = explore(
+            walker,
+            raw,
+            algorithm=algorithm,
+            steps=steps,
+            seed=seed,
+            record_every=record_every,
+            progress=progress,
+        )
         result.save(out / name)
         decoder = decoders["pixels" if walker is pixel_adapter else "embeddings"]
-        images = decoder.decode_trajectory(result.trajectory, original=original,
-                                           explored_segments=result.explored_segments)
-        decoded_labels = [
-            labels[int(p.argmax())] for p in result.trajectory_probabilities
-        ]
+        images = decoder.decode_trajectory(
+            result.trajectory, original=original, explored_segments=result.explored_segments
+        )
+        decoded_labels = [labels[int(p.argmax())] for p in result.trajectory_probabilities]
         captions = [f"k={k}: {lab}" for k, lab in zip(result.trajectory_steps, decoded_labels)]
-        fig, _ = plots.plot_image_strip(list(images), captions,
-                                        title=f"{name}: decoded points p_k")
+        fig, _ = plots.plot_image_strip(list(images), captions, title=f"{name}: decoded points p_k")
         plots.save_figure(fig, out / f"{name}_decoded.png")
         runs[name] = (result, decoder.surviving_fraction(result.trajectory))
 
@@ -116,7 +135,8 @@ def run_demo(
     report.table(["most sensitive segment", "max eigenvalue"], [list(r) for r in ranking])
     report.paragraph(
         "Brighter patches are those whose embedding moves the prediction most: the largest "
-        "eigenvalue of the pullback metric restricted to that patch.", note=True,
+        "eigenvalue of the pullback metric restricted to that patch.",
+        note=True,
     )
     rows = []
     titles = {
@@ -128,15 +148,30 @@ def run_demo(
         report.heading(titles[algorithm])
         report.image(f"{algorithm}_decoded.png", f"{algorithm} decoded trajectory")
         p0, pk = float(res.probabilities[0, top]), float(res.probabilities[-1, top])
-        rows.append([
-            algorithm, res.steps_completed, f"{1000 * res.elapsed_seconds / max(1, res.steps_completed):.1f}",
-            f"{p0:.4f}", f"{pk:.4f}", labels[res.predicted[-1]],
-            f"{float(surviving.mean()) if len(surviving) else 1.0:.3f}", res.stop_reason,
-        ])
+        rows.append(
+            [
+                algorithm,
+                res.steps_completed,
+                f"{1000 * res.elapsed_seconds / max(1, res.steps_completed):.1f}",
+                f"{p0:.4f}",
+                f"{pk:.4f}",
+                labels[res.predicted[-1]],
+                f"{float(surviving.mean()) if len(surviving) else 1.0:.3f}",
+                res.stop_reason,
+            ]
+        )
     report.heading("Summary")
     report.table(
-        ["algorithm", "steps", "ms/step", f"p({labels[top]}) start", "end", "predicted at end",
-         "step fraction surviving decoding", "stop"],
+        [
+            "algorithm",
+            "steps",
+            "ms/step",
+            f"p({labels[top]}) start",
+            "end",
+            "predicted at end",
+            "step fraction surviving decoding",
+            "stop",
+        ],
         rows,
     )
     report.image("probability.png", "probability of the original class")
@@ -146,13 +181,27 @@ def run_demo(
         "projection by its pseudo-inverse and caps pixels to [0, 1]; only the part of each "
         "embedding-space step inside the range of the patch projection (4 of 48 dimensions per "
         "patch) survives (the fraction above). Exploring the pixels directly loses nothing: "
-        "the patch embedding is linear, so every point of that walk is an image.", note=True,
+        "the patch embedding is linear, so every point of that walk is an image.",
+        note=True,
     )
     elapsed = time.perf_counter() - t_start
-    config = {"steps": steps, "seed": seed, "device": device, "model": str(model or "shipped vit-mnist"),
-              "elapsed_seconds": elapsed}
-    report.details("configuration and environment", {"config": config, "environment": environment()})
-    atomic_write_json(out / "demo.json", {"config": config, "environment": environment(),
-                                          "importance": importance.scores.tolist(),
-                                          "summary": rows})
+    config = {
+        "steps": steps,
+        "seed": seed,
+        "device": device,
+        "model": str(model or "shipped vit-mnist"),
+        "elapsed_seconds": elapsed,
+    }
+    report.details(
+        "configuration and environment", {"config": config, "environment": environment()}
+    )
+    atomic_write_json(
+        out / "demo.json",
+        {
+            "config": config,
+            "environment": environment(),
+            "importance": importance.scores.tolist(),
+            "summary": rows,
+        },
+    )
     return report.write(out / "report.html")

@@ -240,3 +240,26 @@ def test_unknown_option_values_are_clear_errors(vit64, image):
 def test_public_api_is_small_and_flat():
     assert callable(simec.explore) and callable(simec.load_adapter)
     assert "explore" in simec.__all__
+
+
+@pytest.mark.slow
+def test_compiled_jacobian_walks_the_same_path_as_eager(image):
+    adapter = from_model(tiny_vit())
+    kw = dict(steps=6, seed=3, segments=(0, 3, 4, 9))
+    eager = explore(adapter, image, compile=False, **kw)
+    compiled = explore(adapter, image, compile=True, **kw)
+    torch.testing.assert_close(compiled.trajectory, eager.trajectory, rtol=0, atol=1e-5)
+    torch.testing.assert_close(compiled.probabilities, eager.probabilities, rtol=0, atol=1e-6)
+
+
+def test_compile_is_automatic_only_for_long_runs(monkeypatch):
+    from simec.explore.config import AUTO_COMPILE_STEPS, ExploreConfig
+
+    monkeypatch.delenv("SIMEC_COMPILE", raising=False)
+    assert not ExploreConfig(steps=AUTO_COMPILE_STEPS - 1).use_compile()
+    assert ExploreConfig(steps=AUTO_COMPILE_STEPS).use_compile()
+    assert not ExploreConfig(steps=AUTO_COMPILE_STEPS, compile=False).use_compile()
+    monkeypatch.setenv("SIMEC_COMPILE", "0")
+    assert not ExploreConfig(steps=10 * AUTO_COMPILE_STEPS).use_compile()
+    monkeypatch.setenv("SIMEC_COMPILE", "1")
+    assert ExploreConfig(steps=1).use_compile()

@@ -44,4 +44,6 @@ def test_surviving_fraction_of_steps_in_and_out_of_range(image):
     off_step[5] = other
     traj = torch.stack([x0, x0 + patch_step, x0 + patch_step + off_step])
     frac = decoder.surviving_fraction(traj)
-    torch.testing.assert_close(frac, torch.tensor([1.0, 0.0], dtype=torch.float64), atol=1e-10, rtol=0)
+    torch.testing.assert_close(
+        frac, torch.tensor([1.0, 0.0], dtype=torch.float64), atol=1e-10, rtol=0
+    )

@@ -1,7 +1,6 @@
 import json
 
 import numpy as np
-
 from safetensors.torch import load_file
 
 from simec import load_adapter
@@ -10,8 +9,25 @@ from simec.cli import main
 
 def test_train_vit_end_to_end_from_the_cli(fake_mnist, tmp_path):
     out = tmp_path / "vit"
-    code = main(["train", "vit", "--dataset", "mnist", "--data", str(fake_mnist), "--out",
-                 str(out), "--epochs", "1", "--batch-size", "16", "--quiet", "--seed", "4"])
+    code = main(
+        [
+            "train",
+            "vit",
+            "--dataset",
+            "mnist",
+            "--data",
+            str(fake_mnist),
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--quiet",
+            "--seed",
+            "4",
+        ]
+    )
     assert code == 0
     split = json.loads((out / "split.json").read_text())
     assert split["seed"] == 4

@@ -111,7 +111,11 @@ def load_digits() -> ImageDataset:
     try:
         from sklearn.datasets import load_digits as sk_load
     except ImportError as exc:
-        raise InputError("scikit-learn is needed for the digits data: pip install scikit-learn") from exc
+        raise InputError(
+            "scikit-learn is needed for the digits data: pip install scikit-learn"
+        ) from exc
     bunch = sk_load()
     images = np.clip(bunch.images * (255.0 / 16.0), 0, 255).round().astype(np.uint8)
-    return ImageDataset(images, bunch.target.astype(np.int64), [str(i) for i in range(10)], "digits")
+    return ImageDataset(
+        images, bunch.target.astype(np.int64), [str(i) for i in range(10)], "digits"
+    )

@@ -84,13 +84,21 @@ def _images(cfg: VitExplorationConfig) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return data.images[indices], data.labels[indices], indices
 
 
-def _row(adapter: HFImageClassifierAdapter, decoder: ViTDecoder, image: np.ndarray,
-         cfg: VitExplorationConfig, seed: int) -> dict[str, Any]:
-    original = adapter.pixel_values(image)[0].cpu() * adapter._std.view(-1, 1, 1) + adapter._mean.view(-1, 1, 1)
+def _row(
+    adapter: HFImageClassifierAdapter,
+    decoder: ViTDecoder,
+    image: np.ndarray,
+    cfg: VitExplorationConfig,
+    seed: int,
+) -> dict[str, Any]:
+    original = adapter.pixel_values(image)[0].cpu() * adapter._std.view(
+        -1, 1, 1
+    ) + adapter._mean.view(-1, 1, 1)
     row: dict[str, Any] = {}
     sim = explore(adapter, image, algorithm="simec", steps=cfg.steps, seed=seed)
-    decoded = decoder.decode_trajectory(sim.trajectory[1:], original=original,
-                                        explored_segments=sim.explored_segments)
+    decoded = decoder.decode_trajectory(
+        sim.trajectory[1:], original=original, explored_segments=sim.explored_segments
+    )
     variances = decoded.flatten(1).var(dim=1, unbiased=False)
     p0 = int(sim.predicted[0])
     row["simec"] = {
@@ -105,8 +113,15 @@ def _row(adapter: HFImageClassifierAdapter, decoder: ViTDecoder, image: np.ndarr
         "stop_reason": sim.stop_reason,
         **trajectory_volume(sim.trajectory, cfg.pca_dims),
     }
-    base = perturbation_explore(adapter, image, steps=None, time_budget=sim.elapsed_seconds,
-                                eta=cfg.eta, seed=seed, keep_every=10**9)
+    base = perturbation_explore(
+        adapter,
+        image,
+        steps=None,
+        time_budget=sim.elapsed_seconds,
+        eta=cfg.eta,
+        seed=seed,
+        keep_every=10**9,
+    )
     row["baseline"] = {
         "seconds": base.elapsed_seconds,
         "images": base.iterations,
@@ -124,10 +139,16 @@ def _row(adapter: HFImageClassifierAdapter, decoder: ViTDecoder, image: np.ndarr
     }
     row["predicted"] = p0
     row["p_original_simec_end"] = float(sim.probabilities[-1, p0])
-    row["_figure"] = (original, decoded[-1], decoder.decode_trajectory(
-        exp.trajectory[-1:], original=original, explored_segments=exp.explored_segments)[0],
-        adapter.labels[p0], adapter.labels[int(sim.trajectory_probabilities[-1].argmax())],
-        adapter.labels[int(exp.trajectory_probabilities[-1].argmax())])
+    row["_figure"] = (
+        original,
+        decoded[-1],
+        decoder.decode_trajectory(
+            exp.trajectory[-1:], original=original, explored_segments=exp.explored_segments
+        )[0],
+        adapter.labels[p0],
+        adapter.labels[int(sim.trajectory_probabilities[-1].argmax())],
+        adapter.labels[int(exp.trajectory_probabilities[-1].argmax())],
+    )
     return row
 
 
@@ -142,6 +163,7 @@ def _mean_std(values: list[float]) -> str:
 
 def summarize(rows: list[dict[str, Any]], cfg: VitExplorationConfig) -> tuple[str, dict[str, Any]]:
     """Markdown table and JSON aggregate of the per-image rows."""
+
     def col(alg: str, key: str) -> list[float]:
         return [float(r[alg][key]) for r in rows]
 
@@ -158,7 +180,9 @@ def summarize(rows: list[dict[str, Any]], cfg: VitExplorationConfig) -> tuple[st
         "simexp_rms_distance": _mean_std(col("simexp", "rms_distance")),
         "simec_log_volume": _mean_std(col("simec", "log_volume")),
         "simexp_log_volume": _mean_std(col("simexp", "log_volume")),
-        "simexp_changed_class": sum(1 for r in rows if r["simexp"]["final_class"] != r["predicted"]),
+        "simexp_changed_class": sum(
+            1 for r in rows if r["simexp"]["final_class"] != r["predicted"]
+        ),
         "simec_surviving_fraction": _mean_std(col("simec", "surviving_fraction")),
     }
     lines = [
@@ -218,8 +242,16 @@ def run_vit_exploration(cfg: VitExplorationConfig, *, progress: bool = True) -> 
     rows = [r for r in rows if f"{r['index']:05d}" in wanted]
     table, agg = summarize(rows, cfg)
     atomic_write_bytes(out / "table.md", table.encode())
-    atomic_write_json(out / "results.json", {"aggregate": agg, "paper": PAPER, "rows": rows,
-                                             "config": asdict(cfg), "environment": environment()})
+    atomic_write_json(
+        out / "results.json",
+        {
+            "aggregate": agg,
+            "paper": PAPER,
+            "rows": rows,
+            "config": asdict(cfg),
+            "environment": environment(),
+        },
+    )
     for n, (image, (orig, sim_img, exp_img, lab0, lab_sim, lab_exp)) in enumerate(figure_rows):
         imp = segment_importance(adapter, image)
         grid = tuple(s // adapter.patch_size for s in adapter.image_size)

@@ -18,7 +18,7 @@ from torch.func import vmap
 
 from .._io import environment
 from ..errors import InputError, RankZeroMetricError
-from ..geometry.jacobian import jacobian
+from ..geometry.jacobian import jacobian, quiet_vmap
 from ..geometry.metrics import OutputMetric, get_output_metric
 from ..geometry.spectrum import PullbackSpectrum, pullback_spectrum
 from ..models.base import ModelAdapter, PreparedInput
@@ -64,7 +64,9 @@ def _resolve_rows(segments: tuple[int, ...] | None, count: int, device: torch.de
         return torch.arange(count, device=device)
     bad = [s for s in segments if not -count <= s < count]
     if bad:
-        raise InputError(f"segments {bad} out of range: the input has {count} segments (0..{count - 1})")
+        raise InputError(
+            f"segments {bad} out of range: the input has {count} segments (0..{count - 1})"
+        )
     rows = sorted({s % count for s in segments})
     return torch.tensor(rows, device=device)
 
@@ -74,7 +76,7 @@ def batched_logits(
 ) -> Tensor:
     """Logits (m, q) of the model at m explored points (m, segments, width)."""
     fn = vmap(lambda x: adapter.logits(x, prepared))
-    with torch.no_grad():
+    with torch.no_grad(), quiet_vmap():
         return torch.cat([fn(points[i : i + chunk]) for i in range(0, len(points), chunk)])
 
 
@@ -136,6 +138,7 @@ def explore(
         logits = adapter.logits(full(xs), prepared)
         return metric.output(logits), logits
 
+    use_compile = cfg.use_compile()
     generator = torch.Generator(device=x0.device).manual_seed(cfg.seed)
     x = x0[rows].clone()
     start = x.clone()
@@ -180,7 +183,9 @@ def explore(
     k = 0
     try:
         for k in steps:
-            y, jac, logits = jacobian(model_fn, x, chunk_size=cfg.chunk_size, has_aux=True)
+            y, jac, logits = jacobian(  # type: ignore[misc]
+                model_fn, x, chunk_size=cfg.chunk_size, has_aux=True, compile=use_compile
+            )
             if not (torch.isfinite(y).all() and torch.isfinite(jac).all()):
                 if k == 0:
                     raise InputError("the model output or its Jacobian is NaN/Inf at the input")
@@ -196,7 +201,11 @@ def explore(
             drift.append(float(torch.linalg.vector_norm(y - y0)))
             jac = jac.reshape(jac.shape[0], -1)
             spec: PullbackSpectrum = pullback_spectrum(
-                jac, y, metric=metric, method=cfg.method, rtol=cfg.rtol  # type: ignore[arg-type]
+                jac,
+                y,
+                metric=metric,
+                method=cfg.method,  # type: ignore[arg-type]
+                rtol=cfg.rtol,
             )
             if spec.rank == 0:
                 if k == 0:
@@ -292,7 +301,10 @@ def explore(
         labels=list(adapter.labels),
         uncorrected_drift=uncorrected,
         input_description=prepared.description,
-        model={**adapter.describe(), "dtype": str(adapter.dtype).replace("torch.", ""),
-               "device": str(adapter.device)},
+        model={
+            **adapter.describe(),
+            "dtype": str(adapter.dtype).replace("torch.", ""),
+            "device": str(adapter.device),
+        },
         environment=environment(),
     )

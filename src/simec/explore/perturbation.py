@@ -70,7 +70,7 @@ def perturbation_explore(
     seed: int = 0,
     keep_every: int = 100,
 ) -> PerturbationResult:
-    """Run the baseline for ``steps`` iterations or ``time_budget`` seconds, whichever ends first."""
+    """Run the baseline for ``steps`` iterations or ``time_budget`` seconds (first to end)."""
     if steps is None and time_budget is None:
         raise ValueError("give steps, time_budget or both")
     gen = torch.Generator().manual_seed(seed)

@@ -1,8 +1,28 @@
-"""Jacobians of a model's output with respect to its (explored) input, by torch.func."""
+"""Jacobians of a model's output with respect to its (explored) input, by torch.func.
+
+Two paths compute the same J:
+
+eager     ``vjp`` once (one forward pass), then ``vmap`` of the pullback over the rows of the
+          identity (one batched backward pass). The default.
+compiled  (``compile=True`` or the environment variable ``SIMEC_COMPILE=1``) the same computation
+          traced once per function and input shape with ``make_fx`` into one graph of aten ops
+          (scaled-dot-product attention decomposed into matmuls so that it batches) and compiled
+          with TorchInductor. On the paper's MNIST ViT on a 2-core CPU this halves the Jacobian
+          (~29 -> ~15 ms) after a one-off compile of a few seconds (10-40 s on a cold cache).
+          Everything ``fn`` reads besides ``x`` (weights, token ids, the fixed rows) is frozen at
+          the first call, and so is any Python branch on tensor values: the first result is
+          checked against the eager path, and any failure (tracing, compiling, a mismatch) falls
+          back to eager for that function for good.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import inspect
+import os
+import warnings
+import weakref
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -13,6 +33,111 @@ from ..errors import InputError
 
 __all__ = ["jacobian"]
 
+#: relative Frobenius difference between the compiled and eager Jacobians accepted on first use
+_CHECK_RTOL = {torch.float32: 1e-4, torch.float64: 1e-9}
+_FAILED = object()
+# fn (or the object a bound method belongs to) -> {(method, shape, dtype, device, ...): compiled}
+_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_WARNED: set[str] = set()
+
+
+@contextlib.contextmanager
+def quiet_vmap() -> Iterator[None]:
+    """Silence torch's 'no batching rule ... performance drop' warning (the fallback is exact)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*(batching rule|performance drop).*")
+        yield
+
+
+def _eager(
+    fn: Callable[[Tensor], Any], x: Tensor, chunk_size: int | None, has_aux: bool
+) -> tuple[Any, ...]:
+    out: tuple[Any, ...] = vjp(fn, x, has_aux=has_aux)
+    y, pullback = out[0], out[1]
+    aux = out[2] if has_aux else None
+    if not isinstance(y, Tensor) or y.ndim != 1:
+        shape = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
+        raise InputError(f"the model output must be a vector (q,), got shape {shape}")
+    q = y.shape[0]
+    basis = torch.eye(q, dtype=y.dtype, device=y.device)
+    step = q if chunk_size is None else chunk_size
+    with quiet_vmap():
+        rows = [vmap(pullback)(basis[i : i + step])[0] for i in range(0, q, step)]
+    jac = rows[0] if len(rows) == 1 else torch.cat(rows)
+    return (y, jac, aux) if has_aux else (y, jac)
+
+
+def _math_attention() -> contextlib.AbstractContextManager:
+    """Force the math SDPA kernel: it decomposes into matmuls + softmax, which vmap batches."""
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        return sdpa_kernel([SDPBackend.MATH])
+    except (ImportError, AttributeError, TypeError):  # pragma: no cover - old torch
+        return contextlib.nullcontext()
+
+
+def _compile(
+    fn: Callable[[Tensor], Any], x: Tensor, chunk_size: int | None, has_aux: bool
+) -> Callable[[Tensor], tuple[Tensor, ...]]:
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    def full(z: Tensor) -> tuple[Tensor, ...]:
+        return _eager(fn, z, chunk_size, has_aux)
+
+    with torch.no_grad(), _math_attention(), quiet_vmap():
+        graph = make_fx(full, tracing_mode="real")(x)
+    return torch.compile(graph, dynamic=False, fullgraph=True)
+
+
+def _cache_slot(fn: Callable) -> tuple[Any, Any]:
+    """(weakly referenceable owner, sub-key): bound methods are new objects at every access."""
+    if inspect.ismethod(fn):
+        return fn.__self__, fn.__func__
+    return fn, None
+
+
+def _compiled_jacobian(
+    fn: Callable[[Tensor], Any], x: Tensor, chunk_size: int | None, has_aux: bool
+) -> tuple[Tensor, ...] | None:
+    """The compiled result, or None when this function cannot be compiled (eager then)."""
+    owner, sub = _cache_slot(fn)
+    try:
+        table = _CACHE.setdefault(owner, {})
+    except TypeError:  # not weakly referenceable: never cache (a compile per call would be worse)
+        return None
+    key = (sub, tuple(x.shape), x.dtype, x.device, x.stride(), chunk_size, has_aux)
+    compiled = table.get(key)
+    if compiled is _FAILED:
+        return None
+    if compiled is not None:
+        return compiled(x)
+    try:
+        compiled = _compile(fn, x, chunk_size, has_aux)
+        out = compiled(x)
+        ref = _eager(fn, x, chunk_size, has_aux)
+        rtol = _CHECK_RTOL.get(x.dtype, 1e-4)
+        for a, b in zip(out[:2], ref[:2]):
+            scale = float(torch.linalg.vector_norm(b)) or 1.0
+            if a.shape != b.shape or float(torch.linalg.vector_norm(a - b)) > rtol * scale:
+                raise RuntimeError("compiled Jacobian differs from the eager one")
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure means: use the eager path
+        table[key] = _FAILED
+        reason = f"{type(exc).__name__}: {str(exc)[:200]}"
+        if reason not in _WARNED:  # once per distinct reason, not once per explore run
+            _WARNED.add(reason)
+            warnings.warn(
+                f"simec: compiled Jacobian unavailable for this model ({reason}); using the "
+                "eager path",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return None
+    table[key] = compiled
+    return ref  # the first call answers with the eager result it was checked against
+
 
 def jacobian(
     fn: Callable[[Tensor], Any],
@@ -20,6 +145,7 @@ def jacobian(
     *,
     chunk_size: int | None = None,
     has_aux: bool = False,
+    compile: bool | None = None,
 ) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, Any]:
     """Return ``(y, J)`` (and ``aux`` if ``has_aux``) for ``y = fn(x)`` with y of shape (q,).
 
@@ -28,23 +154,20 @@ def jacobian(
     how many rows are pulled back at once (memory ~ chunk_size backward passes); ``None`` does
     them all together.
 
+    ``compile``: trace and compile the whole computation with TorchInductor on the first call
+    for this ``fn`` and input shape, and reuse it afterwards (see the module docstring: ``fn``
+    must be a pure function of ``x``; it falls back to eager on any failure). ``None`` reads the
+    environment variable ``SIMEC_COMPILE`` ("1" enables).
+
     Runs under ``torch.no_grad()``: torch.func still differentiates with respect to ``x``, but no
     graph is recorded for the model's parameters.
     """
     if chunk_size is not None and chunk_size < 1:
         raise InputError(f"chunk_size must be a positive integer, got {chunk_size}")
+    if compile is None:
+        compile = os.environ.get("SIMEC_COMPILE", "").strip().lower() in ("1", "true", "yes", "on")
     with torch.no_grad():
-        if has_aux:
-            y, pullback, aux = vjp(fn, x, has_aux=True)
-        else:
-            y, pullback = vjp(fn, x)
-        if y.ndim != 1:
-            raise InputError(f"the model output must be a vector (q,), got shape {tuple(y.shape)}")
-        q = y.shape[0]
-        basis = torch.eye(q, dtype=y.dtype, device=y.device)
-        step = q if chunk_size is None else chunk_size
-        rows = [vmap(pullback)(basis[i : i + step])[0] for i in range(0, q, step)]
-        jac = rows[0] if len(rows) == 1 else torch.cat(rows)
-    if has_aux:
-        return y, jac, aux
-    return y, jac
+        out = _compiled_jacobian(fn, x, chunk_size, has_aux) if compile else None
+        if out is None:
+            out = _eager(fn, x, chunk_size, has_aux)
+    return out  # type: ignore[return-value]

@@ -104,7 +104,9 @@ class ViTDecoder:
         """Images (m, C, H, W) for a stored trajectory (m, segments, width)."""
         return torch.stack(
             [
-                self.to_image(t.to(self.weight), original=original, explored_segments=explored_segments)
+                self.to_image(
+                    t.to(self.weight), original=original, explored_segments=explored_segments
+                )
                 for t in trajectory
             ]
         )

@@ -49,7 +49,11 @@ class SegmentImportance:
 
 
 def importance_from_jacobian(
-    jac: Tensor, y: Tensor, *, metric: str | OutputMetric = "euclidean-probs", method: str = "lowrank"
+    jac: Tensor,
+    y: Tensor,
+    *,
+    metric: str | OutputMetric = "euclidean-probs",
+    method: str = "lowrank",
 ) -> Tensor:
     """lambda_max of J_s^T G J_s for each segment s; ``jac`` has shape (q, segments, width)."""
     if method not in METHODS:

@@ -55,7 +55,9 @@ class HFSequenceClassifierAdapter(ModelAdapter):
         self._embeddings = embeddings_module(model)
         self._params = parameter_copies(model, self.device, self.dtype)
         positions = getattr(config, "max_position_embeddings", None) or 512
-        self.max_length = int(max_length or min(positions, getattr(tokenizer, "model_max_length", positions)))
+        self.max_length = int(
+            max_length or min(positions, getattr(tokenizer, "model_max_length", positions))
+        )
         self.truncation = truncation
         self.labels = [str(config.id2label[i]) for i in range(config.num_labels)]
 
@@ -81,6 +83,11 @@ class HFSequenceClassifierAdapter(ModelAdapter):
                 raw, return_tensors="pt", truncation=True, max_length=self.max_length
             )
         inputs = {k: v.to(self.device) for k, v in enc.items() if isinstance(v, Tensor)}
+        mask = inputs.get("attention_mask")
+        if mask is not None and bool(mask.all()):
+            # one unpadded text: an all-ones mask changes nothing, and without it the model's
+            # forward has no data-dependent branch, so the Jacobian can be traced and compiled
+            del inputs["attention_mask"]
         with torch.no_grad(), capture_module_output(self._embeddings) as seen:
             self._run(inputs)
         if not seen:

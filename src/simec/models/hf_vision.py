@@ -107,7 +107,9 @@ class HFImageClassifierAdapter(ModelAdapter):
             arr = arr[0]
         if arr.ndim == 2:
             if c != 1:
-                raise InputError(f"got a single-channel {arr.shape} image; the model wants {c} channels")
+                raise InputError(
+                    f"got a single-channel {arr.shape} image; the model wants {c} channels"
+                )
             arr = arr[None]
         elif arr.ndim == 3 and arr.shape[0] != c and arr.shape[-1] == c:
             arr = np.moveaxis(arr, -1, 0)
@@ -171,9 +173,11 @@ class HFImageClassifierAdapter(ModelAdapter):
         patch_names = self._patch_names()
         n_special = x0.shape[0] - len(patch_names)
         specials = ["[CLS]"] + [f"[special {i}]" for i in range(1, n_special)]
-        names = specials[:n_special] + patch_names if n_special >= 0 else [
-            f"token {i}" for i in range(x0.shape[0])
-        ]
+        names = (
+            specials[:n_special] + patch_names
+            if n_special >= 0
+            else [f"token {i}" for i in range(x0.shape[0])]
+        )
         return PreparedInput(x0, names, {"pixel_values": pixels}, str(desc))
 
     def logits(self, x: Tensor, prepared: PreparedInput) -> Tensor:

@@ -11,7 +11,8 @@ from .._io import atomic_write_bytes
 
 CSS = """
 body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}
-h1{font-size:1.6em}h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
+h1{font-size:1.6em}
+h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
 img{max-width:100%}table{border-collapse:collapse;margin:.5em 0}
 td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}th{background:#f5f5f5}
 td:first-child,th:first-child{text-align:left}.note{color:#555;font-size:.92em}
@@ -46,7 +47,9 @@ class Report:
 
     def details(self, summary: str, obj: Any) -> None:
         text = html.escape(json.dumps(obj, indent=2, default=str))
-        self.parts.append(f"<details><summary>{html.escape(summary)}</summary><pre>{text}</pre></details>")
+        self.parts.append(
+            f"<details><summary>{html.escape(summary)}</summary><pre>{text}</pre></details>"
+        )
 
     def write(self, path: str | Path) -> Path:
         page = (

@@ -66,8 +66,9 @@ def plot_patch_importance(
     if image is not None:
         img = _gray(image)
         ax.imshow(img, cmap="gray", vmin=0, vmax=1, extent=(0, img.shape[1], img.shape[0], 0))
-        shown = ax.imshow(heat, cmap="inferno", alpha=0.6,
-                          extent=(0, img.shape[1], img.shape[0], 0))
+        shown = ax.imshow(
+            heat, cmap="inferno", alpha=0.6, extent=(0, img.shape[1], img.shape[0], 0)
+        )
     else:
         shown = ax.imshow(heat, cmap="inferno")
     fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04, label="max eigenvalue")
@@ -79,7 +80,10 @@ def plot_patch_importance(
 
 
 def plot_probability_traces(
-    traces: Mapping[str, Sequence[float]], *, ax: Any = None, ylabel: str = "probability",
+    traces: Mapping[str, Sequence[float]],
+    *,
+    ax: Any = None,
+    ylabel: str = "probability",
     title: str | None = None,
 ) -> tuple[Any, Any]:
     """One line per named trace (e.g. the original class' probability along SiMEC and SiMExp)."""

@@ -8,7 +8,6 @@ split is kept. MNIST: only the 10,000-image test split exists offline, so it is 
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -128,7 +127,9 @@ def _shift(batch: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.T
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, pixels: torch.Tensor, labels: torch.Tensor, batch: int = 500) -> float:
+def evaluate(
+    model: nn.Module, pixels: torch.Tensor, labels: torch.Tensor, batch: int = 500
+) -> float:
     model.eval()
     correct = 0
     for i in range(0, len(labels), batch):
@@ -194,19 +195,29 @@ def train_vit(cfg: ViTTrainConfig, *, progress: bool = True) -> dict[str, Any]:
                     bar.set_postfix(epoch=epoch + 1, loss=f"{float(loss):.3f}", best=f"{best:.4f}")
             acc = evaluate(model, x_val, y_val)
             history.append(
-                {"epoch": epoch + 1, "train_loss": running / steps_per_epoch, "val_accuracy": acc,
-                 "seconds": time.perf_counter() - t0}
+                {
+                    "epoch": epoch + 1,
+                    "train_loss": running / steps_per_epoch,
+                    "val_accuracy": acc,
+                    "seconds": time.perf_counter() - t0,
+                }
             )
             if acc > best:
                 best = acc
                 model.save_pretrained(out)
                 atomic_write_json(
                     out / "preprocessor_config.json",
-                    {"do_normalize": True, "do_rescale": True, "image_mean": IMAGE_MEAN,
-                     "image_std": IMAGE_STD, "size": {"height": cfg.image_size,
-                                                      "width": cfg.image_size}},
+                    {
+                        "do_normalize": True,
+                        "do_rescale": True,
+                        "image_mean": IMAGE_MEAN,
+                        "image_std": IMAGE_STD,
+                        "size": {"height": cfg.image_size, "width": cfg.image_size},
+                    },
                 )
-            atomic_write_json(out / "training_log.json", {"config": asdict(cfg), "history": history})
+            atomic_write_json(
+                out / "training_log.json", {"config": asdict(cfg), "history": history}
+            )
     finally:
         if bar is not None:
             bar.close()
@@ -224,7 +235,12 @@ def train_vit(cfg: ViTTrainConfig, *, progress: bool = True) -> dict[str, Any]:
     atomic_write_json(out / "split.json", split)
     atomic_write_json(
         out / "training_log.json",
-        {"config": asdict(cfg), "history": history, "metrics": metrics, "environment": environment()},
+        {
+            "config": asdict(cfg),
+            "history": history,
+            "metrics": metrics,
+            "environment": environment(),
+        },
     )
     (out / "README.md").write_text(_model_card(cfg, metrics, split))
     return metrics
@@ -241,7 +257,8 @@ def _model_card(cfg: ViTTrainConfig, metrics: dict[str, Any], split: dict[str, A
         "split.json).\n"
         f"- Training: Adam lr {cfg.lr}, batch {cfg.batch_size}, {cfg.epochs} epochs, cosine decay, "
         f"+-{cfg.shift} px shifts; best epoch kept.\n"
-        f"- Accuracy on the {metrics['evaluated_on']}: **{100 * metrics['best_val_accuracy']:.2f}%**.\n"
+        f"- Accuracy on the {metrics['evaluated_on']}: "
+        f"**{100 * metrics['best_val_accuracy']:.2f}%**.\n"
         f"- Training time: {metrics['train_seconds'] / 60:.1f} min on {cfg.device} "
         f"({torch.get_num_threads()} threads).\n"
         "- Pixels are scaled to [0, 1] then normalised with mean 0.5, std 0.5 "
