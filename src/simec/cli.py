@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["auto", "on", "off"],
         default="auto",
         help="compile the Jacobian with TorchInductor (~2x faster after a one-off "
-        "compile of a few seconds); auto: on for runs of 500+ steps",
+        "compile of ~10 s); auto: on for runs of 2000+ steps",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 

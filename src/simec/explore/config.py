@@ -20,7 +20,7 @@ ALGORITHMS: dict[str, tuple[str, float]] = {
 }
 PROJECTIONS = ("end", "step", "none")
 #: runs at least this long compile the Jacobian when ``compile`` is None (auto)
-AUTO_COMPILE_STEPS = 500
+AUTO_COMPILE_STEPS = 2000
 
 
 @dataclass
