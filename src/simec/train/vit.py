@@ -69,22 +69,28 @@ def paper_vit_config(cfg: ViTTrainConfig, classes: list[str]) -> Any:
     )
 
 
+def _seeded_split(
+    full: ImageDataset, n_val: int, seed: int, source: str
+) -> tuple[ImageDataset, ImageDataset, dict[str, Any]]:
+    """A seeded random train/validation split whose indices are recorded with the model."""
+    order = np.random.default_rng(seed).permutation(len(full))
+    val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+    split = {
+        "source": source,
+        "seed": seed,
+        "train_indices": train_idx.tolist(),
+        "validation_indices": val_idx.tolist(),
+    }
+    return full.subset(train_idx), full.subset(val_idx), split
+
+
 def _splits(cfg: ViTTrainConfig) -> tuple[ImageDataset, ImageDataset, dict[str, Any]]:
     if cfg.dataset == "mnist":
         if not cfg.data_dir:
             raise InputError("--data is required for mnist (e.g. ../shared/data/mnist)")
         full = load_idx_dataset(cfg.data_dir, split="test", kind="mnist")
-        rng = np.random.default_rng(cfg.seed)
-        order = rng.permutation(len(full))
-        n_val = min(cfg.val_size, len(full) // 5)
-        val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
-        split = {
-            "source": "MNIST test split (t10k), the only MNIST split available offline",
-            "seed": cfg.seed,
-            "train_indices": train_idx.tolist(),
-            "validation_indices": val_idx.tolist(),
-        }
-        return full.subset(train_idx), full.subset(val_idx), split
+        source = "MNIST test split (t10k), the only MNIST split available offline"
+        return _seeded_split(full, min(cfg.val_size, len(full) // 5), cfg.seed, source)
     if cfg.dataset == "fashion-mnist":
         root = cfg.data_dir or "/usr/share/datasets/fashion-mnist"
         train = load_idx_dataset(root, split="train", kind="fashion-mnist")
@@ -92,17 +98,7 @@ def _splits(cfg: ViTTrainConfig) -> tuple[ImageDataset, ImageDataset, dict[str, 
         return train, test, {"source": "Fashion-MNIST train 60k / test 10k", "seed": cfg.seed}
     if cfg.dataset == "digits":
         full = load_digits()
-        rng = np.random.default_rng(cfg.seed)
-        order = rng.permutation(len(full))
-        n_val = len(full) // 5
-        val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
-        split = {
-            "source": "scikit-learn digits",
-            "seed": cfg.seed,
-            "train_indices": train_idx.tolist(),
-            "validation_indices": val_idx.tolist(),
-        }
-        return full.subset(train_idx), full.subset(val_idx), split
+        return _seeded_split(full, len(full) // 5, cfg.seed, "scikit-learn digits")
     raise InputError(f"unknown dataset {cfg.dataset!r}: mnist, fashion-mnist or digits")
 
 
@@ -145,6 +141,7 @@ def train_vit(cfg: ViTTrainConfig, *, progress: bool = True) -> dict[str, Any]:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     train, val, split = _splits(cfg)
+    cfg.image_size = int(train.images.shape[1])  # 28 for (Fashion-)MNIST, 8 for digits
     if cfg.limit:
         train = train.subset(np.arange(min(cfg.limit, len(train))))
     torch.manual_seed(cfg.seed)
