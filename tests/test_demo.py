@@ -87,3 +87,30 @@ def test_shipped_mnist_model_reaches_its_recorded_validation_accuracy():
     accuracy = float((pred.numpy() == data.labels[val]).mean())
     assert accuracy >= 0.95
     assert f"{100 * accuracy:.2f}%" in (model_dir / "README.md").read_text()
+
+
+def test_shipped_fashion_model_reaches_its_reported_test_accuracy():
+    from pathlib import Path
+
+    import pytest
+    import torch
+    from transformers import ViTForImageClassification
+
+    from simec.data import load_idx_dataset
+    from simec.train.vit import to_pixels
+
+    data_dir = Path("/usr/share/datasets/fashion-mnist")
+    if not data_dir.is_dir():
+        pytest.skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+    model_dir = shipped_model("vit-fashion-mnist")
+    data = load_idx_dataset(data_dir, split="test", kind="fashion-mnist")
+    model = ViTForImageClassification.from_pretrained(model_dir).eval()
+    with torch.no_grad():
+        pred = torch.cat(
+            [
+                model(pixel_values=to_pixels(data.images[i : i + 1000])).logits.argmax(-1)
+                for i in range(0, len(data), 1000)
+            ]
+        )
+    accuracy = float((pred.numpy() == data.labels).mean())
+    assert f"{100 * accuracy:.2f}%" in (model_dir / "README.md").read_text()
