@@ -19,16 +19,24 @@ VOCAB = (
 TEXT = "the cat sat on the mat."
 
 
-def tiny_vit(*, num_labels: int = 3, attn: str = "sdpa", seed: int = 0):
+def tiny_vit(
+    *,
+    num_labels: int = 3,
+    attn: str = "sdpa",
+    seed: int = 0,
+    image_size: int = 8,
+    patch_size: int = 2,
+    layers: int = 2,
+):
     from transformers import ViTConfig, ViTForImageClassification
 
     torch.manual_seed(seed)
     config = ViTConfig(
-        image_size=8,
-        patch_size=2,
+        image_size=image_size,
+        patch_size=patch_size,
         num_channels=1,
         hidden_size=16,
-        num_hidden_layers=2,
+        num_hidden_layers=layers,
         num_attention_heads=2,
         intermediate_size=32,
         num_labels=num_labels,

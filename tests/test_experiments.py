@@ -1,24 +1,12 @@
 import json
 
 from simec.cli import main
+from tests.conftest import tiny_vit
 
 
 def test_vit_exploration_runs_and_resumes(fake_mnist, tmp_path):
-    from transformers import ViTConfig, ViTForImageClassification
-
     model_dir = tmp_path / "vit"
-    config = ViTConfig(
-        image_size=28,
-        patch_size=7,
-        num_channels=1,
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        num_labels=10,
-        initializer_range=0.3,
-    )
-    ViTForImageClassification(config).save_pretrained(model_dir)
+    tiny_vit(num_labels=10, image_size=28, patch_size=7, layers=1).save_pretrained(model_dir)
     out = tmp_path / "exp"
     argv = [
         "experiment",
