@@ -18,6 +18,7 @@ Each metric declares its range and whether higher is better, so tables can forma
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,17 +26,25 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["METRICS", "Metric", "auprc", "cosine", "iou_f1", "token_f1"]
+__all__ = ["METRICS", "Metric", "MetricInfo", "auprc", "cosine", "iou_f1", "token_f1"]
 
 
 @dataclass(frozen=True)
-class Metric:
+class MetricInfo:
+    """What a table needs to know about a metric: its range and which way is better."""
+
     name: str
-    fn: Callable[[np.ndarray, np.ndarray], float]
     lower: float
     upper: float
     higher_is_better: bool = True
     description: str = ""
+
+
+@dataclass(frozen=True)
+class Metric(MetricInfo):
+    """A plausibility metric: ``metric(scores, rationale) -> float``."""
+
+    fn: Callable[[np.ndarray, np.ndarray], float] = lambda s, r: math.nan
 
     def __call__(self, scores: np.ndarray, rationale: np.ndarray) -> float:
         s, r = _check(scores, rationale)
@@ -114,9 +123,9 @@ def auprc(scores: np.ndarray, rationale: np.ndarray) -> float:
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
-        Metric("cosine", cosine, 0.0, 1.0, True, "cosine of [0,1]-scaled scores and rationale"),
-        Metric("token_f1", token_f1, 0.0, 1.0, True, "F1 of the top-k words vs majority marks"),
-        Metric("iou_f1", iou_f1, 0.0, 1.0, True, "1 if IOU(top-k, marks) >= 0.5"),
-        Metric("auprc", auprc, 0.0, 1.0, True, "average precision of scores vs marks"),
+        Metric("cosine", 0.0, 1.0, True, "cosine of [0,1]-scaled scores and rationale", cosine),
+        Metric("token_f1", 0.0, 1.0, True, "F1 of the top-k words vs majority marks", token_f1),
+        Metric("iou_f1", 0.0, 1.0, True, "1 if IOU(top-k, marks) >= 0.5", iou_f1),
+        Metric("auprc", 0.0, 1.0, True, "average precision of scores vs marks", auprc),
     )
 }
