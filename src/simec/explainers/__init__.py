@@ -1,5 +1,19 @@
-"""Attribution baselines the SiMEC importance is compared with (more to come)."""
+"""Attribution methods the SiMEC importance is compared with, behind one registry."""
 
+from .base import (
+    Explanation,
+    aggregate_word_pieces,
+    explain,
+    explainer_names,
+    register_explainer,
+)
 from .rollout import attention_rollout
 
-__all__ = ["attention_rollout"]
+__all__ = [
+    "Explanation",
+    "aggregate_word_pieces",
+    "attention_rollout",
+    "explain",
+    "explainer_names",
+    "register_explainer",
+]

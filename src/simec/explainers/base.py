@@ -1,0 +1,146 @@
+"""Explainers behind one interface, registered by name (the registry feeds CLI choices).
+
+An explainer maps (adapter, raw input, target class) to one score per segment (token/patch).
+Registered here: ``simec`` (Algorithm 3: lambda_max of the pullback restricted to the segment),
+``grad_x_input`` (sum over the width of x * dlogit/dx), ``integrated_gradients`` (Sundararajan
+et al. 2017; zero baseline, midpoint Riemann sum), and ``random`` (a sanity floor). Attention
+Rollout and Chefer relevancy need attention maps and come next (see simec.explainers.rollout).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.func import grad, vmap
+
+from ..errors import InputError
+from ..geometry.jacobian import jacobian, quiet_vmap
+from ..geometry.metrics import get_output_metric
+from ..interpret.importance import importance_from_jacobian
+from ..models.base import ModelAdapter, PreparedInput
+
+__all__ = [
+    "Explanation",
+    "aggregate_word_pieces",
+    "explain",
+    "explainer_names",
+    "register_explainer",
+]
+
+ExplainerFn = Callable[[ModelAdapter, Any, "int | None", dict], Tensor]
+
+
+@dataclass
+class Explanation:
+    scores: Tensor  # (segments,)
+    segment_names: list[str]
+    target: int
+    method: str
+
+
+_REGISTRY: dict[str, ExplainerFn] = {}
+
+
+def register_explainer(name: str, fn: ExplainerFn, *, overwrite: bool = False) -> None:
+    if name in _REGISTRY and not overwrite:
+        raise InputError(f"explainer {name!r} is already registered")
+    _REGISTRY[name] = fn
+
+
+def explainer_names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def _target(adapter: ModelAdapter, prepared: PreparedInput, target: int | None) -> int:
+    if target is not None:
+        return int(target)
+    with torch.no_grad():
+        return int(adapter.logits(prepared.embeddings, prepared).argmax())
+
+
+def explain(
+    adapter: ModelAdapter, raw: Any, method: str, *, target: int | None = None, **options: Any
+) -> Explanation:
+    """Scores per segment of ``raw`` for class ``target`` (default: the predicted class)."""
+    try:
+        fn = _REGISTRY[method]
+    except KeyError:
+        raise InputError(
+            f"unknown explainer {method!r}; choose one of {explainer_names()}"
+        ) from None
+    prepared = adapter.prepare(raw)
+    cls = _target(adapter, prepared, target)
+    scores = fn(adapter, prepared, cls, options)
+    return Explanation(scores.detach().cpu(), prepared.segment_names, cls, method)
+
+
+def _class_logit(adapter: ModelAdapter, prepared: PreparedInput, cls: int) -> Callable:
+    return lambda x: adapter.logits(x, prepared)[cls]
+
+
+def _simec(adapter: ModelAdapter, prepared: PreparedInput, cls: int, options: dict) -> Tensor:
+    """Algorithm 3; class-agnostic: the pullback of the whole output metric, not one logit."""
+    metric = get_output_metric(options.get("output_metric", "euclidean-probs"))
+    y, jac = jacobian(lambda x: metric.output(adapter.logits(x, prepared)), prepared.embeddings)
+    return importance_from_jacobian(jac, y, metric=metric, method=options.get("method", "lowrank"))
+
+
+def _grad_x_input(
+    adapter: ModelAdapter, prepared: PreparedInput, cls: int, options: dict
+) -> Tensor:
+    x = prepared.embeddings
+    g = grad(_class_logit(adapter, prepared, cls))(x)
+    return (g * x).sum(-1)
+
+
+def _integrated_gradients(
+    adapter: ModelAdapter, prepared: PreparedInput, cls: int, options: dict
+) -> Tensor:
+    x = prepared.embeddings
+    steps = int(options.get("steps", 32))
+    baseline = torch.zeros_like(x)
+    alphas = (torch.arange(steps, dtype=x.dtype, device=x.device) + 0.5) / steps
+    path = baseline + alphas.view(-1, 1, 1) * (x - baseline)
+    with quiet_vmap():
+        grads = vmap(grad(_class_logit(adapter, prepared, cls)))(path)
+    return ((x - baseline) * grads.mean(0)).sum(-1)
+
+
+def _random(adapter: ModelAdapter, prepared: PreparedInput, cls: int, options: dict) -> Tensor:
+    gen = torch.Generator().manual_seed(int(options.get("seed", 0)))
+    return torch.rand(prepared.num_segments, generator=gen, dtype=torch.float64)
+
+
+register_explainer("simec", _simec)
+register_explainer("grad_x_input", _grad_x_input)
+register_explainer("integrated_gradients", _integrated_gradients)
+register_explainer("random", _random)
+
+
+def aggregate_word_pieces(
+    tokens: list[str], scores: Tensor, *, rule: str = "max", skip_special: bool = True
+) -> tuple[list[str], Tensor]:
+    """Word-level scores from WordPiece tokens: a word is a token plus its '##' continuations.
+
+    ``rule`` "max" (default: a word is as important as its most important piece) or "sum".
+    Special tokens ([CLS], [SEP], [PAD]) are dropped when ``skip_special``.
+    """
+    if rule not in ("max", "sum"):
+        raise InputError(f"rule must be 'max' or 'sum', got {rule!r}")
+    words: list[str] = []
+    values: list[list[float]] = []
+    for token, score in zip(tokens, scores.tolist()):
+        if skip_special and token.startswith("[") and token.endswith("]"):
+            continue
+        if token.startswith("##") and words:
+            words[-1] += token[2:]
+            values[-1].append(score)
+        else:
+            words.append(token)
+            values.append([score])
+    fold = max if rule == "max" else sum
+    return words, torch.tensor([fold(v) for v in values], dtype=torch.float64)

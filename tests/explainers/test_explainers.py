@@ -1,0 +1,57 @@
+import pytest
+import torch
+
+from simec import InputError, TorchAdapter
+from simec.explainers import aggregate_word_pieces, explain, explainer_names
+from simec.models import from_model
+from tests.conftest import TEXT, tiny_bert
+
+
+def one_token_reader():
+    """A classifier whose logits depend only on segment 2 (the answer is known)."""
+    torch.manual_seed(0)
+    head = torch.nn.Linear(6, 3).double()
+    adapter = TorchAdapter(lambda x: head(x[2]), dtype="float64")
+    x0 = torch.randn(5, 6, dtype=torch.float64) + 1.0
+    return adapter, x0
+
+
+@pytest.mark.parametrize("method", ["simec", "grad_x_input", "integrated_gradients"])
+def test_explainers_agree_on_a_model_that_reads_one_token(method):
+    adapter, x0 = one_token_reader()
+    exp = explain(adapter, x0, method)
+    others = exp.scores[[0, 1, 3, 4]]
+    assert (others == 0).all()
+    assert exp.scores[2].abs() > 0
+    assert exp.segment_names[2] == "segment 2"
+
+
+def test_integrated_gradients_is_exact_on_a_linear_model(linear_model):
+    model, x0 = linear_model
+    adapter = TorchAdapter(model, dtype="float64")
+    exp = explain(adapter, x0, "integrated_gradients", target=1, steps=4)
+    # completeness: for a linear logit, IG per element is w * x, so scores sum to w.x
+    w = model.weight.detach()[1].reshape(4, 5)
+    torch.testing.assert_close(exp.scores, (w * x0).sum(-1))
+    grad_x = explain(adapter, x0, "grad_x_input", target=1)
+    torch.testing.assert_close(grad_x.scores, exp.scores)
+
+
+def test_registry_and_random_floor(tokenizer):
+    assert {"simec", "grad_x_input", "integrated_gradients", "random"} <= set(explainer_names())
+    adapter = from_model(tiny_bert(), tokenizer, dtype="float64")
+    a = explain(adapter, TEXT, "random", seed=1)
+    b = explain(adapter, TEXT, "random", seed=1)
+    assert torch.equal(a.scores, b.scores) and len(a.scores) == len(a.segment_names)
+    with pytest.raises(InputError, match="unknown explainer"):
+        explain(adapter, TEXT, "lime")
+
+
+def test_word_piece_aggregation():
+    tokens = ["[CLS]", "de", "##cei", "##tful", "people", "[SEP]"]
+    scores = torch.tensor([9.0, 0.1, 0.5, 0.2, 0.3, 9.0])
+    words, values = aggregate_word_pieces(tokens, scores)
+    assert words == ["deceitful", "people"]
+    torch.testing.assert_close(values, torch.tensor([0.5, 0.3], dtype=torch.float64))
+    _, summed = aggregate_word_pieces(tokens, scores, rule="sum")
+    torch.testing.assert_close(summed, torch.tensor([0.8, 0.3], dtype=torch.float64))
