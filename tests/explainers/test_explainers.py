@@ -55,3 +55,18 @@ def test_word_piece_aggregation():
     torch.testing.assert_close(values, torch.tensor([0.5, 0.3], dtype=torch.float64))
     _, summed = aggregate_word_pieces(tokens, scores, rule="sum")
     torch.testing.assert_close(summed, torch.tensor([0.8, 0.3], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("method", ["rollout", "relevancy"])
+def test_attention_explainers_on_hf_models_leave_the_model_alone(method, tokenizer, image):
+    from tests.conftest import tiny_vit
+
+    for model, raw, tok in ((tiny_vit(), image, None), (tiny_bert(), TEXT, tokenizer)):
+        before = model.config._attn_implementation
+        adapter = from_model(model, tok) if tok else from_model(model)
+        exp = explain(adapter, raw, method)
+        assert len(exp.scores) == len(exp.segment_names)
+        assert torch.isfinite(exp.scores).all() and exp.scores.abs().sum() > 0
+        assert model.config._attn_implementation == before  # the user's model is untouched
+    pixels = from_model(tiny_vit(), space="pixels")
+    assert len(explain(pixels, image, method).scores) == 16  # patches only, CLS dropped

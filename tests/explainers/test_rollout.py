@@ -35,3 +35,22 @@ def test_bad_inputs():
         attention_rollout([torch.eye(2)], head_fusion="sum")
     with pytest.raises(InputError, match="layer 0"):
         attention_rollout([torch.ones(2, 3)])
+
+
+def test_chefer_relevancy_matches_hand_computation():
+    from simec.explainers import chefer_relevancy
+
+    a1 = torch.tensor([[[0.5, 0.5], [0.0, 1.0]]], dtype=torch.float64)
+    g1 = torch.tensor([[[2.0, -1.0], [1.0, 1.0]]], dtype=torch.float64)
+    a2 = torch.tensor([[[1.0, 0.0], [0.5, 0.5]]], dtype=torch.float64)
+    g2 = torch.tensor([[[1.0, 3.0], [-2.0, 2.0]]], dtype=torch.float64)
+    # layer 1: (g*a)^+ = [[1, 0], [0, 1]] -> R1 = I + I = 2I
+    # layer 2: (g*a)^+ = [[1, 0], [0, 1]] -> R2 = R1 + Abar R1 = 2I + 2I = 4I
+    expected = 4 * torch.eye(2, dtype=torch.float64)
+    torch.testing.assert_close(chefer_relevancy([a1, a2], [g1, g2]), expected)
+    g2b = torch.tensor([[[1.0, 3.0], [2.0, 2.0]]], dtype=torch.float64)
+    # (g*a)^+ = [[1, 0], [1, 1]] -> R2 = 2I + [[2, 0], [2, 2]] = [[4, 0], [2, 4]]
+    torch.testing.assert_close(
+        chefer_relevancy([a1, a2], [g1, g2b]),
+        torch.tensor([[4.0, 0.0], [2.0, 4.0]], dtype=torch.float64),
+    )

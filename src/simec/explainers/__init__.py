@@ -7,12 +7,13 @@ from .base import (
     explainer_names,
     register_explainer,
 )
-from .rollout import attention_rollout
+from .rollout import attention_rollout, chefer_relevancy
 
 __all__ = [
     "Explanation",
     "aggregate_word_pieces",
     "attention_rollout",
+    "chefer_relevancy",
     "explain",
     "explainer_names",
     "register_explainer",

@@ -2,14 +2,16 @@
 
 An explainer maps (adapter, raw input, target class) to one score per segment (token/patch).
 Registered here: ``simec`` (Algorithm 3: lambda_max of the pullback restricted to the segment),
+``rollout`` (Attention Rollout, CLS row), ``relevancy`` (Chefer et al. 2021, CLS row),
 ``grad_x_input`` (sum over the width of x * dlogit/dx), ``integrated_gradients`` (Sundararajan
-et al. 2017; zero baseline, midpoint Riemann sum), and ``random`` (a sanity floor). Attention
-Rollout and Chefer relevancy need attention maps and come next (see simec.explainers.rollout).
+et al. 2017; zero baseline, midpoint Riemann sum), and ``random`` (a sanity floor). The
+attention explainers read attention maps from a private eager-attention copy of the model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from copy import deepcopy
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +24,7 @@ from ..geometry.jacobian import jacobian, quiet_vmap
 from ..geometry.metrics import get_output_metric
 from ..interpret.importance import importance_from_jacobian
 from ..models.base import ModelAdapter, PreparedInput
+from .rollout import attention_rollout, chefer_relevancy
 
 __all__ = [
     "Explanation",
@@ -115,7 +118,63 @@ def _random(adapter: ModelAdapter, prepared: PreparedInput, cls: int, options: d
     return torch.rand(prepared.num_segments, generator=gen, dtype=torch.float64)
 
 
+def _eager_copy(adapter: ModelAdapter) -> Any:
+    """A private eager-attention copy of the adapter's model (attention maps need eager).
+
+    The user's model is never switched or modified; the copy is cached on the adapter.
+    """
+    model = getattr(adapter, "model", None)
+    if model is None or not hasattr(model, "config"):
+        raise InputError("attention explainers need a Hugging Face model adapter")
+    copy = getattr(adapter, "_eager_model", None)
+    if copy is None:
+        copy = deepcopy(model).eval()
+        try:
+            copy.set_attn_implementation("eager")
+        except (AttributeError, ValueError):
+            copy.config._attn_implementation = "eager"
+        copy = copy.to(device=adapter.device, dtype=adapter.dtype)
+        adapter._eager_model = copy  # type: ignore[attr-defined]
+    return copy
+
+
+def _model_inputs(adapter: ModelAdapter, prepared: PreparedInput) -> tuple[dict, int]:
+    """Inputs for the model's own forward, and how many leading tokens are not segments."""
+    if prepared.model_inputs:
+        return dict(prepared.model_inputs), 0
+    unpatchify = getattr(adapter, "unpatchify", None)  # pixel-space vision adapters
+    if unpatchify is None:
+        raise InputError("this adapter does not expose the model's inputs")
+    return {"pixel_values": unpatchify(prepared.embeddings).unsqueeze(0)}, 1
+
+
+def _attention_maps(
+    adapter: ModelAdapter, prepared: PreparedInput, cls: int, *, with_grad: bool
+) -> tuple[list[Tensor], list[Tensor], int]:
+    model = _eager_copy(adapter)
+    inputs, skip = _model_inputs(adapter, prepared)
+    with torch.enable_grad():
+        out = model(**inputs, output_attentions=True)
+        maps = [a[0] for a in out.attentions]
+        grads: list[Tensor] = []
+        if with_grad:
+            grads = [g[0] for g in torch.autograd.grad(out.logits[0, cls], out.attentions)]
+    return [m.detach() for m in maps], grads, skip
+
+
+def _rollout(adapter: ModelAdapter, prepared: PreparedInput, cls: int, options: dict) -> Tensor:
+    maps, _, skip = _attention_maps(adapter, prepared, cls, with_grad=False)
+    return attention_rollout(maps)[0, skip:]
+
+
+def _relevancy(adapter: ModelAdapter, prepared: PreparedInput, cls: int, options: dict) -> Tensor:
+    maps, grads, skip = _attention_maps(adapter, prepared, cls, with_grad=True)
+    return chefer_relevancy(maps, grads)[0, skip:]
+
+
 register_explainer("simec", _simec)
+register_explainer("rollout", _rollout)
+register_explainer("relevancy", _relevancy)
 register_explainer("grad_x_input", _grad_x_input)
 register_explainer("integrated_gradients", _integrated_gradients)
 register_explainer("random", _random)

@@ -1,4 +1,4 @@
-"""Attention Rollout (Abnar & Zuidema, 2020), as a pure function of attention matrices.
+"""Attention Rollout (Abnar & Zuidema, 2020) and Chefer et al. relevancy, as pure functions.
 
 Per layer l, heads are fused (mean by default), the residual connection is added as the
 identity, A_l = (mean_h attention + I) / 2, and each row is renormalised to sum to 1. The
@@ -15,7 +15,7 @@ from torch import Tensor
 
 from ..errors import InputError
 
-__all__ = ["attention_rollout"]
+__all__ = ["attention_rollout", "chefer_relevancy"]
 
 
 def attention_rollout(
@@ -38,5 +38,27 @@ def attention_rollout(
             a = 0.5 * (a + torch.eye(a.shape[0], dtype=a.dtype, device=a.device))
         a = a / a.sum(dim=-1, keepdim=True)
         result = a if result is None else a @ result
+    assert result is not None
+    return result
+
+
+def chefer_relevancy(attentions: Sequence[Tensor], gradients: Sequence[Tensor]) -> Tensor:
+    """Relevancy of Chefer et al. (ICCV 2021) for self-attention encoders.
+
+    R starts as the identity; for each layer l (input to output), with A_l (heads, T, T) the
+    attention probabilities and G_l the gradient of the target logit with respect to them,
+    Abar_l = mean_h (G_l * A_l)^+ and R <- R + Abar_l R. Row i of R gives each token's
+    relevance for position i (row 0 for the CLS readout).
+    """
+    if len(attentions) != len(gradients) or not attentions:
+        raise InputError("need one gradient per attention map, and at least one layer")
+    result: Tensor | None = None
+    for layer, (att, g) in enumerate(zip(attentions, gradients)):
+        if att.shape != g.shape or att.ndim != 3 or att.shape[1] != att.shape[2]:
+            raise InputError(f"layer {layer}: attention and gradient must be (heads, T, T)")
+        if result is None:
+            result = torch.eye(att.shape[-1], dtype=att.dtype, device=att.device)
+        fused = (g * att).clamp_min(0).mean(0)
+        result = result + fused @ result
     assert result is not None
     return result
