@@ -281,6 +281,45 @@ def build_parser() -> argparse.ArgumentParser:
     vx.add_argument("--out", required=True, metavar="DIR")
     vx.add_argument("--quiet", action="store_true")
 
+    ev = commands.add_parser("evaluate", help="score explanations against human rationales")
+    evs = ev.add_subparsers(dest="evaluation", metavar="EVALUATION")
+    evs.required = True
+    pl = evs.add_parser(
+        "plausibility",
+        help="explainers vs HateXplain rationales (cosine, token-F1, IOU-F1, AUPRC, AOPC)",
+        description="Run every explainer on every HateXplain post with rationales; write a "
+        "table (markdown, CSV, JSON) with mean ± std per metric and seconds per post, and a "
+        "plot. Resumable: finished posts are kept.",
+    )
+    from .explainers import explainer_names
+
+    pl.add_argument("--model", required=True, metavar="DIR", help="a sequence classifier")
+    pl.add_argument(
+        "--data",
+        required=True,
+        metavar="FILE.jsonl",
+        help="HateXplain JSONL (e.g. ../shared/data/hatexplain/validation.jsonl)",
+    )
+    pl.add_argument(
+        "--explainers",
+        default="simec,rollout,relevancy,grad_x_input,random",
+        help=f"comma list from: {', '.join(explainer_names())}",
+    )
+    pl.add_argument(
+        "--limit",
+        type=_at_least_one,
+        default=None,
+        metavar="N",
+        help="only the first N posts with rationales",
+    )
+    pl.add_argument(
+        "--no-faithfulness", action="store_true", help="skip comprehensiveness/sufficiency (faster)"
+    )
+    pl.add_argument("--device", default="cpu")
+    pl.add_argument("--truncate", action="store_true", help="truncate over-long posts")
+    pl.add_argument("--out", required=True, metavar="DIR")
+    pl.add_argument("--quiet", action="store_true")
+
     train = commands.add_parser("train", help="train the models simec explores")
     kinds = train.add_subparsers(dest="kind", metavar="KIND")
     kinds.required = True
@@ -456,6 +495,25 @@ def run_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate.hatexplain import run_plausibility
+    from .models import load_adapter
+
+    adapter = load_adapter(args.model, device=args.device, truncation=args.truncate)
+    explainers = [e.strip() for e in args.explainers.split(",") if e.strip()]
+    run_plausibility(
+        adapter,
+        args.data,
+        args.out,
+        explainers=explainers,
+        limit=args.limit,
+        faithfulness=not args.no_faithfulness,
+        progress=not args.quiet,
+    )
+    print((Path(args.out) / "table.md").read_text())
+    return 0
+
+
 def run_train(args: argparse.Namespace) -> int:
     from .train.vit import ViTTrainConfig, train_vit
 
@@ -496,6 +554,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_train(args)
         if args.command == "experiment":
             return run_experiment(args)
+        if args.command == "evaluate":
+            return run_evaluate(args)
     except SimecError as exc:
         print(f"simec {args.command}: error: {exc}", file=sys.stderr)
         return 2

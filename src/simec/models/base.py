@@ -34,6 +34,8 @@ class PreparedInput:
     segment_names: list[str]
     model_inputs: dict[str, Tensor] = field(default_factory=dict)
     description: str = ""
+    #: for text given as a list of words: the word index of each segment (None for specials)
+    word_ids: list[int | None] | None = None
 
     @property
     def num_segments(self) -> int:

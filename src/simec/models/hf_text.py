@@ -67,11 +67,21 @@ class HFSequenceClassifierAdapter(ModelAdapter):
         return out.logits if hasattr(out, "logits") else out[0]
 
     def prepare(self, raw: Any) -> PreparedInput:
-        if not isinstance(raw, str):
-            raise InputError(f"a text model takes a string, got {type(raw).__name__}")
-        if not raw.strip():
+        """Embed a text, or a list of words (then each segment's word index is recorded)."""
+        words = isinstance(raw, (list, tuple))
+        if words:
+            if not raw or not all(isinstance(w, str) for w in raw):
+                raise InputError("a word list must be a non-empty list of strings")
+            if not any(w.strip() for w in raw):
+                raise InputError("the text is empty")
+        elif not isinstance(raw, str):
+            raise InputError(
+                f"a text model takes a string or a list of words, got {type(raw).__name__}"
+            )
+        elif not raw.strip():
             raise InputError("the text is empty")
-        enc = self.tokenizer(raw, return_tensors="pt", truncation=False)
+        options = {"return_tensors": "pt", "is_split_into_words": words}
+        enc = self.tokenizer(list(raw) if words else raw, truncation=False, **options)
         length = int(enc["input_ids"].shape[1])
         if length > self.max_length:
             if not self.truncation:
@@ -80,8 +90,9 @@ class HFSequenceClassifierAdapter(ModelAdapter):
                     "shorten it or pass truncation=True (--truncate) to keep the first tokens"
                 )
             enc = self.tokenizer(
-                raw, return_tensors="pt", truncation=True, max_length=self.max_length
+                list(raw) if words else raw, truncation=True, max_length=self.max_length, **options
             )
+        word_ids = enc.word_ids() if words and hasattr(enc, "word_ids") else None
         inputs = {k: v.to(self.device) for k, v in enc.items() if isinstance(v, Tensor)}
         mask = inputs.get("attention_mask")
         if mask is not None and bool(mask.all()):
@@ -94,7 +105,8 @@ class HFSequenceClassifierAdapter(ModelAdapter):
             raise ModelError("the embeddings module was not called by the model's forward")
         x0 = seen[0][0].detach()
         names = self.tokenizer.convert_ids_to_tokens(inputs["input_ids"][0].tolist())
-        return PreparedInput(x0, list(names), inputs, raw)
+        text = " ".join(raw) if words else raw
+        return PreparedInput(x0, list(names), inputs, text, word_ids=word_ids)
 
     def logits(self, x: Tensor, prepared: PreparedInput) -> Tensor:
         with replace_module_output(self._embeddings, x.unsqueeze(0)):
