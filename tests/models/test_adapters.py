@@ -121,6 +121,9 @@ def test_image_layouts_and_files(vit, image, tmp_path):
         torch.testing.assert_close(adapter.prepare(raw).embeddings, ref)
     png = adapter.prepare(tmp_path / "x.png").embeddings
     torch.testing.assert_close(png, ref, atol=5e-2, rtol=0)  # 8-bit quantisation
+    # an RGB PNG of the same gray image works with a one-channel model
+    Image.fromarray(np.stack([u8] * 3, axis=-1)).save(tmp_path / "rgb.png")
+    torch.testing.assert_close(adapter.prepare(tmp_path / "rgb.png").embeddings, png)
 
 
 def test_text_errors_are_clear(bert, tokenizer):

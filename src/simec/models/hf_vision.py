@@ -30,8 +30,12 @@ __all__ = ["HFImageClassifierAdapter", "load_image"]
 SPACES = ("embeddings", "pixels")
 
 
-def load_image(path: str | Path) -> np.ndarray:
-    """Read a PNG/JPEG (via Pillow) or a .npy array; returns an array as stored."""
+def load_image(path: str | Path, *, channels: int | None = None) -> np.ndarray:
+    """Read a PNG/JPEG (via Pillow) or a .npy array.
+
+    With ``channels`` (1 or 3), image files are converted to grayscale or RGB, so an RGB(A)
+    PNG of a digit works with a one-channel model; .npy arrays are returned as stored.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"image file {str(path)!r} does not exist")
@@ -41,6 +45,8 @@ def load_image(path: str | Path) -> np.ndarray:
 
     try:
         with Image.open(path) as img:
+            if channels in (1, 3):
+                img = img.convert("L" if channels == 1 else "RGB")
             return np.asarray(img)
     except UnidentifiedImageError as exc:
         raise InputError(f"{str(path)!r} is not an image Pillow can read") from exc
@@ -96,7 +102,7 @@ class HFImageClassifierAdapter(ModelAdapter):
     def pixel_values(self, image: Any) -> Tensor:
         """A raw image -> normalised pixel values (1, C, H, W) in the adapter's dtype/device."""
         if isinstance(image, (str, Path)):
-            image = load_image(image)
+            image = load_image(image, channels=self.num_channels)
         if hasattr(image, "convert") and hasattr(image, "size"):  # PIL image
             image = np.asarray(image)
         arr = image.detach().cpu().numpy() if isinstance(image, Tensor) else np.asarray(image)
