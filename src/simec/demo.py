@@ -62,9 +62,7 @@ def run_demo(
         if image is None
         else (load_image(image) if isinstance(image, (str, Path)) else image)
     )
-    original = (
-        adapter.pixel_values(raw)[0].cpu() * adapter._std.view(-1, 1, 1)
-    ) + adapter._mean.view(-1, 1, 1)
+    original = adapter.image(raw)
     grid = (
         adapter.image_size[0] // adapter.patch_size,
         adapter.image_size[1] // adapter.patch_size,

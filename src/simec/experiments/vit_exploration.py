@@ -91,9 +91,7 @@ def _row(
     cfg: VitExplorationConfig,
     seed: int,
 ) -> dict[str, Any]:
-    original = adapter.pixel_values(image)[0].cpu() * adapter._std.view(
-        -1, 1, 1
-    ) + adapter._mean.view(-1, 1, 1)
+    original = adapter.image(image)
     row: dict[str, Any] = {}
     sim = explore(adapter, image, algorithm="simec", steps=cfg.steps, seed=seed)
     decoded = decoder.decode_trajectory(

@@ -74,13 +74,11 @@ def perturbation_explore(
     if steps is None and time_budget is None:
         raise ValueError("give steps, time_budget or both")
     gen = torch.Generator().manual_seed(seed)
-    mean = adapter._mean.view(-1, 1, 1).to(adapter.device, adapter.dtype)
-    std = adapter._std.view(-1, 1, 1).to(adapter.device, adapter.dtype)
-    x = (adapter.pixel_values(image)[0] * std + mean).cpu()
+    x = adapter.image(image)
 
     @torch.no_grad()
     def label(img: Tensor) -> int:
-        pixels = ((img.to(adapter.device, adapter.dtype) - mean) / std).unsqueeze(0)
+        pixels = adapter.normalize(img.to(adapter.device, adapter.dtype)).unsqueeze(0)
         return int(adapter._run(pixels)[0].argmax())
 
     y_prev = y0 = label(x)

@@ -80,9 +80,7 @@ class ViTDecoder:
         With ``original`` (C, H, W in [0, 1]) and ``explored_segments`` (row indices of x, as in
         ExplorationResult.explored_segments), only the explored patches are pasted into it.
         """
-        mean = self.adapter._mean.to(x).view(-1, 1, 1)
-        std = self.adapter._std.to(x).view(-1, 1, 1)
-        image = (self.to_normalized_pixels(x) * std + mean).clamp(0.0, 1.0)
+        image = self.adapter.denormalize(self.to_normalized_pixels(x)).clamp(0.0, 1.0)
         if original is None or explored_segments is None:
             return image
         special = 0 if self.space == "pixels" else self._special(x)

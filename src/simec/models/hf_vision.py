@@ -136,8 +136,19 @@ class HFImageClassifierAdapter(ModelAdapter):
                 )
         else:
             raise InputError(f"unsupported image dtype {arr.dtype}")
-        x = (x - self._mean.view(-1, 1, 1)) / self._std.view(-1, 1, 1)
-        return x.unsqueeze(0).to(device=self.device, dtype=self.dtype)
+        return self.normalize(x).unsqueeze(0).to(device=self.device, dtype=self.dtype)
+
+    def normalize(self, image: Tensor) -> Tensor:
+        """Pixels in [0, 1] (C, H, W) -> the model's normalised pixel values."""
+        return (image - self._mean.to(image).view(-1, 1, 1)) / self._std.to(image).view(-1, 1, 1)
+
+    def denormalize(self, pixels: Tensor) -> Tensor:
+        """Normalised pixel values (C, H, W) -> pixels on the [0, 1] scale (not capped)."""
+        return pixels * self._std.to(pixels).view(-1, 1, 1) + self._mean.to(pixels).view(-1, 1, 1)
+
+    def image(self, raw: Any) -> Tensor:
+        """A raw image, validated, as (C, H, W) pixels in [0, 1] on the CPU."""
+        return self.denormalize(self.pixel_values(raw)[0]).cpu()
 
     def patchify(self, pixels: Tensor) -> Tensor:
         """(C, H, W) -> (patches, C*p*p), row-major over the patch grid."""
