@@ -1,0 +1,59 @@
+import pytest
+import torch
+
+from simec.models import from_model
+from simec.structure import (
+    directional_lipschitz,
+    jacobian_spectrum,
+    match_embedding,
+    vision_embedding_fn,
+)
+from tests.conftest import tiny_vit
+
+
+@pytest.fixture
+def linear():
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(4, 12, generator=gen, dtype=torch.float64)
+    x = torch.randn(3, 4, generator=gen, dtype=torch.float64)
+    return w, x, (lambda t: w @ t.reshape(-1))
+
+
+def test_spectrum_of_a_linear_map_is_its_svd(linear):
+    w, x, fn = linear
+    spec = jacobian_spectrum(fn, x, tolerances=(1e-6,))
+    torch.testing.assert_close(spec.singular_values, torch.linalg.svdvals(w))
+    assert spec.null_dims[1e-6] == 12 - 4 and spec.input_dim == 12 and spec.output_dim == 4
+
+
+def test_lipschitz_along_the_top_singular_vector_is_the_top_singular_value(linear):
+    w, x, fn = linear
+    res = directional_lipschitz(fn, x, epsilons=(1e-2, 1.0), directions=64, ascent_steps=5)
+    top = float(torch.linalg.svdvals(w)[0])
+    assert res.sigma_max == pytest.approx(top)
+    torch.testing.assert_close(res.optimized, torch.full((2,), top, dtype=torch.float64))
+    assert (res.random <= top + 1e-9).all()  # no direction beats sigma_max on a linear map
+    assert (res.ratio() > 1).all()
+
+
+def test_matching_reaches_the_requested_tolerance_on_a_tiny_vit():
+    adapter = from_model(tiny_vit(), image_mean=[0.5], image_std=[0.5])
+    fn = vision_embedding_fn(adapter, "cls")
+    gen = torch.Generator().manual_seed(0)
+    source = torch.rand(1, 8, 8, generator=gen) * 0.8 + 0.1
+    target = torch.rand(1, 8, 8, generator=gen) * 0.8 + 0.1
+    res = match_embedding(
+        fn, source, target, tolerance=1e-2, max_steps=3000, to_model=adapter.normalize
+    )
+    assert res.converged and res.relative_error <= 1e-2
+    assert res.result.min() >= 0 and res.result.max() <= 1
+    assert res.cosine > 0.99 and res.linf > 0
+
+
+def test_vision_spectrum_has_a_large_null_space():
+    adapter = from_model(tiny_vit(), dtype="float64")
+    fn = vision_embedding_fn(adapter, "cls")
+    pixels = adapter.normalize(torch.rand(1, 8, 8, dtype=torch.float64))
+    spec = jacobian_spectrum(fn, pixels)
+    assert spec.output_dim == 16 and spec.input_dim == 64
+    assert min(spec.null_dims.values()) >= 64 - 16
