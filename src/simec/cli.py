@@ -320,6 +320,36 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--out", required=True, metavar="DIR")
     pl.add_argument("--quiet", action="store_true")
 
+    st = commands.add_parser("structure", help="embedding-space structure of a ViT")
+    sts = st.add_subparsers(dest="structure", metavar="ANALYSIS")
+    sts.required = True
+    for name, text in (
+        ("match", "change source images until their embedding matches a target's"),
+        ("spectrum", "singular values of the embedding's Jacobian and its null space"),
+        ("lipschitz", "local directional Lipschitz constants, random vs optimised"),
+    ):
+        sp = sts.add_parser(name, help=text, description=text.capitalize() + ".")
+        sp.add_argument("--model", required=True, metavar="DIR", help="an image classifier")
+        sp.add_argument("--data", required=True, metavar="DIR", help="IDX folder")
+        sp.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="mnist")
+        sp.add_argument(
+            "--count",
+            type=_at_least_one,
+            default=20,
+            help="pairs (match) or images (default: %(default)s)",
+        )
+        sp.add_argument("--embedding", choices=["cls", "pooled", "logits"], default="cls")
+        sp.add_argument(
+            "--tolerance",
+            type=_positive_float,
+            default=1e-2,
+            help="match: relative embedding error to reach (default: %(default)s)",
+        )
+        sp.add_argument("--max-steps", type=_at_least_one, default=2000)
+        sp.add_argument("--seed", type=int, default=0)
+        sp.add_argument("--device", default="cpu")
+        sp.add_argument("--out", required=True, metavar="DIR")
+
     train = commands.add_parser("train", help="train the models simec explores")
     kinds = train.add_subparsers(dest="kind", metavar="KIND")
     kinds.required = True
@@ -514,6 +544,28 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_structure_command(args: argparse.Namespace) -> int:
+    import json
+
+    from .structure.run import run_structure
+
+    summary = run_structure(
+        args.structure,
+        model=args.model,
+        data=args.data,
+        out=args.out,
+        dataset=args.dataset,
+        count=args.count,
+        kind=args.embedding,
+        seed=args.seed,
+        tolerance=args.tolerance,
+        max_steps=args.max_steps,
+        device=args.device,
+    )
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def run_train(args: argparse.Namespace) -> int:
     from .train.vit import ViTTrainConfig, train_vit
 
@@ -556,6 +608,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_experiment(args)
         if args.command == "evaluate":
             return run_evaluate(args)
+        if args.command == "structure":
+            return run_structure_command(args)
     except SimecError as exc:
         print(f"simec {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -57,3 +57,32 @@ def test_vision_spectrum_has_a_large_null_space():
     spec = jacobian_spectrum(fn, pixels)
     assert spec.output_dim == 16 and spec.input_dim == 64
     assert min(spec.null_dims.values()) >= 64 - 16
+
+
+@pytest.mark.parametrize("command", ["match", "spectrum", "lipschitz"])
+def test_structure_commands_write_json_and_png(command, fake_mnist, tmp_path):
+    import json
+
+    from simec.cli import main
+
+    model_dir = tmp_path / "vit"
+    tiny_vit(num_labels=10, image_size=28, patch_size=7, layers=1).save_pretrained(model_dir)
+    out = tmp_path / command
+    argv = [
+        "structure",
+        command,
+        "--model",
+        str(model_dir),
+        "--data",
+        str(fake_mnist),
+        "--count",
+        "2",
+        "--max-steps",
+        "300",
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
+    result = json.loads((out / f"{command}.json").read_text())
+    assert len(result["rows"]) == 2 and result["summary"]
+    assert list(out.glob("*.png"))
