@@ -18,7 +18,7 @@ from ._io import atomic_write_json, environment
 from .errors import InputError
 from .explore import explore
 from .interpret import ViTDecoder, segment_importance
-from .models import load_adapter, load_image
+from .models import load_adapter
 from .models.hf_vision import HFImageClassifierAdapter
 from .report import plots
 from .report.html import Report
@@ -57,11 +57,7 @@ def run_demo(
     adapter = load_adapter(model or shipped_model(), device=device)
     if not isinstance(adapter, HFImageClassifierAdapter):
         raise InputError("the demo needs an image classifier")
-    raw = (
-        sample_digit()
-        if image is None
-        else (load_image(image) if isinstance(image, (str, Path)) else image)
-    )
+    raw = sample_digit() if image is None else image  # paths are read by the adapter
     original = adapter.image(raw)
     grid = (
         adapter.image_size[0] // adapter.patch_size,
@@ -82,8 +78,14 @@ def run_demo(
     )
     plots.save_figure(fig, out / "importance_overlay.png")
 
-    pixel_adapter = load_adapter(model or shipped_model(), device=device, space="pixels")
-    decoders = {"embeddings": ViTDecoder(adapter), "pixels": ViTDecoder(pixel_adapter)}  # type: ignore[arg-type]
+    pixel_adapter = HFImageClassifierAdapter(
+        adapter.model,
+        space="pixels",
+        image_mean=adapter._mean.tolist(),
+        image_std=adapter._std.tolist(),
+        device=device,
+    )
+    decoders = {"embeddings": ViTDecoder(adapter), "pixels": ViTDecoder(pixel_adapter)}
     record_every = max(1, steps // frames)
     runs = {}
     walks = (
