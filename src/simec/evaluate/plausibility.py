@@ -86,25 +86,27 @@ def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return chosen
 
 
-def token_f1(scores: np.ndarray, rationale: np.ndarray) -> float:
+def _marked_and_top_k(scores: np.ndarray, rationale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Majority-marked words and the same number of top-scored words (empty if none marked)."""
     human = rationale >= 0.5
-    k = int(human.sum())
-    if k == 0:
+    return human, _top_k(scores, int(human.sum()))
+
+
+def token_f1(scores: np.ndarray, rationale: np.ndarray) -> float:
+    human, predicted = _marked_and_top_k(scores, rationale)
+    if not human.any():
         return float("nan")
-    predicted = _top_k(scores, k)
     tp = int((predicted & human).sum())
     if tp == 0:
         return 0.0
-    precision, recall = tp / int(predicted.sum()), tp / k
+    precision, recall = tp / int(predicted.sum()), tp / int(human.sum())
     return 2 * precision * recall / (precision + recall)
 
 
 def iou_f1(scores: np.ndarray, rationale: np.ndarray) -> float:
-    human = rationale >= 0.5
-    k = int(human.sum())
-    if k == 0:
+    human, predicted = _marked_and_top_k(scores, rationale)
+    if not human.any():
         return float("nan")
-    predicted = _top_k(scores, k)
     iou = (predicted & human).sum() / (predicted | human).sum()
     return 1.0 if iou >= 0.5 else 0.0
 
