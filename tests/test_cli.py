@@ -130,3 +130,33 @@ def test_console_script_runs_as_a_module():
         [sys.executable, "-m", "simec", "--version"], capture_output=True, text=True, check=True
     )
     assert proc.stdout.startswith("simec ")
+
+
+def test_text_importance_writes_png_html_and_word_scores(bert_dir, tmp_path, capsys):
+    out = tmp_path / "imp"
+    argv = ["importance", "--model", str(bert_dir), "--input", "the cats sat", "--out", str(out)]
+    assert main(argv) == 0
+    for name in ("importance.json", "importance.png", "importance.html", "word_importance.json"):
+        assert (out / name).is_file(), name
+    tokens = json.loads((out / "importance.json").read_text())
+    words = json.loads((out / "word_importance.json").read_text())
+    assert words["words"] == ["the", "cats", "sat"]  # "cat ##s" joined, specials dropped
+    pieces = dict(zip(tokens["segments"], tokens["scores"]))
+    assert words["scores"][1] == max(pieces["cat"], pieces["##s"])
+    assert "cat" in (out / "importance.html").read_text()
+    assert "predicted" in capsys.readouterr().out
+
+
+def test_masked_lm_importance_from_the_cli(tmp_path):
+    from tests.conftest import make_tokenizer
+    from tests.interpret.test_decode_text import tiny_mlm
+
+    model_dir = tmp_path / "mlm"
+    tiny_mlm().save_pretrained(model_dir)
+    make_tokenizer(tmp_path).save_pretrained(model_dir)
+    out = tmp_path / "imp"
+    argv = ["importance", "--model", str(model_dir), "--input", "the cat sat on the [MASK] ."]
+    assert main(argv + ["--out", str(out)]) == 0
+    result = json.loads((out / "importance.json").read_text())
+    assert "[MASK]" in result["segments"]
+    assert (out / "importance.png").is_file()

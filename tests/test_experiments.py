@@ -37,3 +37,95 @@ def test_vit_exploration_runs_and_resumes(fake_mnist, tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert results["aggregate"]["images"] == 3
     assert "| SiMEC seconds per image |" in (out / "table.md").read_text()
+
+
+def test_text_exploration_runs_and_resumes(bert_dir, tmp_path):
+    from simec.experiments.text_exploration import TextExplorationConfig, run_text_exploration
+    from tests.conftest import make_tokenizer
+    from tests.interpret.test_decode_text import tiny_mlm
+
+    mlm_dir = tmp_path / "mlm"
+    tiny_mlm().save_pretrained(mlm_dir)
+    make_tokenizer(tmp_path).save_pretrained(mlm_dir)
+    posts = [
+        ("p1", ["we", "hate", "you"], [0, 0, 2]),
+        ("p2", ["the", "cat", "sat", "on", "the", "mat"], [1, 1, 1]),  # normal: skipped
+        ("p3", ["bad", "dog", "!"], [2, 2, 2]),
+        ("p4", ["they", "hate", "the", "cat"], [0, 2, 0]),
+    ]
+    data = tmp_path / "validation.jsonl"
+    data.write_text(
+        "\n".join(
+            json.dumps({"id": i, "post_tokens": w, "annotators": {"label": lab}})
+            for i, w, lab in posts
+        )
+        + "\n"
+    )
+    out = tmp_path / "text"
+    cfg = TextExplorationConfig(
+        model=str(bert_dir),
+        mlm=str(mlm_dir),
+        data=str(data),
+        out=str(out),
+        posts=2,
+        steps=4,
+        mlm_example="the cat sat on the [MASK] .",
+    )
+    result = run_text_exploration(cfg, progress=False)
+    rows = sorted((out / "rows").glob("*.json"))
+    assert [r.stem for r in rows] == ["p1", "p3"]
+    row = json.loads(rows[0].read_text())
+    for alg in ("simec", "simexp"):
+        walk = row[alg]
+        assert walk["prompts"] == 5 * 5  # 5 prompts for each of p_0..p_4
+        assert walk["changed"] + walk["kept"] == walk["prompts"]
+        assert len(walk["series"]["p_original"]) == walk["prompts"]
+        assert len(walk["final_prompts"]) == 5
+    # p_0 is the original embedding: its alternatives are those of the unmodified post
+    assert result["aggregate"]["simec"]["prompts"] == 50
+    for name in (
+        "figure4_alternative_prompts.png",
+        "probability_along_walks.png",
+        "figure2_importance_classifier.png",
+        "figure2_importance_mlm.png",
+        "report.html",
+        "table.md",
+    ):
+        assert (out / name).is_file(), name
+    assert "Y_c" in (out / "table.md").read_text()
+    stamp = rows[0].stat().st_mtime_ns
+    cfg.posts = 3  # resume: p1 and p3 kept, p4 added
+    run_text_exploration(cfg, progress=False)
+    assert rows[0].stat().st_mtime_ns == stamp
+    assert len(list((out / "rows").glob("*.json"))) == 3
+
+
+def test_vision_explainers_draws_every_explainer_and_compares_with_simec(fake_mnist, tmp_path):
+    model_dir = tmp_path / "vit"
+    tiny_vit(num_labels=10, image_size=28, patch_size=7, layers=1).save_pretrained(model_dir)
+    out = tmp_path / "vx"
+    argv = ["experiment", "vision-explainers", "--model", str(model_dir), "--data"]
+    argv += [str(fake_mnist), "--images", "2", "--explainers", "simec,rollout,random"]
+    assert main(argv + ["--out", str(out)]) == 0
+    assert (out / "explainers_heatmaps.png").is_file()
+    res = json.loads((out / "explainers.json").read_text())
+    assert len(res["rows"]) == 2
+    row = res["rows"][0]
+    assert set(row["scores"]) == {"simec", "rollout", "random"}
+    assert all(len(v) == 16 for v in row["scores"].values())  # 4x4 patches, CLS dropped
+    assert row["spearman_vs_simec"]["simec"] == 1.0
+    assert main(argv[:-1] + ["simec,nope", "--out", str(out)]) != 0
+
+
+def test_spearman_against_hand_worked_values():
+    import math
+
+    import numpy as np
+
+    from simec.experiments.vision_explainers import spearman
+
+    assert spearman(np.array([1, 2, 3, 4]), np.array([10, 20, 30, 40])) == 1.0
+    assert spearman(np.array([1, 2, 3, 4]), np.array([4, 3, 2, 1])) == -1.0
+    # ties get average ranks: ranks (0.5, 0.5, 2) vs (0, 1, 2) -> r = 0.866...
+    assert abs(spearman(np.array([1, 1, 2]), np.array([1, 2, 3])) - math.sqrt(3) / 2) < 1e-12
+    assert math.isnan(spearman(np.array([1, 1, 1]), np.array([1, 2, 3])))

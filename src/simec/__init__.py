@@ -16,7 +16,7 @@ from .errors import (
     RankZeroMetricError,
     SimecError,
 )
-from .explore import ExplorationResult, ExploreConfig, explore
+from .explore import ExplorationResult, ExploreConfig, explore, explore_batch
 from .geometry import (
     OutputMetric,
     PullbackSpectrum,
@@ -26,6 +26,7 @@ from .geometry import (
 )
 from .models import (
     HFImageClassifierAdapter,
+    HFMaskedLMAdapter,
     HFSequenceClassifierAdapter,
     ModelAdapter,
     TorchAdapter,
@@ -40,6 +41,7 @@ __all__ = [
     "ExplorationResult",
     "ExploreConfig",
     "HFImageClassifierAdapter",
+    "HFMaskedLMAdapter",
     "HFSequenceClassifierAdapter",
     "InputError",
     "ModelAdapter",
@@ -50,6 +52,7 @@ __all__ = [
     "SimecError",
     "TorchAdapter",
     "explore",
+    "explore_batch",
     "from_model",
     "jacobian",
     "load_adapter",

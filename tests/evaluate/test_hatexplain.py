@@ -80,3 +80,16 @@ def test_evaluate_plausibility_end_to_end_and_resume(bert_dir, tmp_path, capsys)
     assert main(argv) == 0  # resumed: finished posts are not recomputed
     assert row.stat().st_mtime_ns == stamp
     assert "Paper (cosine)" in capsys.readouterr().out
+
+
+def test_faithfulness_can_be_limited_to_the_first_posts(bert_dir, tmp_path):
+    data = _write(tmp_path / "v.jsonl")
+    out = tmp_path / "eval"
+    argv = ["evaluate", "plausibility", "--model", str(bert_dir), "--data", str(data)]
+    argv += ["--explainers", "simec,random", "--faithfulness-posts", "1", "--out", str(out)]
+    assert main(argv + ["--quiet"]) == 0
+    table = json.loads((out / "results.json").read_text())["table"]
+    assert table["simec"]["cosine"]["n"] == 2
+    assert table["simec"]["comprehensiveness"]["n"] == 1
+    assert table["random"]["sufficiency"]["n"] == 1
+    assert "comprehensiveness n = 1" in (out / "table.md").read_text()

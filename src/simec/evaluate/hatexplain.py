@@ -156,7 +156,13 @@ def _markdown(table: dict[str, Any], posts: int) -> str:
     keys = [k for k in metric_infos if any(table[e][k]["n"] for e in table)]
     arrows = {k: "↑" if metric_infos[k].higher_is_better else "↓" for k in keys}
     head = "| explainer | " + " | ".join(f"{k} {arrows[k]}" for k in keys) + " | s/post |"
-    lines = [f"Posts with rationales: {posts}", "", head, "|" + " --- |" * (len(keys) + 2)]
+    counts = ", ".join(
+        sorted(
+            {f"{k} n = {max(table[e][k]['n'] for e in table)}" for k in FAITHFULNESS if k in keys}
+        )
+    )
+    note = f"Posts with rationales: {posts}" + (f" (faithfulness: {counts})" if counts else "")
+    lines = [note, "", head, "|" + " --- |" * (len(keys) + 2)]
     for name, entry in table.items():
         cells = [f"{entry[k]['mean']:.3f} ± {entry[k]['std']:.3f}" for k in keys]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {entry['seconds']['mean']:.3f} |")
@@ -173,8 +179,14 @@ def run_plausibility(
     explainers: list[str],
     limit: int | None = None,
     faithfulness: bool = True,
+    faithfulness_posts: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
+    """Score ``explainers`` on every post with rationales (see module docstring).
+
+    Faithfulness (about 10 model calls per explainer and post) is computed on the first
+    ``faithfulness_posts`` posts only when given; the table states n for every metric.
+    """
     unknown = [e for e in explainers if e not in explainer_names()]
     if unknown:
         raise InputError(f"unknown explainers {unknown}; choose from {explainer_names()}")
@@ -192,6 +204,7 @@ def run_plausibility(
             "explainers": explainers,
             "limit": limit,
             "faithfulness": faithfulness,
+            "faithfulness_posts": faithfulness_posts,
             "filler": filler,
             "model": adapter.describe(),
             "environment": environment(),
@@ -208,7 +221,8 @@ def run_plausibility(
         if path.is_file():
             row = json.loads(path.read_text())
         else:
-            row = _post_row(adapter, post, explainers, faithfulness, filler)
+            faithful = faithfulness and (faithfulness_posts is None or i < faithfulness_posts)
+            row = _post_row(adapter, post, explainers, faithful, filler)
             atomic_write_bytes(path, (json.dumps(row) + "\n").encode())
         rows.append(row)
         if bar is not None:

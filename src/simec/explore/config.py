@@ -41,6 +41,13 @@ class ExploreConfig:
     ViT, a one-off cost of a few seconds, checked against the eager result on first use, eager
     on any failure). None = auto: on for runs of at least ``AUTO_COMPILE_STEPS`` steps, unless
     the environment variable SIMEC_COMPILE says otherwise ("1"/"0").
+
+    Divergence: a walk stops when a point, the model output or its Jacobian is NaN/Inf (it ends
+    on the last good point), or when ||x - x0|| exceeds ``divergence_ratio * ||x0||``.
+    ``recover`` > 0 retries such a step from its start with half the step size, up to
+    ``recover`` times in a row, before stopping (every retry is listed in the result's
+    ``recoveries``). ``projection="step"`` keeps every point in the feasible box, so the walk
+    cannot run away at all.
     """
 
     algorithm: str = "simec"
@@ -60,6 +67,7 @@ class ExploreConfig:
     chunk_size: int | None = None
     compile: bool | None = None
     divergence_ratio: float = 100.0
+    recover: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> ExploreConfig:
@@ -84,6 +92,8 @@ class ExploreConfig:
             raise InputError(f"max_step must be positive or None, got {self.max_step!r}")
         if self.rtol is not None and not (0 <= self.rtol < 1):
             raise InputError(f"rtol must lie in [0, 1), got {self.rtol!r}")
+        if isinstance(self.recover, bool) or not isinstance(self.recover, int) or self.recover < 0:
+            raise InputError(f"recover must be a non-negative integer, got {self.recover!r}")
         if self.corrector_iterations < 1:
             raise InputError("corrector_iterations must be at least 1")
         if self.segments is not None:

@@ -27,7 +27,10 @@ class ExplorationResult:
     p_k, ``drift`` = ||y_k - y_0|| in the metric's output coordinates. Per step k < K:
     ``lambda_max``, ``step_sizes`` (delta actually taken), ``ranks`` (number of non-zero
     eigenvalues) and, with the corrector, ``uncorrected_drift`` (drift right after the
-    predictor step, before correction). ``trajectory`` (m, segments, width) holds the stored
+    predictor step, before correction). ``recoveries`` lists the steps retried with half the
+    step size (``recover``): step index, reason, the step size used. ``batch``: for a run made
+    by ``explore_batch``, which batch it was in (its ``elapsed_seconds`` is that batch's wall
+    time). ``trajectory`` (m, segments, width) holds the stored
     points p_k for k in ``trajectory_steps`` (every ``record_every``-th and the last), projected
     when projection is "end"/"step"; ``trajectory_probabilities`` are the model's outputs on them.
     """
@@ -50,6 +53,8 @@ class ExplorationResult:
     input_description: str = ""
     model: dict[str, Any] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
+    recoveries: list[dict[str, Any]] = field(default_factory=list)
+    batch: dict[str, Any] = field(default_factory=dict)
 
     @property
     def predicted(self) -> list[int]:
@@ -85,6 +90,8 @@ class ExplorationResult:
             "input": self.input_description,
             "model": self.model,
             "environment": self.environment,
+            "recoveries": self.recoveries,
+            "batch": self.batch,
         }
 
     def save(self, out_dir: str | os.PathLike) -> Path:
@@ -124,4 +131,6 @@ class ExplorationResult:
             input_description=summary.get("input", ""),
             model=summary.get("model", {}),
             environment=summary.get("environment", {}),
+            recoveries=summary.get("recoveries", []),
+            batch=summary.get("batch", {}),
         )

@@ -28,7 +28,14 @@ from torch import Tensor
 from ..errors import ExactTooLargeError, InputError, RankZeroMetricError
 from .metrics import OutputMetric, get_output_metric
 
-__all__ = ["METHODS", "PullbackSpectrum", "pullback_matrix", "pullback_spectrum"]
+__all__ = [
+    "METHODS",
+    "LowRankSpectra",
+    "PullbackSpectrum",
+    "lowrank_spectra",
+    "pullback_matrix",
+    "pullback_spectrum",
+]
 
 METHODS = ("lowrank", "exact")
 Method = Literal["lowrank", "exact"]
@@ -127,9 +134,30 @@ def _canonical_signs(vectors: Tensor) -> Tensor:
     return vectors * signs
 
 
+def exact_bytes(n: int, dtype: torch.dtype) -> int:
+    """Memory the `exact` back-end needs for an n-dimensional input: g, its eigenvectors and the
+    LAPACK workspace, three n x n matrices."""
+    return 3 * n * n * torch.empty((), dtype=dtype).element_size()
+
+
+def _size(count: float) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{int(count)} bytes"
+
+
+def _too_large(n: int, dtype: torch.dtype, device: torch.device, available: float | None) -> str:
+    free = f"only {_size(available)} is free" if available is not None else "allocating it failed"
+    return (
+        f"method='exact' needs about {_size(exact_bytes(n, dtype))} for an n={n} "
+        f"eigendecomposition ({dtype}), but {free} on {device}. Use method='lowrank' (same "
+        "eigenvalues, O(q^2 n)), or explore fewer segments."
+    )
+
+
 def _check_exact_fits(n: int, dtype: torch.dtype, device: torch.device) -> None:
-    itemsize = torch.empty((), dtype=dtype).element_size()
-    needed = 3 * n * n * itemsize  # g, its eigenvectors, LAPACK workspace
+    needed = exact_bytes(n, dtype)
     if device.type == "cuda":
         available = torch.cuda.mem_get_info(device)[0]
     else:
@@ -138,11 +166,7 @@ def _check_exact_fits(n: int, dtype: torch.dtype, device: torch.device) -> None:
         except (ValueError, OSError, AttributeError):
             return
     if needed > available:
-        raise ExactTooLargeError(
-            f"method='exact' needs about {needed / 2**30:.1f} GiB for an n={n} eigendecomposition "
-            f"({dtype}), but only {available / 2**30:.1f} GiB is free on {device}. "
-            "Use method='lowrank' (same eigenvalues, O(q^2 n)), or explore fewer segments."
-        )
+        raise ExactTooLargeError(_too_large(n, dtype, device, available))
 
 
 def pullback_spectrum(
@@ -183,9 +207,16 @@ def pullback_spectrum(
         raw = None
     else:
         _check_exact_fits(n, jac.dtype, jac.device)
-        g = a.T @ a
-        g = 0.5 * (g + g.T)
-        w, v = torch.linalg.eigh(g)
+        try:
+            g = a.T @ a
+            g = 0.5 * (g + g.T)
+            w, v = torch.linalg.eigh(g)
+        except (MemoryError, RuntimeError) as exc:
+            # the estimate above passed but the allocator still ran out (memory taken meanwhile,
+            # fragmentation, a CUDA out-of-memory): the same advice, not a bare allocator error
+            if isinstance(exc, MemoryError) or "memory" in str(exc).lower():
+                raise ExactTooLargeError(_too_large(n, jac.dtype, jac.device, None)) from exc
+            raise
         w, v = w.flip(0), v.flip(1)
         lam_max = float(w[0]) if w.numel() else 0.0
         rel = rtol if rtol is not None else n * eps
@@ -206,3 +237,59 @@ def pullback_spectrum(
         method=method,
         all_eigenvalues=raw,
     )
+
+
+@dataclass
+class LowRankSpectra:
+    """The `lowrank` spectra of B pullback metrics at once, in fixed shapes on the device.
+
+    Nothing here has been read back to the host: ``rank`` and ``lambda_max`` are tensors, and the
+    kept eigenpairs are marked by ``keep`` instead of being cut out (which would need their count
+    on the host). Singular values ``singular_values`` (B, k) descending, k = min(q, n);
+    ``vectors`` (B, n, k) the right singular vectors with canonical signs (largest-magnitude
+    entry positive), i.e. the eigenvectors of g; ``keep`` (B, k) the non-zero eigenvalues (a
+    prefix of each row); ``finite`` (B,) False where the input held NaN/Inf, in which case that
+    spectrum is the one of a zero matrix (rank 0). Row b equals ``pullback_spectrum`` of input b
+    with ``method="lowrank"`` (same decompositions, same tolerance rule).
+    """
+
+    singular_values: Tensor
+    vectors: Tensor
+    keep: Tensor
+    finite: Tensor
+
+    @property
+    def rank(self) -> Tensor:
+        return self.keep.sum(dim=-1)
+
+    @property
+    def lambda_max(self) -> Tensor:
+        return self.singular_values[:, 0] ** 2
+
+
+def lowrank_spectra(a: Tensor, *, rtol: float | None = None) -> LowRankSpectra:
+    """Batched `lowrank` back-end for A = G^{1/2} J of shape (B, q, n) (see ``pullback_spectrum``).
+
+    Householder QR of each A^T, then the SVD of the small R^T, as in the single-input path;
+    never reads a value back to the host, so it can run ahead of the device.
+    """
+    if a.ndim != 3:
+        raise InputError(f"expected a batch of matrices (B, q, n), got shape {tuple(a.shape)}")
+    count, q, n = a.shape
+    finite = torch.isfinite(a).flatten(1).all(dim=1)
+    a = torch.where(finite[:, None, None], a, torch.zeros((), dtype=a.dtype, device=a.device))
+    if q >= n:
+        _, s, vh = torch.linalg.svd(a, full_matrices=False)
+        vectors = vh.mT
+    else:
+        basis, r = torch.linalg.qr(a.mT)
+        _, s, wh = torch.linalg.svd(r.mT)
+        vectors = basis @ wh.mT
+    rel = rtol if rtol is not None else (max(q, n) * torch.finfo(a.dtype).eps) ** 2
+    # the single-input rule: tol = rel * s_max^2 formed in float64, compared in the working dtype
+    tol = (s[:, :1].to(torch.float64) ** 2 * rel).to(s.dtype)
+    keep = s**2 > tol
+    index = vectors.abs().argmax(dim=1, keepdim=True)
+    signs = torch.sign(torch.gather(vectors, 1, index))
+    signs = torch.where(signs == 0, torch.ones_like(signs), signs)
+    return LowRankSpectra(singular_values=s, vectors=vectors * signs, keep=keep, finite=finite)

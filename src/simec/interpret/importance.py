@@ -92,7 +92,7 @@ def segment_importance(
         scores=scores.detach().cpu(),
         segment_names=prepared.segment_names,
         probabilities=torch.softmax(logits, -1).detach().cpu(),
-        labels=list(adapter.labels),
+        labels=prepared.output_labels(adapter),
         method=method,
         output_metric=metric.name,
     )

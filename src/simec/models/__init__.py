@@ -1,14 +1,21 @@
 """Model adapters: embed a raw input into the explored space and run the model from there."""
 
-from .architectures import embeddings_module, register_embeddings_path
+from .architectures import (
+    Architecture,
+    embeddings_module,
+    register_architecture,
+    register_embeddings_path,
+)
 from .base import ModelAdapter, PreparedInput
-from .hf_text import HFSequenceClassifierAdapter
+from .hf_text import HFMaskedLMAdapter, HFSequenceClassifierAdapter
 from .hf_vision import HFImageClassifierAdapter, load_image
 from .loading import from_model, load_adapter
 from .torch_adapter import TorchAdapter
 
 __all__ = [
+    "Architecture",
     "HFImageClassifierAdapter",
+    "HFMaskedLMAdapter",
     "HFSequenceClassifierAdapter",
     "ModelAdapter",
     "PreparedInput",
@@ -17,5 +24,6 @@ __all__ = [
     "from_model",
     "load_adapter",
     "load_image",
+    "register_architecture",
     "register_embeddings_path",
 ]

@@ -36,6 +36,14 @@ class PreparedInput:
     description: str = ""
     #: for text given as a list of words: the word index of each segment (None for specials)
     word_ids: list[int | None] | None = None
+    #: names of the outputs when they depend on the input (a masked LM's top-k tokens);
+    #: None means the adapter's own ``labels``
+    labels: list[str] | None = None
+    #: anything else an adapter needs to run this input (not passed to the model)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def output_labels(self, adapter: ModelAdapter) -> list[str]:
+        return list(self.labels) if self.labels is not None else list(adapter.labels)
 
     @property
     def num_segments(self) -> int:

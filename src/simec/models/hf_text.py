@@ -21,7 +21,7 @@ from .base import (
     resolve_dtype,
 )
 
-__all__ = ["HFSequenceClassifierAdapter"]
+__all__ = ["HFMaskedLMAdapter", "HFSequenceClassifierAdapter"]
 
 
 class HFSequenceClassifierAdapter(ModelAdapter):
@@ -112,6 +112,45 @@ class HFSequenceClassifierAdapter(ModelAdapter):
         with replace_module_output(self._embeddings, x.unsqueeze(0)):
             return self._run(prepared.model_inputs)[0]
 
+    @torch.no_grad()
+    def classify_ids(self, input_ids: Tensor, *, batch_size: int = 64) -> Tensor:
+        """Probabilities (m, q) for m token-id sequences of one length (no padding needed)."""
+        ids = torch.as_tensor(input_ids, device=self.device)
+        if ids.ndim != 2 or ids.shape[1] == 0:
+            raise InputError(
+                f"input_ids must be (m, length) with length > 0, got {tuple(ids.shape)}"
+            )
+        out = [
+            torch.softmax(self._run({"input_ids": ids[i : i + batch_size]}), -1)
+            for i in range(0, len(ids), batch_size)
+        ]
+        return torch.cat(out) if out else torch.zeros(0, len(self.labels))
+
+    @torch.no_grad()
+    def classify(self, texts: list[str], *, batch_size: int = 32) -> Tensor:
+        """Probabilities (m, q) for a list of texts, run as padded batches with attention masks.
+
+        Texts longer than the model's positions are truncated only if the adapter was built with
+        ``truncation=True``; otherwise they raise like ``prepare`` does.
+        """
+        if isinstance(texts, str) or not texts:
+            raise InputError("classify takes a non-empty list of texts")
+        for t in texts:
+            if not isinstance(t, str) or not t.strip():
+                raise InputError("the text is empty")
+        out = []
+        for i in range(0, len(texts), batch_size):
+            chunk = texts[i : i + batch_size]
+            limit = {"truncation": True, "max_length": self.max_length} if self.truncation else {}
+            enc = self.tokenizer(chunk, return_tensors="pt", padding=True, **limit)
+            if enc["input_ids"].shape[1] > self.max_length:
+                raise InputError(
+                    f"a text has more than {self.max_length} tokens; pass truncation=True"
+                )
+            inputs = {k: v.to(self.device) for k, v in enc.items() if isinstance(v, Tensor)}
+            out.append(torch.softmax(self._run(inputs), -1))
+        return torch.cat(out)
+
     def describe(self) -> dict[str, Any]:
         cfg = self.model.config
         return {
@@ -122,3 +161,51 @@ class HFSequenceClassifierAdapter(ModelAdapter):
             "truncation": self.truncation,
             "attn_implementation": getattr(cfg, "_attn_implementation", None),
         }
+
+
+class HFMaskedLMAdapter(HFSequenceClassifierAdapter):
+    """Adapter for ``*ForMaskedLM`` models: the explored output is the [MASK] prediction.
+
+    The text must hold exactly one mask token (``tokenizer.mask_token``, e.g. ``[MASK]``). The
+    output vector is the model's logits at that position restricted to the ``top_k`` tokens it
+    predicts for the original text; the restriction is chosen once, at x0, and kept for the whole
+    exploration, so the explored distribution is the softmax over those k tokens (renormalised).
+    The input's ``labels`` are those k tokens, most likely first.
+    """
+
+    def __init__(self, model: nn.Module, tokenizer: Any, *, top_k: int = 10, **options: Any):
+        super().__init__(model, tokenizer, **options)
+        vocab = int(getattr(model.config, "vocab_size", 0) or 0)
+        if not 2 <= top_k <= max(2, vocab):
+            raise InputError(f"top_k must be between 2 and the vocabulary size, got {top_k}")
+        if getattr(tokenizer, "mask_token_id", None) is None:
+            raise ModelError("the tokenizer has no mask token")
+        self.top_k = int(top_k)
+        self.labels = [f"top-{i + 1}" for i in range(self.top_k)]
+
+    def prepare(self, raw: Any) -> PreparedInput:
+        prepared = super().prepare(raw)
+        ids = prepared.model_inputs["input_ids"][0]
+        where = (ids == self.tokenizer.mask_token_id).nonzero().flatten().tolist()
+        if len(where) != 1:
+            raise InputError(
+                f"a masked-LM input needs exactly one {self.tokenizer.mask_token} token, "
+                f"found {len(where)}"
+            )
+        with (
+            torch.no_grad(),
+            replace_module_output(self._embeddings, prepared.embeddings.unsqueeze(0)),
+        ):
+            full = self._run(prepared.model_inputs)[0, where[0]]
+        top = full.topk(self.top_k).indices
+        prepared.extras.update(mask_index=where[0], top_ids=top)
+        prepared.labels = self.tokenizer.convert_ids_to_tokens(top.tolist())
+        return prepared
+
+    def logits(self, x: Tensor, prepared: PreparedInput) -> Tensor:
+        with replace_module_output(self._embeddings, x.unsqueeze(0)):
+            full = self._run(prepared.model_inputs)[0]
+        return full[prepared.extras["mask_index"]].index_select(0, prepared.extras["top_ids"])
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "top_k": self.top_k}

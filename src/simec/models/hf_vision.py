@@ -1,4 +1,10 @@
-"""Hugging Face image classifiers (ViT family): explore the embeddings output or the pixels."""
+"""Hugging Face vision models (ViT family): explore the embeddings output or the pixels.
+
+Image classifiers (``*ForImageClassification``) are explored from their logits; vision models
+without a classification head (ViT-MAE, CLIP's vision tower) can still be run to their hidden
+states (``backbone_outputs``), which is all ``simec structure`` needs for its ``cls`` and
+``pooled`` embeddings. Per-architecture knowledge lives in ``architectures.py``.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from ..errors import InputError, ModelError
-from .architectures import embeddings_module
+from .architectures import architecture, backbone_module, embeddings_module, vision_config
 from .base import (
     ModelAdapter,
     PreparedInput,
@@ -53,7 +59,12 @@ def load_image(path: str | Path, *, channels: int | None = None) -> np.ndarray:
 
 
 class HFImageClassifierAdapter(ModelAdapter):
-    """Adapter for ``*ForImageClassification`` models whose embeddings module takes pixels.
+    """Adapter for Hugging Face vision models whose embeddings module takes pixels.
+
+    ``*ForImageClassification`` models are explored from their logits; a model without a
+    classification head (``has_head`` is False: ViT-MAE, ``CLIPVisionModel``, ...) has no
+    ``labels`` and cannot be explored (``prepare``/``logits`` raise ``ModelError``), but
+    ``backbone_outputs`` runs it to its hidden states.
 
     ``space="embeddings"``: x0 is the embeddings module's output (CLS and other special tokens,
     then one row per patch; position embeddings included), segments = tokens.
@@ -77,10 +88,22 @@ class HFImageClassifierAdapter(ModelAdapter):
     ) -> None:
         if space not in SPACES:
             raise InputError(f"unknown space {space!r}; choose one of {list(SPACES)}")
-        config = getattr(model, "config", None)
-        if config is None or not hasattr(config, "image_size"):
+        config = vision_config(model)
+        if getattr(model, "config", None) is None or config is None:
             raise ModelError(f"{type(model).__name__} is not a Hugging Face vision model")
+        self.architecture = architecture(model)
+        for key, wanted in self.architecture.config_overrides.items():
+            if getattr(config, key, wanted) != wanted:
+                raise ModelError(
+                    f"{type(model).__name__} has config.{key}={getattr(config, key)!r}; simec "
+                    f"needs {key}={wanted!r} (e.g. ViT-MAE drops patches at random otherwise). "
+                    f"Load it with from_pretrained(..., {key}={wanted!r}), as "
+                    "simec.load_adapter does"
+                )
         self.model = model
+        self.vision_config = config
+        #: whether the model ends in an image-classification head (has logits)
+        self.has_head = "ForImageClassification" in type(model).__name__
         self.space = space
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
@@ -93,7 +116,9 @@ class HFImageClassifierAdapter(ModelAdapter):
         if space == "pixels" and not self.patch_size:
             raise ModelError("space='pixels' needs a config.patch_size")
         self._params = parameter_copies(model, self.device, self.dtype)
-        self.labels = [str(config.id2label[i]) for i in range(config.num_labels)]
+        self._backbone: tuple[nn.Module, dict[str, Tensor]] | None = None
+        top: Any = model.config
+        self.labels = [str(top.id2label[i]) for i in range(top.num_labels)] if self.has_head else []
         c = self.num_channels
         self._mean = torch.tensor(image_mean if image_mean is not None else [0.0] * c)
         self._std = torch.tensor(image_std if image_std is not None else [1.0] * c)
@@ -150,6 +175,49 @@ class HFImageClassifierAdapter(ModelAdapter):
         """A raw image, validated, as (C, H, W) pixels in [0, 1] on the CPU."""
         return self.denormalize(self.pixel_values(raw)[0]).cpu()
 
+    def fit_image(self, raw: Any) -> Tensor:
+        """A raw image of any size made to fit the model, as (C, H, W) pixels in [0, 1] (CPU).
+
+        Accepts (H, W), (C, H, W) or (H, W, C) arrays (uint8 in [0, 255] or floats in [0, 1])
+        with 1 or 3 channels. The image is resized bilinearly (antialiased when shrinking) to
+        the model's image size; when the channel counts differ, the image is made gray (the
+        mean of its channels) and that channel is repeated as often as the model wants.
+        An image that already fits is returned unchanged (as ``image`` would).
+        """
+        arr = raw.detach().cpu().numpy() if isinstance(raw, Tensor) else np.asarray(raw)
+        if arr.dtype == object or arr.size == 0 or not np.issubdtype(arr.dtype, np.number):
+            raise InputError("the image is empty or not numeric")
+        if arr.ndim == 4 and arr.shape[0] == 1:
+            arr = arr[0]
+        if arr.ndim == 2:
+            arr = arr[None]
+        elif arr.ndim == 3 and arr.shape[0] not in (1, 3) and arr.shape[-1] in (1, 3):
+            arr = np.moveaxis(arr, -1, 0)
+        if arr.ndim != 3 or arr.shape[0] not in (1, 3):
+            raise InputError(
+                f"image has shape {tuple(np.shape(raw))}; expected (H, W), or 1 or 3 channels "
+                "as (C, H, W) or (H, W, C)"
+            )
+        x = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float64))
+        check_finite(x, "the image")
+        if arr.dtype == np.uint8:
+            x = x / 255.0
+        elif x.min() < 0 or x.max() > 1:
+            raise InputError(
+                f"float images must lie in [0, 1]; got values in [{float(x.min()):.3g}, "
+                f"{float(x.max()):.3g}] (use uint8 for 0..255)"
+            )
+        c, (h, w) = self.num_channels, self.image_size
+        if x.shape[0] != c:
+            gray = x if x.shape[0] == 1 else x.mean(0, keepdim=True)
+            x = gray.expand(c, -1, -1)
+        if tuple(x.shape[1:]) != (h, w):
+            shrink = x.shape[1] > h or x.shape[2] > w
+            x = torch.nn.functional.interpolate(
+                x[None], size=(h, w), mode="bilinear", align_corners=False, antialias=shrink
+            )[0].clamp(0.0, 1.0)
+        return self.image(x.contiguous())
+
     def patchify(self, pixels: Tensor) -> Tensor:
         """(C, H, W) -> (patches, C*p*p), row-major over the patch grid."""
         c, h, w = pixels.shape
@@ -167,13 +235,48 @@ class HFImageClassifierAdapter(ModelAdapter):
         (h, w), p = self.image_size, self.patch_size or 1
         return [f"patch ({r},{col})" for r in range(h // p) for col in range(w // p)]
 
+    # -- running -------------------------------------------------------------------------
+    def _no_head(self) -> ModelError:
+        return ModelError(
+            f"{type(self.model).__name__} has no image-classification head, so it has no logits "
+            "to explore; load a *ForImageClassification model (simec structure works on "
+            "headless models with --embedding cls or pooled)"
+        )
+
+    def backbone_outputs(self, pixel_values: Tensor) -> Any:
+        """The vision backbone's output for pixel values (B, C, H, W), with ``hidden_states``.
+
+        The backbone is ``architectures.backbone_module`` (the model without its head); its
+        output has ``hidden_states`` (one per layer, embeddings first) and, where the
+        architecture has one, ``last_hidden_state`` and ``pooler_output``.
+        """
+        if self._backbone is None:
+            name, module = backbone_module(self.model)
+            prefix = f"{name}." if name else ""
+            params = {k[len(prefix) :]: v for k, v in self._params.items() if k.startswith(prefix)}
+            self._backbone = (module, params)
+        module, params = self._backbone
+        extra = self.architecture.extra_inputs
+        kwargs = extra(self.vision_config, pixel_values) if extra is not None else {}
+        with eval_mode(self.model):
+            return functional_call(
+                module,
+                params,
+                (),
+                {"pixel_values": pixel_values, "output_hidden_states": True, **kwargs},
+            )
+
     # -- protocol ------------------------------------------------------------------------
     def _run(self, pixel_values: Tensor) -> Tensor:
+        if not self.has_head:
+            raise self._no_head()
         with eval_mode(self.model):
             out = functional_call(self.model, self._params, (), {"pixel_values": pixel_values})
         return out.logits if hasattr(out, "logits") else out[0]
 
     def prepare(self, raw: Any) -> PreparedInput:
+        if not self.has_head:
+            raise self._no_head()
         pixels = self.pixel_values(raw)
         desc = raw if isinstance(raw, (str, Path)) else f"image {tuple(pixels.shape[1:])}"
         if self.space == "pixels":
@@ -210,6 +313,7 @@ class HFImageClassifierAdapter(ModelAdapter):
             "adapter": type(self).__name__,
             "model_class": type(self.model).__name__,
             "model_type": getattr(cfg, "model_type", None),
+            "has_head": self.has_head,
             "space": self.space,
             "image_size": list(self.image_size),
             "num_channels": self.num_channels,

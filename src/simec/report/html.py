@@ -45,6 +45,22 @@ class Report:
         )
         self.parts.append(f"<table><tr>{head}</tr>{body}</table>")
 
+    def tokens(self, tokens: list[str], scores: list[float], *, caption: str = "") -> None:
+        """Tokens on backgrounds whose darkness is the score (scaled by the maximum)."""
+        top = max(scores) if scores else 0.0
+        spans = []
+        for token, score in zip(tokens, scores):
+            a = score / top if top > 0 else 0.0
+            colour = "#fff" if a > 0.6 else "#000"
+            alpha = 0.05 + 0.95 * a
+            spans.append(
+                f'<span title="{score:.4g}" style="background:rgba(33,102,172,{alpha:.3f});'
+                f"color:{colour};padding:1px 3px;margin:1px;border-radius:3px;"
+                f'display:inline-block">{html.escape(token)}</span>'
+            )
+        cap = f"<div class='note'>{html.escape(caption)}</div>" if caption else ""
+        self.parts.append(f"<div style='line-height:1.9'>{''.join(spans)}</div>{cap}")
+
     def details(self, summary: str, obj: Any) -> None:
         text = html.escape(json.dumps(obj, indent=2, default=str))
         self.parts.append(

@@ -18,6 +18,9 @@ __all__ = [
     "plot_image_strip",
     "plot_patch_importance",
     "plot_probability_traces",
+    "mask_scale",
+    "plot_prompt_probabilities",
+    "plot_token_importance",
     "save_figure",
 ]
 
@@ -119,3 +122,107 @@ def plot_image_strip(
 def save_figure(fig: Any, path: Any, *, dpi: int = 110) -> None:
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
+
+
+def plot_token_importance(
+    tokens: Sequence[str],
+    scores: Any,
+    *,
+    ax: Any = None,
+    title: str | None = None,
+    cmap: str = "Blues",
+    width: float = 7.0,
+    vmax: float | None = None,
+) -> tuple[Any, Any]:
+    """Tokens as running text, each on a background whose darkness is its score (Figure 2).
+
+    Scores are scaled by ``vmax`` (default: their maximum) and clipped to [0, 1], so one token
+    far above the rest (a masked LM's [MASK]) can be put off the scale; a zero vector stays white.
+    """
+    vals = np.asarray(scores.tolist() if isinstance(scores, torch.Tensor) else scores, float)
+    if len(vals) != len(tokens):
+        raise ValueError(f"{len(tokens)} tokens but {len(vals)} scores")
+    top = float(vmax) if vmax is not None else (float(np.max(vals)) if len(vals) else 0.0)
+    norm = np.clip(vals / top, 0.0, 1.0) if top > 0 else np.zeros_like(vals)
+    colours = plt.get_cmap(cmap)
+    fig, ax = _axes(ax, (width, 1.0))
+    ax.set_axis_off()
+    renderer = fig.canvas.get_renderer()
+    ax_width = ax.get_window_extent(renderer).width
+    x, line, placed = 0.0, 0, []
+    for token, value in zip(tokens, norm):
+        text = ax.text(
+            x,
+            0,
+            token,
+            fontsize=11,
+            color="white" if value > 0.6 else "black",
+            bbox={"facecolor": colours(0.08 + 0.92 * value), "edgecolor": "none", "pad": 2},
+            transform=ax.transAxes,
+            va="top",
+        )
+        w = text.get_window_extent(renderer).width / ax_width + 0.012
+        if x > 0 and x + w > 1.0:
+            line += 1
+            x = 0.0
+        placed.append((text, x, line))
+        x += w
+    lines = line + 1
+    fig.set_size_inches(width, 0.45 * lines + (0.35 if title else 0.1))
+    for text, tx, tline in placed:
+        text.set_position((tx, 1 - (tline + 0.15) / lines))
+    if title:
+        ax.set_title(title, fontsize=10, loc="left")
+    return fig, ax
+
+
+def mask_scale(tokens: Sequence[str], scores: Any, mask_token: str | None) -> float | None:
+    """Colour-scale maximum that leaves a masked LM's [MASK] off the scale (None: no mask).
+
+    At the [MASK] position the pullback is orders of magnitude larger than at the context
+    tokens, which would otherwise all be drawn white.
+    """
+    vals = scores.tolist() if isinstance(scores, torch.Tensor) else list(scores)
+    others = [v for t, v in zip(tokens, vals) if t != mask_token]
+    if mask_token is None or mask_token not in tokens or not others:
+        return None
+    return max(others)
+
+
+def plot_prompt_probabilities(
+    series: Mapping[str, tuple[Any, Any, Any]],
+    *,
+    axes: Any = None,
+    label: str = "original class",
+    bins: int = 20,
+) -> tuple[Any, Any]:
+    """Figure 4: p(i*) of alternative prompts along the iterations, split by outcome.
+
+    ``series`` maps an algorithm name to (iterations, p_original, changed) arrays of equal
+    length, one entry per alternative prompt. Left: the prompts whose prediction changed (Y_c);
+    middle: those that kept it (Y_s); right: the share of Y_c in ``bins`` iteration bins, which
+    the dense scatter hides.
+    """
+    if axes is None:
+        fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    else:
+        fig = axes[0].figure
+    for name, (it, p, changed) in series.items():
+        it, p, changed = (np.asarray(a) for a in (it, p, changed))
+        mask = changed.astype(bool)
+        for panel, keep in ((0, mask), (1, ~mask)):
+            axes[panel].scatter(it[keep], p[keep], s=3, alpha=0.25, label=f"{name} ({keep.sum()})")
+        edges = np.linspace(it.min(), it.max() + 1, bins + 1)
+        which = np.clip(np.digitize(it, edges) - 1, 0, bins - 1)
+        share = [mask[which == b].mean() if (which == b).any() else np.nan for b in range(bins)]
+        axes[2].plot((edges[:-1] + edges[1:]) / 2, share, marker="o", ms=3, label=name)
+    axes[0].set_title("Y_c: prediction changed", fontsize=10)
+    axes[1].set_title("Y_s: prediction kept", fontsize=10)
+    axes[2].set_title("share of prompts in Y_c", fontsize=10)
+    for ax in axes:
+        ax.set_xlabel("iteration")
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(fontsize=8, markerscale=3)
+    axes[0].set_ylabel(f"p({label}) of the prompt")
+    fig.tight_layout()
+    return fig, axes

@@ -15,11 +15,9 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
-from torch.func import functional_call
 
 from ..errors import InputError
 from ..geometry.jacobian import jacobian
-from ..models.base import eval_mode
 from ..models.hf_vision import HFImageClassifierAdapter
 
 __all__ = [
@@ -35,26 +33,51 @@ __all__ = [
 Fn = Callable[[Tensor], Tensor]
 
 
+KINDS = ("cls", "pooled", "logits")
+
+
 def vision_embedding_fn(adapter: HFImageClassifierAdapter, kind: str = "cls") -> Fn:
-    """f(normalised pixels (C, H, W)) -> the model's CLS representation, pooled output or logits."""
-    if kind not in ("cls", "pooled", "logits"):
+    """f(normalised pixels (C, H, W)) -> the model's CLS representation, pooled output or logits.
+
+    The rules are the same for every architecture (``simec.models.architectures``):
+
+    - ``cls``: the last encoder layer's output at the classification token (token 0, before the
+      final LayerNorm: ViT, DeiT, BEiT, ViT-MAE, ViT-MSN, CLIP); for architectures without one
+      (Swin) the backbone's ``pooler_output``, the vector its classifier reads.
+    - ``pooled``: the mean over all tokens (special tokens included) of the last encoder
+      layer's output.
+    - ``logits``: the classification head's logits; an ``InputError`` for models without one
+      (ViT-MAE, ``CLIPVisionModel``).
+
+    ``cls`` and ``pooled`` run the backbone only (the model without its head).
+    """
+    if kind not in KINDS:
         raise InputError(f"kind must be 'cls', 'pooled' or 'logits', got {kind!r}")
-    model = adapter.model
+    if kind == "logits" and not adapter.has_head:
+        raise InputError(
+            f"kind='logits' needs a classification head and {type(adapter.model).__name__} has "
+            "none: use 'cls' or 'pooled'"
+        )
+    if kind == "cls" and not adapter.architecture.cls_token:
+        # fail now rather than at the first call if the backbone has no pooler
+        probe = torch.zeros(1, adapter.num_channels, *adapter.image_size, dtype=adapter.dtype)
+        with torch.no_grad():
+            out = adapter.backbone_outputs(probe.to(adapter.device))
+        if getattr(out, "pooler_output", None) is None:
+            raise InputError(
+                f"{type(adapter.model).__name__} has no classification token and no pooler "
+                "output: use 'pooled'"
+            )
 
     def fn(pixels: Tensor) -> Tensor:
-        with eval_mode(model):
-            out = functional_call(
-                model,
-                adapter._params,
-                (),
-                {"pixel_values": pixels.unsqueeze(0), "output_hidden_states": kind != "logits"},
-            )
         if kind == "logits":
-            return out.logits[0]
-        last = out.hidden_states[-1][0]
+            return adapter._run(pixels.unsqueeze(0))[0]
+        out = adapter.backbone_outputs(pixels.unsqueeze(0))
         if kind == "pooled":
-            return last.mean(0)
-        return last[0]
+            return out.hidden_states[-1][0].mean(0)
+        if adapter.architecture.cls_token:
+            return out.hidden_states[-1][0, 0]
+        return out.pooler_output[0]
 
     return fn
 
@@ -79,7 +102,7 @@ def jacobian_spectrum(
     The null space at tolerance t is spanned by the right singular vectors with
     sigma < t * sigma_max, plus the n - m directions a wide Jacobian (m < n) always annihilates.
     """
-    y, jac = jacobian(fn, x)
+    y, jac = jacobian(fn, x)[:2]
     j = jac.reshape(y.shape[0], -1)
     s = torch.linalg.svdvals(j)
     n, m = j.shape[1], j.shape[0]
@@ -121,7 +144,7 @@ def directional_lipschitz(
     gen = torch.Generator(device=x.device).manual_seed(seed)
     with torch.no_grad():
         fx = fn(x)
-    y, jac = jacobian(fn, x)
+    y, jac = jacobian(fn, x)[:2]
     _, s, vh = torch.linalg.svd(jac.reshape(y.shape[0], -1), full_matrices=False)
     rand = torch.empty(len(epsilons), directions, dtype=torch.float64)
     best = torch.empty(len(epsilons), dtype=torch.float64)

@@ -1,4 +1,11 @@
-"""``simec structure match|spectrum|lipschitz`` on an image classifier and an IDX data set."""
+"""``simec structure match|spectrum|lipschitz`` on a vision model and an IDX data set.
+
+Any Hugging Face vision model that ``load_adapter`` loads works: ViT, DeiT, BEiT, Swin,
+ViT-MSN (image classifiers) and ViT-MAE or CLIP's vision tower (no head: ``cls``/``pooled`` only);
+see ``vision_embedding_fn`` for what each embedding is. The IDX images (28x28 gray) are fitted
+to the model (``HFImageClassifierAdapter.fit_image``: bilinear resize, channel replication), and
+every analysis works in the model's pixel space, [0, 1] per pixel before normalisation.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ import torch
 
 from .._io import atomic_write_json, environment
 from ..data import load_idx_dataset
+from ..errors import InputError, ModelError
 from ..models import HFImageClassifierAdapter, load_adapter
 from ..report import plots
 from .core import directional_lipschitz, jacobian_spectrum, match_embedding, vision_embedding_fn
@@ -51,10 +59,17 @@ def run_structure(
     max_steps: int = 2000,
     device: str = "cpu",
 ) -> dict[str, Any]:
+    if command not in ("match", "spectrum", "lipschitz"):
+        raise InputError(
+            f"unknown structure command {command!r}: use 'match', 'spectrum' or 'lipschitz'"
+        )
     adapter = load_adapter(model, space="pixels", device=device)
-    assert isinstance(adapter, HFImageClassifierAdapter)
+    if not isinstance(adapter, HFImageClassifierAdapter):
+        raise ModelError(f"{model} is not a vision model; simec structure needs one")
     fn = vision_embedding_fn(adapter, kind)
     images = load_idx_dataset(data, split="test", kind=dataset)
+    c, (h, w) = adapter.num_channels, adapter.image_size
+    stored = tuple(images.images.shape[1:])
     outdir = Path(out)
     outdir.mkdir(parents=True, exist_ok=True)
     config = {
@@ -68,16 +83,27 @@ def run_structure(
         "tolerance": tolerance,
         "max_steps": max_steps,
         "device": device,
+        "model_info": adapter.describe(),
+        # the data's images (gray) and what fit_image made of them for the model
+        "image_fit": {
+            "data_hwc": [*stored, 1],
+            "model_hwc": [h, w, c],
+            "rule": "bilinear resize (antialiased when shrinking), gray repeated per channel",
+        },
     }
+    rows: list[dict[str, Any]] = []
+    summary: dict[str, Any]
     if command == "match":
-        rows = []
         for i, (a, b) in enumerate(_pairs(images.labels, count, seed)):
-            src, tgt = adapter.image(images.images[a]), adapter.image(images.images[b])
+            src, tgt = adapter.fit_image(images.images[a]), adapter.fit_image(images.images[b])
             res = match_embedding(
                 fn, src, tgt, tolerance=tolerance, max_steps=max_steps, to_model=adapter.normalize
             )
-            with torch.no_grad():
-                pred = int(adapter._run(adapter.normalize(res.result).unsqueeze(0))[0].argmax())
+            pred = None
+            if adapter.has_head:
+                with torch.no_grad():
+                    logits = adapter._run(adapter.normalize(res.result).unsqueeze(0))[0]
+                pred = int(logits.argmax())
             rows.append(
                 {
                     "source": a,
@@ -102,18 +128,21 @@ def run_structure(
                 plots.save_figure(fig, outdir / f"match_{i}.png")
         summary = {
             "success_rate": sum(r["converged"] for r in rows) / len(rows),
-            "target_class_reached": sum(r["predicted_after"] == r["target_label"] for r in rows)
-            / len(rows),
+            # None for a model without a classification head
+            "target_class_reached": (
+                sum(r["predicted_after"] == r["target_label"] for r in rows) / len(rows)
+                if adapter.has_head
+                else None
+            ),
             **{
                 k: _stats([r[k] for r in rows])
                 for k in ("relative_error", "cosine", "l2", "linf", "iterations", "seconds")
             },
         }
     elif command == "spectrum":
-        rows = []
         spectra = []
         for idx in range(count):
-            pixels = adapter.normalize(adapter.image(images.images[idx]))
+            pixels = adapter.normalize(adapter.fit_image(images.images[idx]))
             spec = jacobian_spectrum(fn, pixels)
             spectra.append(spec.singular_values)
             rows.append(
@@ -140,19 +169,18 @@ def run_structure(
             },
         }
     elif command == "lipschitz":
-        rows = []
         ratios: list[list[float]] = []
         for idx in range(count):
-            pixels = adapter.normalize(adapter.image(images.images[idx]))
-            res = directional_lipschitz(fn, pixels, seed=seed + idx)
-            ratios.append(res.ratio().tolist())
+            pixels = adapter.normalize(adapter.fit_image(images.images[idx]))
+            lip = directional_lipschitz(fn, pixels, seed=seed + idx)
+            ratios.append(lip.ratio().tolist())
             rows.append(
                 {
                     "index": idx,
-                    "epsilons": res.epsilons,
-                    "sigma_max": res.sigma_max,
-                    "random_mean": res.random.mean(1).tolist(),
-                    "optimized": res.optimized.tolist(),
+                    "epsilons": lip.epsilons,
+                    "sigma_max": lip.sigma_max,
+                    "random_mean": lip.random.mean(1).tolist(),
+                    "optimized": lip.optimized.tolist(),
                 }
             )
         eps = rows[0]["epsilons"]
@@ -167,8 +195,8 @@ def run_structure(
             "epsilons": eps,
             "optimized_over_random": [_stats([r[i] for r in ratios]) for i in range(len(eps))],
         }
-    else:
-        raise ValueError(f"unknown structure command {command!r}")
+    else:  # pragma: no cover - checked on entry
+        raise AssertionError(command)
     result = {"config": config, "summary": summary, "rows": rows, "environment": environment()}
     atomic_write_json(outdir / f"{command}.json", result)
     return summary
