@@ -159,6 +159,11 @@ def _mean_std(values: list[float]) -> str:
     return f"{statistics.fmean(finite):.4g} ± {sd:.3g}"
 
 
+def _time_stats(values: list[float]) -> str:
+    """'mean ± std (median m)': wall times on a shared machine have rare, huge outliers."""
+    return f"{_mean_std(values)} (median {statistics.median(values):.4g})" if values else "n/a"
+
+
 def summarize(rows: list[dict[str, Any]], cfg: VitExplorationConfig) -> tuple[str, dict[str, Any]]:
     """Markdown table and JSON aggregate of the per-image rows."""
 
@@ -168,12 +173,12 @@ def summarize(rows: list[dict[str, Any]], cfg: VitExplorationConfig) -> tuple[st
     agg = {
         "images": len(rows),
         "steps": cfg.steps,
-        "simec_seconds_per_image": _mean_std(col("simec", "seconds")),
+        "simec_seconds_per_image": _time_stats(col("simec", "seconds")),
         "simec_informative": _mean_std(col("simec", "informative")),
         "simec_same_class_decoded": _mean_std(col("simec", "same_class_decoded")),
         "baseline_images": _mean_std(col("baseline", "images")),
         "baseline_informative": _mean_std(col("baseline", "informative")),
-        "simexp_seconds_per_image": _mean_std(col("simexp", "seconds")),
+        "simexp_seconds_per_image": _time_stats(col("simexp", "seconds")),
         "simec_rms_distance": _mean_std(col("simec", "rms_distance")),
         "simexp_rms_distance": _mean_std(col("simexp", "rms_distance")),
         "simec_log_volume": _mean_std(col("simec", "log_volume")),
