@@ -4,7 +4,7 @@ from simec.cli import main
 from tests.conftest import tiny_vit
 
 
-def test_vit_exploration_runs_and_resumes(fake_mnist, tmp_path):
+def test_vit_exploration_runs_and_resumes(fake_mnist, tmp_path, capsys):
     model_dir = tmp_path / "vit"
     tiny_vit(num_labels=10, image_size=28, patch_size=7, layers=1).save_pretrained(model_dir)
     out = tmp_path / "exp"
@@ -37,6 +37,30 @@ def test_vit_exploration_runs_and_resumes(fake_mnist, tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert results["aggregate"]["images"] == 3
     assert "| SiMEC seconds per image |" in (out / "table.md").read_text()
+    # resuming with settings that change the rows is refused, and keeps the rows
+    capsys.readouterr()
+    assert main(argv + ["--max-step", "none"]) != 0
+    assert "cannot resume" in capsys.readouterr().err
+    assert rows[0].stat().st_mtime_ns == stamp
+    assert json.loads((out / "config.json").read_text())["config"]["max_step"] == 0.02
+
+
+def test_vit_exploration_uncapped_steps_are_the_papers(fake_mnist, tmp_path):
+    model_dir = tmp_path / "vit"
+    tiny_vit(num_labels=10, image_size=28, patch_size=7, layers=1).save_pretrained(model_dir)
+    walks = {}
+    for cap in ("none", "0.001"):
+        out = tmp_path / cap
+        argv = ["experiment", "vit-exploration", "--model", str(model_dir), "--data"]
+        argv += [str(fake_mnist), "--images", "1", "--steps", "3", "--quiet"]
+        assert main(argv + ["--max-step", cap, "--out", str(out)]) == 0
+        assert json.loads((out / "config.json").read_text())["config"]["max_step"] == (
+            None if cap == "none" else 0.001
+        )
+        walks[cap] = json.loads(next((out / "rows").glob("*.json")).read_text())
+    # a tiny cap keeps both walks far closer to the start than the paper's step
+    for alg in ("simec", "simexp"):
+        assert walks["0.001"][alg]["rms_distance"] < 0.5 * walks["none"][alg]["rms_distance"]
 
 
 def test_text_exploration_runs_and_resumes(bert_dir, tmp_path):

@@ -60,6 +60,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _positive_floats(text: str) -> tuple[float, ...]:
+    values = tuple(_positive_float(part) for part in text.split(",") if part.strip())
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one number")
+    return values
+
+
 def _optional_float(text: str) -> float | None:
     return None if text.lower() in ("none", "off") else _positive_float(text)
 
@@ -340,6 +347,14 @@ def build_parser() -> argparse.ArgumentParser:
     vx.add_argument("--images", type=_at_least_one, default=100, metavar="N")
     vx.add_argument("--steps", type=_at_least_one, default=1000, metavar="K")
     vx.add_argument("--seed", type=int, default=0)
+    vx.add_argument(
+        "--max-step",
+        type=_optional_float,
+        default=0.02,
+        metavar="X",
+        help="step cap as a fraction of ||x0|| for both walks; 'none' for the paper's "
+        "uncapped step (default: %(default)s)",
+    )
     vx.add_argument("--device", default="cpu")
     vx.add_argument("--out", required=True, metavar="DIR")
     vx.add_argument("--quiet", action="store_true")
@@ -477,13 +492,40 @@ def build_parser() -> argparse.ArgumentParser:
             help="last layer's CLS token (Swin: its pooled output), mean over tokens, or the "
             "logits of a classifier (default: %(default)s)",
         )
-        sp.add_argument(
-            "--tolerance",
-            type=_positive_float,
-            default=1e-2,
-            help="match: relative embedding error to reach (default: %(default)s)",
-        )
-        sp.add_argument("--max-steps", type=_at_least_one, default=2000)
+        if name == "match":
+            sp.add_argument(
+                "--tolerance",
+                type=_positive_float,
+                default=1e-2,
+                help="relative embedding error to reach (default: %(default)s)",
+            )
+            sp.add_argument(
+                "--max-steps",
+                type=_at_least_one,
+                default=2000,
+                help="Adam steps per pair at most (default: %(default)s)",
+            )
+        if name == "lipschitz":
+            sp.add_argument(
+                "--epsilons",
+                type=_positive_floats,
+                default=(1e-3, 1e-2, 1e-1),
+                metavar="E1,E2,...",
+                help="perturbation sizes (default: 0.001,0.01,0.1)",
+            )
+            sp.add_argument(
+                "--directions",
+                type=_at_least_one,
+                default=32,
+                help="random unit directions per image and epsilon (default: %(default)s)",
+            )
+            sp.add_argument(
+                "--ascent-steps",
+                type=_at_least_one,
+                default=50,
+                help="projected gradient-ascent steps for the optimised direction "
+                "(default: %(default)s)",
+            )
         sp.add_argument("--seed", type=int, default=0)
         sp.add_argument("--device", default="cpu")
         sp.add_argument("--out", required=True, metavar="DIR")
@@ -833,6 +875,7 @@ def run_experiment(args: argparse.Namespace) -> int:
         steps=args.steps,
         seed=args.seed,
         dataset=args.dataset,
+        max_step=args.max_step,
         device=args.device,
     )
     run_vit_exploration(cfg, progress=not args.quiet)
@@ -874,9 +917,12 @@ def run_structure_command(args: argparse.Namespace) -> int:
         count=args.count,
         kind=args.embedding,
         seed=args.seed,
-        tolerance=args.tolerance,
-        max_steps=args.max_steps,
         device=args.device,
+        **{
+            key: getattr(args, key)
+            for key in ("tolerance", "max_steps", "epsilons", "directions", "ascent_steps")
+            if hasattr(args, key)
+        },
     )
     print(json.dumps(summary, indent=2))
     return 0

@@ -130,8 +130,12 @@ def digits(tmp_path_factory):
 
 
 def _structure(command, model_dir, data, out, *extra):
-    argv = ["structure", command, "--model", str(model_dir), "--data", str(data)]
-    return main([*argv, "--count", "1", "--max-steps", "5", "--out", str(out), *extra])
+    argv = ["structure", command, "--model", str(model_dir), "--data", str(data), "--count", "1"]
+    small = {
+        "match": ["--max-steps", "5"],
+        "lipschitz": ["--directions", "4", "--ascent-steps", "5"],
+    }
+    return main([*argv, *small.get(command, []), "--out", str(out), *extra])
 
 
 @pytest.mark.parametrize("name", ARCHITECTURES)

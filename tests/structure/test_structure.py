@@ -77,12 +77,33 @@ def test_structure_commands_write_json_and_png(command, fake_mnist, tmp_path):
         str(fake_mnist),
         "--count",
         "2",
-        "--max-steps",
-        "300",
         "--out",
         str(out),
     ]
+    if command == "match":
+        argv += ["--max-steps", "300"]
+    if command == "lipschitz":
+        argv += ["--epsilons", "0.01,0.1", "--directions", "5", "--ascent-steps", "3"]
     assert main(argv) == 0
     result = json.loads((out / f"{command}.json").read_text())
     assert len(result["rows"]) == 2 and result["summary"]
     assert list(out.glob("*.png"))
+    if command == "lipschitz":
+        assert result["config"]["directions"] == 5 and result["config"]["ascent_steps"] == 3
+        assert result["rows"][0]["epsilons"] == [0.01, 0.1]
+        assert len(result["summary"]["optimized_over_random"]) == 2
+
+
+def test_structure_asks_for_no_more_images_than_the_data_has(fake_mnist, tmp_path, capsys):
+    from simec.cli import main
+
+    model_dir = tmp_path / "vit"
+    tiny_vit(num_labels=10, image_size=28, patch_size=7, layers=1).save_pretrained(model_dir)
+    argv = ["structure", "spectrum", "--model", str(model_dir), "--data", str(fake_mnist)]
+    assert main([*argv, "--count", "41", "--out", str(tmp_path / "s")]) != 0
+    assert "more than the 40 images" in capsys.readouterr().err
+    # options of another analysis are refused by the parser, not silently ignored
+    with pytest.raises(SystemExit):
+        main([*argv, "--max-steps", "5", "--out", str(tmp_path / "s")])
+    with pytest.raises(SystemExit):
+        main([*argv[:1], "lipschitz", *argv[2:], "--epsilons", "0.1,-1", "--out", "x"])

@@ -32,6 +32,7 @@ from ..interpret import segment_importance
 from ..interpret.decode_text import MLMDecoder, NearestTokenDecoder, alternative_prompts
 from ..models import load_adapter
 from ..models.hf_text import HFMaskedLMAdapter, HFSequenceClassifierAdapter
+from . import start_or_resume
 
 __all__ = ["PIZZA", "TextExplorationConfig", "run_text_exploration"]
 
@@ -262,7 +263,7 @@ def run_text_exploration(cfg: TextExplorationConfig, *, progress: bool = True) -
     """Run (or resume) the experiment; writes rows/, table.md, results.json, figures, report."""
     out = Path(cfg.out)
     (out / "rows").mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "config.json", {"config": asdict(cfg), "environment": environment()})
+    start_or_resume(out, cfg)
     classifier = load_adapter(cfg.model, device=cfg.device)
     if not isinstance(classifier, HFSequenceClassifierAdapter) or isinstance(
         classifier, HFMaskedLMAdapter

@@ -30,6 +30,7 @@ from ..explore import explore
 from ..explore.perturbation import INFORMATIVE_VARIANCE, perturbation_explore
 from ..interpret import ViTDecoder, segment_importance
 from ..models import HFImageClassifierAdapter, load_adapter
+from . import start_or_resume
 
 __all__ = ["VitExplorationConfig", "run_vit_exploration", "trajectory_volume"]
 
@@ -55,6 +56,7 @@ class VitExplorationConfig:
     split: str = "validation"  # mnist: the model's recorded validation indices
     pca_dims: int = 10
     eta: float = 0.05
+    max_step: float | None = 0.02  # ExploreConfig's cap; None = the paper's uncapped step
     device: str = "cpu"
 
 
@@ -93,7 +95,9 @@ def _row(
 ) -> dict[str, Any]:
     original = adapter.image(image)
     row: dict[str, Any] = {}
-    sim = explore(adapter, image, algorithm="simec", steps=cfg.steps, seed=seed)
+    sim = explore(
+        adapter, image, algorithm="simec", steps=cfg.steps, seed=seed, max_step=cfg.max_step
+    )
     decoded = decoder.decode_trajectory(
         sim.trajectory[1:], original=original, explored_segments=sim.explored_segments
     )
@@ -126,7 +130,9 @@ def _row(
         "informative": base.informative,
         "same_class": base.same_label,
     }
-    exp = explore(adapter, image, algorithm="simexp", steps=cfg.steps, seed=seed)
+    exp = explore(
+        adapter, image, algorithm="simexp", steps=cfg.steps, seed=seed, max_step=cfg.max_step
+    )
     row["simexp"] = {
         "seconds": exp.elapsed_seconds,
         "same_class_walk": sum(1 for c in exp.predicted[1:] if c == p0),
@@ -211,7 +217,7 @@ def run_vit_exploration(cfg: VitExplorationConfig, *, progress: bool = True) -> 
 
     out = Path(cfg.out)
     (out / "rows").mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "config.json", {"config": asdict(cfg), "environment": environment()})
+    start_or_resume(out, cfg)
     adapter = load_adapter(cfg.model, device=cfg.device)
     if not isinstance(adapter, HFImageClassifierAdapter):
         raise TypeError("vit-exploration needs an image classifier")

@@ -10,6 +10,7 @@ every analysis works in the model's pixel space, [0, 1] per pixel before normali
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,9 @@ def run_structure(
     seed: int = 0,
     tolerance: float = 1e-2,
     max_steps: int = 2000,
+    epsilons: Sequence[float] = (1e-3, 1e-2, 1e-1),
+    directions: int = 32,
+    ascent_steps: int = 50,
     device: str = "cpu",
 ) -> dict[str, Any]:
     if command not in ("match", "spectrum", "lipschitz"):
@@ -68,6 +72,10 @@ def run_structure(
         raise ModelError(f"{model} is not a vision model; simec structure needs one")
     fn = vision_embedding_fn(adapter, kind)
     images = load_idx_dataset(data, split="test", kind=dataset)
+    if command != "match" and count > len(images):
+        raise InputError(f"--count {count} is more than the {len(images)} images in {data}")
+    if command == "match" and len(np.unique(images.labels)) < 2:
+        raise InputError(f"match needs images of at least two classes; {data} has one")
     c, (h, w) = adapter.num_channels, adapter.image_size
     stored = tuple(images.images.shape[1:])
     outdir = Path(out)
@@ -82,6 +90,9 @@ def run_structure(
         "seed": seed,
         "tolerance": tolerance,
         "max_steps": max_steps,
+        "epsilons": list(epsilons),
+        "directions": directions,
+        "ascent_steps": ascent_steps,
         "device": device,
         "model_info": adapter.describe(),
         # the data's images (gray) and what fit_image made of them for the model
@@ -172,7 +183,14 @@ def run_structure(
         ratios: list[list[float]] = []
         for idx in range(count):
             pixels = adapter.normalize(adapter.fit_image(images.images[idx]))
-            lip = directional_lipschitz(fn, pixels, seed=seed + idx)
+            lip = directional_lipschitz(
+                fn,
+                pixels,
+                epsilons=epsilons,
+                directions=directions,
+                ascent_steps=ascent_steps,
+                seed=seed + idx,
+            )
             ratios.append(lip.ratio().tolist())
             rows.append(
                 {
