@@ -28,6 +28,27 @@ def test_help_reads_well(capsys):
         assert word in out
 
 
+def test_every_option_of_every_command_has_help():
+    import argparse
+
+    from simec.cli import build_parser
+
+    missing = []
+
+    def walk(parser, path):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, [*path, name])
+            elif action.option_strings and not action.help:
+                missing.append(" ".join([*path, action.option_strings[-1]]))
+            elif action.help and "%(default)s" in action.help:
+                action.help % {"default": action.default}  # the template formats
+
+    walk(build_parser(), [])
+    assert not missing, missing
+
+
 def test_explore_an_image_writes_summary_and_trajectory(vit_dir, image, tmp_path, capsys):
     np.save(tmp_path / "digit.npy", image)
     out = tmp_path / "out"

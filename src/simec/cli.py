@@ -636,7 +636,47 @@ def build_parser() -> argparse.ArgumentParser:
         help="cap on training examples per class (default: %(default)s)",
     )
     tc.add_argument("--limit", type=_at_least_one, default=None, help="smoke runs")
+    _fill_in_help(parser)
     return parser
+
+
+# Help for the options many commands share, so that every option of every command says what
+# it does (a test walks the parser); an option with its own help keeps it.
+_SHARED_HELP = {
+    "device": "torch device: cpu, cuda, cuda:1, ... (default: %(default)s)",
+    "dtype": "float64 for reference-grade numbers, float32 for speed (default: %(default)s)",
+    "seed": "random seed; the same seed gives the same results (default: %(default)s)",
+    "out": "output folder (created; config and package versions are written next to results)",
+    "quiet": "no progress bars",
+    "threads": "CPU threads for torch (default: torch's choice)",
+    "model": "model: a save_pretrained() directory or a cached name",
+    "dataset": "which IDX data set the folder holds (default: %(default)s)",
+    "images": "how many images, the first of the split (default: %(default)s)",
+    "posts": "how many posts (default: %(default)s)",
+    "steps": "steps per walk (default: %(default)s)",
+    "max_tokens": "skip posts with more word pieces than this (default: %(default)s)",
+    "explainers": "comma-separated explainer names (default: %(default)s)",
+    "method": "spectral back-end: lowrank (thin SVD of G^1/2 J) or exact (eigh of the "
+    "pullback); both give the same numbers (default: %(default)s)",
+    "output_metric": "metric G on the output space (default: %(default)s)",
+    "embedding": "which embedding (default: %(default)s)",
+    "tolerance": "relative embedding error to reach (default: %(default)s)",
+    "max_steps": "steps at most (default: %(default)s)",
+    "epochs": "passes over the training data (default: %(default)s)",
+    "batch_size": "examples per optimiser step (default: %(default)s)",
+    "lr": "Adam learning rate (default: %(default)s)",
+    "max_length": "longest tokenized text in word pieces; longer ones are cut "
+    "(default: %(default)s)",
+}
+
+
+def _fill_in_help(parser: argparse.ArgumentParser) -> None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _fill_in_help(sub)
+        elif action.help is None and action.dest in _SHARED_HELP:
+            action.help = _SHARED_HELP[action.dest]
 
 
 def _read_input(text: str, adapter: Any) -> Any:
