@@ -39,7 +39,7 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 def environment() -> dict[str, Any]:
     """Package versions and machine facts for reproducibility."""
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in ("simec", "torch", "transformers", "numpy", "safetensors"):
         try:
             versions[name] = metadata.version(name)

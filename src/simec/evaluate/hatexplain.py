@@ -66,7 +66,7 @@ def load_hatexplain(path: str | Path) -> list[dict[str, Any]]:
                 "id": str(item.get("id", n)),
                 "words": words,
                 "rationale": np.mean(np.array(marks, dtype=np.float64), axis=0).tolist(),
-                "label": LABELS.get(label, str(label)),
+                "label": LABELS[label] if label in LABELS else str(label),
             }
         )
     return posts

@@ -228,7 +228,7 @@ def run_vit_exploration(cfg: VitExplorationConfig, *, progress: bool = True) -> 
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(indices), desc="vit-exploration", unit="image")
-    figure_rows = []
+    figure_rows: list[tuple[np.ndarray, tuple[Any, ...]]] = []
     for image, label, index in zip(images, labels, indices):
         path = out / "rows" / f"{int(index):05d}.json"
         if path.is_file():

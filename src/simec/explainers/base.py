@@ -34,7 +34,8 @@ __all__ = [
     "register_explainer",
 ]
 
-ExplainerFn = Callable[[ModelAdapter, Any, "int | None", dict], Tensor]
+# (adapter, prepared input, target class resolved by ``explain``, options) -> scores
+ExplainerFn = Callable[[ModelAdapter, PreparedInput, int, dict], Tensor]
 
 
 @dataclass

@@ -23,7 +23,7 @@ import os
 import warnings
 import weakref
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Literal, overload
 
 import torch
 from torch import Tensor
@@ -139,6 +139,24 @@ def _compiled_jacobian(
     return ref  # the first call answers with the eager result it was checked against
 
 
+@overload
+def jacobian(
+    fn: Callable[[Tensor], Any],
+    x: Tensor,
+    *,
+    chunk_size: int | None = ...,
+    has_aux: Literal[False] = ...,
+    compile: bool | None = ...,
+) -> tuple[Tensor, Tensor]: ...
+@overload
+def jacobian(
+    fn: Callable[[Tensor], Any],
+    x: Tensor,
+    *,
+    chunk_size: int | None = ...,
+    has_aux: Literal[True],
+    compile: bool | None = ...,
+) -> tuple[Tensor, Tensor, Any]: ...
 def jacobian(
     fn: Callable[[Tensor], Any],
     x: Tensor,
@@ -173,6 +191,22 @@ def jacobian(
     return out  # type: ignore[return-value]
 
 
+@overload
+def batched_jacobian(
+    fn: Callable[..., Any],
+    xs: Tensor,
+    *args: Any,
+    chunk_size: int | None = ...,
+    has_aux: Literal[False] = ...,
+) -> tuple[Tensor, Tensor]: ...
+@overload
+def batched_jacobian(
+    fn: Callable[..., Any],
+    xs: Tensor,
+    *args: Any,
+    chunk_size: int | None = ...,
+    has_aux: Literal[True],
+) -> tuple[Tensor, Tensor, Any]: ...
 def batched_jacobian(
     fn: Callable[..., Any],
     xs: Tensor,

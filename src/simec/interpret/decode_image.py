@@ -87,7 +87,7 @@ class ViTDecoder:
         patches = [s - special for s in explored_segments if s >= special]
         mask = torch.zeros(self.num_patches, dtype=torch.bool, device=x.device)
         mask[patches] = True
-        p = self.adapter.patch_size
+        p = self.adapter.require_patch_size()
         c, (h, w) = self.adapter.num_channels, self.adapter.image_size
         pixel_mask = mask.view(h // p, w // p).repeat_interleave(p, 0).repeat_interleave(p, 1)
         return torch.where(pixel_mask.expand(c, h, w), image, original.to(image))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -102,7 +103,8 @@ class NearestTokenDecoder:
             if k.startswith(prefix + ".")
         }
         self._module = module
-        vocab = int(adapter.model.config.vocab_size)
+        config: Any = adapter.model.config
+        vocab = int(config.vocab_size)
         candidates = torch.ones(vocab, dtype=torch.bool)
         if not allow_special:
             candidates[[i for i in adapter.tokenizer.all_special_ids if i < vocab]] = False

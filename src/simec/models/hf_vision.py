@@ -50,7 +50,8 @@ def load_image(path: str | Path, *, channels: int | None = None) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
+        with Image.open(path) as opened:
+            img: Image.Image = opened
             if channels in (1, 3):
                 img = img.convert("L" if channels == 1 else "RGB")
             return np.asarray(img)
@@ -110,7 +111,9 @@ class HFImageClassifierAdapter(ModelAdapter):
         size = config.image_size
         self.image_size = (size, size) if isinstance(size, int) else tuple(size)
         patch = getattr(config, "patch_size", None)
-        self.patch_size = patch if isinstance(patch, int) else (patch[0] if patch else None)
+        self.patch_size: int | None = (
+            patch if isinstance(patch, int) else (patch[0] if patch else None)
+        )
         self.num_channels = int(getattr(config, "num_channels", 3))
         self._embeddings = embeddings_module(model) if space == "embeddings" else None
         if space == "pixels" and not self.patch_size:
@@ -218,16 +221,22 @@ class HFImageClassifierAdapter(ModelAdapter):
             )[0].clamp(0.0, 1.0)
         return self.image(x.contiguous())
 
+    def require_patch_size(self) -> int:
+        """The patch side in pixels; a clear error for a model without patches."""
+        if not self.patch_size:
+            raise ModelError(f"{type(self.model).__name__} has no config.patch_size")
+        return int(self.patch_size)
+
     def patchify(self, pixels: Tensor) -> Tensor:
         """(C, H, W) -> (patches, C*p*p), row-major over the patch grid."""
         c, h, w = pixels.shape
-        p = self.patch_size
+        p = self.require_patch_size()
         x = pixels.reshape(c, h // p, p, w // p, p).permute(1, 3, 0, 2, 4)
         return x.reshape((h // p) * (w // p), c * p * p)
 
     def unpatchify(self, patches: Tensor) -> Tensor:
         """(patches, C*p*p) -> (C, H, W); inverse of ``patchify``."""
-        c, (h, w), p = self.num_channels, self.image_size, self.patch_size
+        c, (h, w), p = self.num_channels, self.image_size, self.require_patch_size()
         x = patches.reshape(h // p, w // p, c, p, p).permute(2, 0, 3, 1, 4)
         return x.reshape(c, h, w)
 

@@ -196,7 +196,7 @@ def train_text_classifier(cfg: TextClassifierTrainConfig, *, progress: bool = Tr
             id2label=dict(enumerate(HATE_LABELS)),
             label2id={c: i for i, c in enumerate(HATE_LABELS)},
             attn_implementation="sdpa",
-        ).to(device)
+        ).to(device)  # type: ignore[arg-type]  # transformers' stubs
     layers = model.bert.encoder.layer
     n_train = max(0, min(cfg.train_layers, len(layers)))
     for p in model.parameters():
@@ -454,7 +454,7 @@ def train_mlm_head(cfg: MLMHeadTrainConfig, *, progress: bool = True) -> dict:
     with _quiet_transformers():
         model = BertForMaskedLM.from_pretrained(
             encoder, local_files_only=True, attn_implementation="sdpa"
-        ).to(device)
+        ).to(device)  # type: ignore[arg-type]  # transformers' stubs
     model.eval()
     t0 = time.perf_counter()
     x_train, y_train, _ = _masked_features(

@@ -54,7 +54,9 @@ class ViTTrainConfig:
 def paper_vit_config(cfg: ViTTrainConfig, classes: list[str]) -> Any:
     from transformers import ViTConfig
 
-    return ViTConfig(
+    # generic PretrainedConfig options (num_labels, attn_implementation) go through **kwargs,
+    # which transformers' type stubs of ViTConfig do not list
+    options: dict[str, Any] = dict(
         image_size=cfg.image_size,
         patch_size=cfg.patch_size,
         num_channels=1,
@@ -67,6 +69,7 @@ def paper_vit_config(cfg: ViTTrainConfig, classes: list[str]) -> Any:
         label2id={c: i for i, c in enumerate(classes)},
         attn_implementation="sdpa",
     )
+    return ViTConfig(**options)
 
 
 def _seeded_split(
@@ -147,7 +150,8 @@ def train_vit(cfg: ViTTrainConfig, *, progress: bool = True) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     device = torch.device(cfg.device)
-    model = ViTForImageClassification(paper_vit_config(cfg, train.classes)).to(device)
+    model = ViTForImageClassification(paper_vit_config(cfg, train.classes))
+    model.to(device)  # type: ignore[arg-type]  # transformers' stubs type .to() oddly
     x_train, y_train = to_pixels(train.images), torch.from_numpy(train.labels)
     x_val, y_val = to_pixels(val.images).to(device), torch.from_numpy(val.labels).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
