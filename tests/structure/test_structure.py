@@ -107,3 +107,21 @@ def test_structure_asks_for_no_more_images_than_the_data_has(fake_mnist, tmp_pat
         main([*argv, "--max-steps", "5", "--out", str(tmp_path / "s")])
     with pytest.raises(SystemExit):
         main([*argv[:1], "lipschitz", *argv[2:], "--epsilons", "0.1,-1", "--out", "x"])
+
+
+def test_match_on_one_class_data_is_an_error_not_an_endless_loop(tmp_path, capsys):
+    import numpy as np
+
+    from simec.cli import main
+    from tests.conftest import write_idx
+
+    root = tmp_path / "one-class"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    write_idx(root / "t10k-images-idx3-ubyte.gz", rng.integers(0, 255, (4, 28, 28), np.uint8))
+    write_idx(root / "t10k-labels-idx1-ubyte.gz", np.full(4, 3, np.uint8))
+    model_dir = tmp_path / "vit"
+    tiny_vit(num_labels=10, image_size=28, patch_size=7, layers=1).save_pretrained(model_dir)
+    argv = ["structure", "match", "--model", str(model_dir), "--data", str(root)]
+    assert main([*argv, "--count", "1", "--out", str(tmp_path / "m")]) != 0
+    assert "at least two classes" in capsys.readouterr().err
