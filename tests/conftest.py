@@ -95,6 +95,14 @@ def image():
 
 
 @pytest.fixture
+def mnist_vit_dir(tmp_path):
+    """A tiny random ViT for 28x28 gray images, 10 classes, 4x4 patches of 7 pixels."""
+    path = tmp_path / "mnist-vit"
+    tiny_vit(num_labels=10, image_size=28, patch_size=7, layers=1).save_pretrained(path)
+    return path
+
+
+@pytest.fixture
 def vit_dir(tmp_path):
     path = tmp_path / "vit"
     tiny_vit().save_pretrained(path)

@@ -1,18 +1,15 @@
 import json
 
 from simec.cli import main
-from tests.conftest import tiny_vit
 
 
-def test_vit_exploration_runs_and_resumes(fake_mnist, tmp_path, capsys):
-    model_dir = tmp_path / "vit"
-    tiny_vit(num_labels=10, image_size=28, patch_size=7, layers=1).save_pretrained(model_dir)
+def test_vit_exploration_runs_and_resumes(mnist_vit_dir, fake_mnist, tmp_path, capsys):
     out = tmp_path / "exp"
     argv = [
         "experiment",
         "vit-exploration",
         "--model",
-        str(model_dir),
+        str(mnist_vit_dir),
         "--data",
         str(fake_mnist),
         "--images",
@@ -45,13 +42,11 @@ def test_vit_exploration_runs_and_resumes(fake_mnist, tmp_path, capsys):
     assert json.loads((out / "config.json").read_text())["config"]["max_step"] == 0.02
 
 
-def test_vit_exploration_uncapped_steps_are_the_papers(fake_mnist, tmp_path):
-    model_dir = tmp_path / "vit"
-    tiny_vit(num_labels=10, image_size=28, patch_size=7, layers=1).save_pretrained(model_dir)
+def test_vit_exploration_uncapped_steps_are_the_papers(mnist_vit_dir, fake_mnist, tmp_path):
     walks = {}
     for cap in ("none", "0.001"):
         out = tmp_path / cap
-        argv = ["experiment", "vit-exploration", "--model", str(model_dir), "--data"]
+        argv = ["experiment", "vit-exploration", "--model", str(mnist_vit_dir), "--data"]
         argv += [str(fake_mnist), "--images", "1", "--steps", "3", "--quiet"]
         assert main(argv + ["--max-step", cap, "--out", str(out)]) == 0
         assert json.loads((out / "config.json").read_text())["config"]["max_step"] == (
@@ -124,11 +119,11 @@ def test_text_exploration_runs_and_resumes(bert_dir, tmp_path):
     assert len(list((out / "rows").glob("*.json"))) == 3
 
 
-def test_vision_explainers_draws_every_explainer_and_compares_with_simec(fake_mnist, tmp_path):
-    model_dir = tmp_path / "vit"
-    tiny_vit(num_labels=10, image_size=28, patch_size=7, layers=1).save_pretrained(model_dir)
+def test_vision_explainers_draws_every_explainer_and_compares_with_simec(
+    mnist_vit_dir, fake_mnist, tmp_path
+):
     out = tmp_path / "vx"
-    argv = ["experiment", "vision-explainers", "--model", str(model_dir), "--data"]
+    argv = ["experiment", "vision-explainers", "--model", str(mnist_vit_dir), "--data"]
     argv += [str(fake_mnist), "--images", "2", "--explainers", "simec,rollout,random"]
     assert main(argv + ["--out", str(out)]) == 0
     assert (out / "explainers_heatmaps.png").is_file()

@@ -37,6 +37,19 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, allow_nan=True) + "\n").encode())
 
 
+def setting_differences(
+    before: dict[str, Any], now: dict[str, Any], *, ignore: tuple[str, ...] = ()
+) -> list[str]:
+    """``"key: old then, new now"`` for each setting that differs, compared as JSON values
+    (a tuple now equals the list it was saved as), for refusing to resume a run."""
+    old, new = (json.loads(json.dumps(d, default=str)) for d in (before, now))
+    return [
+        f"{key}: {old.get(key)!r} then, {new.get(key)!r} now"
+        for key in sorted(set(old) | set(new))
+        if key not in ignore and old.get(key) != new.get(key)
+    ]
+
+
 def environment() -> dict[str, Any]:
     """Package versions and machine facts for reproducibility."""
     versions: dict[str, str | None] = {}

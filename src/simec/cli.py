@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .explore.config import ALGORITHMS, PROJECTIONS, ExploreConfig
     from .geometry.metrics import output_metric_names
     from .geometry.spectrum import METHODS
+    from .structure.core import LIPSCHITZ_ASCENT_STEPS, LIPSCHITZ_DIRECTIONS, LIPSCHITZ_EPSILONS
 
     defaults = ExploreConfig()
     parser = argparse.ArgumentParser(
@@ -350,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     vx.add_argument(
         "--max-step",
         type=_optional_float,
-        default=0.02,
+        default=defaults.max_step,
         metavar="X",
         help="step cap as a fraction of ||x0|| for both walks; 'none' for the paper's "
         "uncapped step (default: %(default)s)",
@@ -509,20 +510,22 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument(
                 "--epsilons",
                 type=_positive_floats,
-                default=(1e-3, 1e-2, 1e-1),
+                default=LIPSCHITZ_EPSILONS,
                 metavar="E1,E2,...",
-                help="perturbation sizes (default: 0.001,0.01,0.1)",
+                help="perturbation sizes (default: "
+                + ",".join(f"{e:g}" for e in LIPSCHITZ_EPSILONS)
+                + ")",
             )
             sp.add_argument(
                 "--directions",
                 type=_at_least_one,
-                default=32,
+                default=LIPSCHITZ_DIRECTIONS,
                 help="random unit directions per image and epsilon (default: %(default)s)",
             )
             sp.add_argument(
                 "--ascent-steps",
                 type=_at_least_one,
-                default=50,
+                default=LIPSCHITZ_ASCENT_STEPS,
                 help="projected gradient-ascent steps for the optimised direction "
                 "(default: %(default)s)",
             )
@@ -654,14 +657,10 @@ _SHARED_HELP = {
     "images": "how many images, the first of the split (default: %(default)s)",
     "posts": "how many posts (default: %(default)s)",
     "steps": "steps per walk (default: %(default)s)",
-    "max_tokens": "skip posts with more word pieces than this (default: %(default)s)",
-    "explainers": "comma-separated explainer names (default: %(default)s)",
     "method": "spectral back-end: lowrank (thin SVD of G^1/2 J) or exact (eigh of the "
     "pullback); both give the same numbers (default: %(default)s)",
     "output_metric": "metric G on the output space (default: %(default)s)",
-    "embedding": "which embedding (default: %(default)s)",
     "tolerance": "relative embedding error to reach (default: %(default)s)",
-    "max_steps": "steps at most (default: %(default)s)",
     "epochs": "passes over the training data (default: %(default)s)",
     "batch_size": "examples per optimiser step (default: %(default)s)",
     "lr": "Adam learning rate (default: %(default)s)",

@@ -60,19 +60,17 @@ def test_vision_spectrum_has_a_large_null_space():
 
 
 @pytest.mark.parametrize("command", ["match", "spectrum", "lipschitz"])
-def test_structure_commands_write_json_and_png(command, fake_mnist, tmp_path):
+def test_structure_commands_write_json_and_png(mnist_vit_dir, command, fake_mnist, tmp_path):
     import json
 
     from simec.cli import main
 
-    model_dir = tmp_path / "vit"
-    tiny_vit(num_labels=10, image_size=28, patch_size=7, layers=1).save_pretrained(model_dir)
     out = tmp_path / command
     argv = [
         "structure",
         command,
         "--model",
-        str(model_dir),
+        str(mnist_vit_dir),
         "--data",
         str(fake_mnist),
         "--count",
@@ -94,12 +92,12 @@ def test_structure_commands_write_json_and_png(command, fake_mnist, tmp_path):
         assert len(result["summary"]["optimized_over_random"]) == 2
 
 
-def test_structure_asks_for_no_more_images_than_the_data_has(fake_mnist, tmp_path, capsys):
+def test_structure_asks_for_no_more_images_than_the_data_has(
+    mnist_vit_dir, fake_mnist, tmp_path, capsys
+):
     from simec.cli import main
 
-    model_dir = tmp_path / "vit"
-    tiny_vit(num_labels=10, image_size=28, patch_size=7, layers=1).save_pretrained(model_dir)
-    argv = ["structure", "spectrum", "--model", str(model_dir), "--data", str(fake_mnist)]
+    argv = ["structure", "spectrum", "--model", str(mnist_vit_dir), "--data", str(fake_mnist)]
     assert main([*argv, "--count", "41", "--out", str(tmp_path / "s")]) != 0
     assert "more than the 40 images" in capsys.readouterr().err
     # options of another analysis are refused by the parser, not silently ignored
@@ -109,7 +107,7 @@ def test_structure_asks_for_no_more_images_than_the_data_has(fake_mnist, tmp_pat
         main([*argv[:1], "lipschitz", *argv[2:], "--epsilons", "0.1,-1", "--out", "x"])
 
 
-def test_match_on_one_class_data_is_an_error_not_an_endless_loop(tmp_path, capsys):
+def test_match_on_one_class_data_is_an_error_not_an_endless_loop(mnist_vit_dir, tmp_path, capsys):
     import numpy as np
 
     from simec.cli import main
@@ -120,8 +118,6 @@ def test_match_on_one_class_data_is_an_error_not_an_endless_loop(tmp_path, capsy
     rng = np.random.default_rng(0)
     write_idx(root / "t10k-images-idx3-ubyte.gz", rng.integers(0, 255, (4, 28, 28), np.uint8))
     write_idx(root / "t10k-labels-idx1-ubyte.gz", np.full(4, 3, np.uint8))
-    model_dir = tmp_path / "vit"
-    tiny_vit(num_labels=10, image_size=28, patch_size=7, layers=1).save_pretrained(model_dir)
-    argv = ["structure", "match", "--model", str(model_dir), "--data", str(root)]
+    argv = ["structure", "match", "--model", str(mnist_vit_dir), "--data", str(root)]
     assert main([*argv, "--count", "1", "--out", str(tmp_path / "m")]) != 0
     assert "at least two classes" in capsys.readouterr().err

@@ -7,7 +7,7 @@ from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write_json, environment
+from .._io import atomic_write_json, environment, setting_differences
 from ..errors import InputError
 
 # options that only say how much to run, or where: a resumed run may change them
@@ -31,11 +31,7 @@ def start_or_resume(out: Path, cfg: Any) -> None:
         # a key missing from an older config.json had the option's default then
         defaults = {f.name: f.default for f in fields(cfg) if f.default is not MISSING}
         before = {**{k: v for k, v in defaults.items() if k not in before}, **before}
-        differences = [
-            f"{key}: {before.get(key)!r} then, {now.get(key)!r} now"
-            for key in sorted(set(before) | set(now))
-            if key not in _RESUMABLE_CHANGES and before.get(key) != now.get(key)
-        ]
+        differences = setting_differences(before, now, ignore=_RESUMABLE_CHANGES)
         if differences:
             raise InputError(
                 f"cannot resume the experiment in {out}, its rows were made with other "

@@ -26,7 +26,7 @@ import torch
 
 from .._io import atomic_write_bytes, atomic_write_json, environment
 from ..data import load_idx_dataset
-from ..explore import explore
+from ..explore import ExploreConfig, explore
 from ..explore.perturbation import INFORMATIVE_VARIANCE, perturbation_explore
 from ..interpret import ViTDecoder, segment_importance
 from ..models import HFImageClassifierAdapter, load_adapter
@@ -56,7 +56,7 @@ class VitExplorationConfig:
     split: str = "validation"  # mnist: the model's recorded validation indices
     pca_dims: int = 10
     eta: float = 0.05
-    max_step: float | None = 0.02  # ExploreConfig's cap; None = the paper's uncapped step
+    max_step: float | None = ExploreConfig.max_step  # None = the paper's uncapped step
     device: str = "cpu"
 
 

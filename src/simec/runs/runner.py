@@ -24,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write_json, environment
+from .._io import atomic_write_json, environment, setting_differences
 from ..errors import InputError
 from ..explore import ExploreConfig
 from ..explore.result import SUMMARY, TRAJECTORY
@@ -127,11 +127,7 @@ def _same_data(inputs: Any) -> Any:
 def _check_resumable(previous: dict[str, Any], current: dict[str, Any], out: Path) -> None:
     if previous.get("format") != FORMAT:
         raise InputError(f"{out}/{RUN_FILE} was not written by a simec dataset run")
-    differences = []
-    before, now = _comparable(previous["config"]), current["comparable"]
-    for key in sorted(set(before) | set(now)):
-        if before.get(key) != now.get(key):
-            differences.append(f"{key}: {before.get(key)!r} then, {now.get(key)!r} now")
+    differences = setting_differences(_comparable(previous["config"]), current["comparable"])
     if previous.get("model") != current["model"]:
         differences.append("the model")
     if _same_data(previous.get("inputs")) != _same_data(current["inputs"]):

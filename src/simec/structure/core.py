@@ -127,13 +127,19 @@ def _quotient(fn: Fn, x: Tensor, fx: Tensor, v: Tensor, eps: float) -> Tensor:
     return torch.linalg.vector_norm(fn(x + eps * v) - fx) / eps
 
 
+# defaults of directional_lipschitz, shared with `simec structure lipschitz`
+LIPSCHITZ_EPSILONS: tuple[float, ...] = (1e-3, 1e-2, 1e-1)
+LIPSCHITZ_DIRECTIONS = 32
+LIPSCHITZ_ASCENT_STEPS = 50
+
+
 def directional_lipschitz(
     fn: Fn,
     x: Tensor,
     *,
-    epsilons: Sequence[float] = (1e-3, 1e-2, 1e-1),
-    directions: int = 32,
-    ascent_steps: int = 50,
+    epsilons: Sequence[float] = LIPSCHITZ_EPSILONS,
+    directions: int = LIPSCHITZ_DIRECTIONS,
+    ascent_steps: int = LIPSCHITZ_ASCENT_STEPS,
     seed: int = 0,
 ) -> LipschitzResult:
     """||f(x + eps v) - f(x)|| / eps for random unit v, and for v maximising it.

@@ -22,7 +22,15 @@ from ..data import load_idx_dataset
 from ..errors import InputError, ModelError
 from ..models import HFImageClassifierAdapter, load_adapter
 from ..report import plots
-from .core import directional_lipschitz, jacobian_spectrum, match_embedding, vision_embedding_fn
+from .core import (
+    LIPSCHITZ_ASCENT_STEPS,
+    LIPSCHITZ_DIRECTIONS,
+    LIPSCHITZ_EPSILONS,
+    directional_lipschitz,
+    jacobian_spectrum,
+    match_embedding,
+    vision_embedding_fn,
+)
 
 __all__ = ["run_structure"]
 
@@ -58,9 +66,9 @@ def run_structure(
     seed: int = 0,
     tolerance: float = 1e-2,
     max_steps: int = 2000,
-    epsilons: Sequence[float] = (1e-3, 1e-2, 1e-1),
-    directions: int = 32,
-    ascent_steps: int = 50,
+    epsilons: Sequence[float] = LIPSCHITZ_EPSILONS,
+    directions: int = LIPSCHITZ_DIRECTIONS,
+    ascent_steps: int = LIPSCHITZ_ASCENT_STEPS,
     device: str = "cpu",
 ) -> dict[str, Any]:
     if command not in ("match", "spectrum", "lipschitz"):
