@@ -59,10 +59,7 @@ def run_demo(
         raise InputError("the demo needs an image classifier")
     raw = sample_digit() if image is None else image  # paths are read by the adapter
     original = adapter.image(raw)
-    grid = (
-        adapter.image_size[0] // adapter.patch_size,
-        adapter.image_size[1] // adapter.patch_size,
-    )
+    grid = adapter.patch_grid
 
     importance = segment_importance(adapter, raw)
     labels = importance.labels
@@ -78,13 +75,7 @@ def run_demo(
     )
     plots.save_figure(fig, out / "importance_overlay.png")
 
-    pixel_adapter = HFImageClassifierAdapter(
-        adapter.model,
-        space="pixels",
-        image_mean=adapter._mean.tolist(),
-        image_std=adapter._std.tolist(),
-        device=device,
-    )
+    pixel_adapter = adapter.with_space("pixels")
     decoders = {"embeddings": ViTDecoder(adapter), "pixels": ViTDecoder(pixel_adapter)}
     record_every = max(1, steps // frames)
     runs = {}

@@ -11,7 +11,6 @@ attention explainers read attention maps from a private eager-attention copy of 
 from __future__ import annotations
 
 from collections.abc import Callable
-from copy import deepcopy
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,26 +118,6 @@ def _random(adapter: ModelAdapter, prepared: PreparedInput, cls: int, options: d
     return torch.rand(prepared.num_segments, generator=gen, dtype=torch.float64)
 
 
-def _eager_copy(adapter: ModelAdapter) -> Any:
-    """A private eager-attention copy of the adapter's model (attention maps need eager).
-
-    The user's model is never switched or modified; the copy is cached on the adapter.
-    """
-    model = getattr(adapter, "model", None)
-    if model is None or not hasattr(model, "config"):
-        raise InputError("attention explainers need a Hugging Face model adapter")
-    copy = getattr(adapter, "_eager_model", None)
-    if copy is None:
-        copy = deepcopy(model).eval()
-        try:
-            copy.set_attn_implementation("eager")
-        except (AttributeError, ValueError):
-            copy.config._attn_implementation = "eager"
-        copy = copy.to(device=adapter.device, dtype=adapter.dtype)
-        adapter._eager_model = copy  # type: ignore[attr-defined]
-    return copy
-
-
 def _model_inputs(adapter: ModelAdapter, prepared: PreparedInput) -> tuple[dict, int]:
     """Inputs for the model's own forward, and how many leading tokens are not segments."""
     if prepared.model_inputs:
@@ -152,7 +131,7 @@ def _model_inputs(adapter: ModelAdapter, prepared: PreparedInput) -> tuple[dict,
 def _attention_maps(
     adapter: ModelAdapter, prepared: PreparedInput, cls: int, *, with_grad: bool
 ) -> tuple[list[Tensor], list[Tensor], int]:
-    model = _eager_copy(adapter)
+    model = adapter.eager_copy()  # cached eager-attention copy; the user's model is untouched
     inputs, skip = _model_inputs(adapter, prepared)
     with torch.enable_grad():
         out = model(**inputs, output_attentions=True)

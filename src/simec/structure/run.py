@@ -121,7 +121,7 @@ def run_structure(
             pred = None
             if adapter.has_head:
                 with torch.no_grad():
-                    logits = adapter._run(adapter.normalize(res.result).unsqueeze(0))[0]
+                    logits = adapter.image_logits(res.result)
                 pred = int(logits.argmax())
             rows.append(
                 {
