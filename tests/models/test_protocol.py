@@ -62,6 +62,13 @@ def test_pixel_space_twin_shares_model_and_normalisation(vit_dir, image):
     torch.testing.assert_close(
         twin.logits(b.embeddings, b), adapter.logits(a.embeddings, a), rtol=1e-12, atol=1e-12
     )
+    # both spaces give the model its own inputs back, and run reproduces the logits from them
+    for ad, prep in ((adapter, a), (twin, b)):
+        inputs = ad.model_inputs(prep)
+        torch.testing.assert_close(inputs["pixel_values"], a.model_inputs["pixel_values"])
+        torch.testing.assert_close(
+            ad.run(inputs)[0], ad.logits(prep.embeddings, prep), rtol=1e-12, atol=1e-12
+        )
 
 
 def test_patch_geometry():

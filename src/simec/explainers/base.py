@@ -118,27 +118,20 @@ def _random(adapter: ModelAdapter, prepared: PreparedInput, cls: int, options: d
     return torch.rand(prepared.num_segments, generator=gen, dtype=torch.float64)
 
 
-def _model_inputs(adapter: ModelAdapter, prepared: PreparedInput) -> tuple[dict, int]:
-    """Inputs for the model's own forward, and how many leading tokens are not segments."""
-    if prepared.model_inputs:
-        return dict(prepared.model_inputs), 0
-    unpatchify = getattr(adapter, "unpatchify", None)  # pixel-space vision adapters
-    if unpatchify is None:
-        raise InputError("this adapter does not expose the model's inputs")
-    return {"pixel_values": unpatchify(prepared.embeddings).unsqueeze(0)}, 1
-
-
 def _attention_maps(
     adapter: ModelAdapter, prepared: PreparedInput, cls: int, *, with_grad: bool
 ) -> tuple[list[Tensor], list[Tensor], int]:
     model = adapter.eager_copy()  # cached eager-attention copy; the user's model is untouched
-    inputs, skip = _model_inputs(adapter, prepared)
     with torch.enable_grad():
-        out = model(**inputs, output_attentions=True)
+        out = model(**adapter.model_inputs(prepared), output_attentions=True)
         maps = [a[0] for a in out.attentions]
         grads: list[Tensor] = []
         if with_grad:
             grads = [g[0] for g in torch.autograd.grad(out.logits[0, cls], out.attentions)]
+    # tokens the model attends over that are not segments (CLS etc. of a pixel-space ViT) lead
+    skip = maps[0].shape[-1] - prepared.num_segments
+    if skip < 0:
+        raise InputError("the attention maps have fewer tokens than the input has segments")
     return [m.detach() for m in maps], grads, skip
 
 

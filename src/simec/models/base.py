@@ -14,6 +14,7 @@ The protocol (``ModelAdapter``; everything other layers may use, nothing else):
   exploration starts from);
 * ``run(model_inputs)``: logits of the whole model on a batch of its own inputs
   (``PreparedInput.model_inputs``: pixel values, token ids); Hugging Face adapters only;
+* ``model_inputs(prepared)``: the model's own inputs for a prepared input (also in pixel space);
 * ``eager_copy()``: a cached eager-attention copy of the model, for attention-map explainers;
   Hugging Face adapters only (the user's model is never modified);
 * ``describe()``: a JSON-able description recorded next to every run.
@@ -109,6 +110,13 @@ class ModelAdapter(ABC):
         """Logits of the whole model on a batch of its own inputs (``PreparedInput.model_inputs``
         with a batch axis: pixel values, token ids, masks), through the adapter's weights."""
         raise ModelError(f"{type(self).__name__} runs only from the explored tensor (logits)")
+
+    def model_inputs(self, prepared: PreparedInput) -> dict[str, Tensor]:
+        """The model's own inputs (batch of one) that give ``prepared``'s x0, for ``run`` or
+        the model itself (``eager_copy()(**inputs)``)."""
+        if not prepared.model_inputs:
+            raise InputError(f"{type(self).__name__} does not expose the model's inputs")
+        return dict(prepared.model_inputs)
 
     def eager_copy(self) -> nn.Module:
         """A copy of the model with eager attention (attention maps), made once and cached."""

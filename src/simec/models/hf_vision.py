@@ -298,6 +298,12 @@ class HFImageClassifierAdapter(HFAdapter):
         with replace_module_output(self._embeddings, x.unsqueeze(0)):
             return self.run({"pixel_values": prepared.model_inputs["pixel_values"]})[0]
 
+    def model_inputs(self, prepared: PreparedInput) -> dict[str, Tensor]:
+        """``{"pixel_values": (1, C, H, W)}`` for the prepared image, in either space."""
+        if self.space == "pixels":
+            return {"pixel_values": self.unpatchify(prepared.embeddings).unsqueeze(0)}
+        return {"pixel_values": prepared.model_inputs["pixel_values"]}
+
     def describe(self) -> dict[str, Any]:
         cfg = self.model.config
         return {
