@@ -217,11 +217,11 @@ class HFMaskedLMAdapter(HFSequenceClassifierAdapter):
         ids = inputs["input_ids"]
         at_mask = ids == self.tokenizer.mask_token_id
         counts = at_mask.sum(1)
-        if (counts != 1).any():
-            row = int((counts != 1).nonzero()[0])
+        bad = (counts != 1).nonzero().flatten()
+        if len(bad):
             raise InputError(
                 f"a masked-LM input needs exactly one {self.tokenizer.mask_token} token, "
-                f"found {int(counts[row])} in input {row}"
+                f"found {int(counts[bad[0]])}"
             )
         logits = self.run(inputs)[at_mask]  # (B, vocab): one mask per row, rows in order
         return torch.softmax(logits.topk(self.top_k, -1).values, -1)
