@@ -3,6 +3,7 @@ architectures): one way to register, list and look them up, with one clear error
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Generic, TypeVar
 
 from .errors import InputError
@@ -15,12 +16,15 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """Objects of one kind by name, in registration order.
 
-    ``kind`` names the kind in messages ("unknown output metric 'x'; choose one of [...]").
+    ``kind`` names the kind in messages ("unknown output metric 'x'; choose one of [...]");
+    ``items`` are registered first, in their order.
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, items: Mapping[str, T] | None = None) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
+        for name, obj in (items or {}).items():
+            self.register(name, obj)
 
     def register(self, name: str, obj: T, *, replace: bool = False) -> T:
         """Add ``obj`` as ``name``; an existing name is an error unless ``replace``."""

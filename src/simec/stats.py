@@ -32,7 +32,8 @@ class MeanStd:
 def mean_std(values: Iterable[object]) -> MeanStd:
     """Mean and sample std (n - 1) of the finite numbers among ``values``.
 
-    Non-numbers (and booleans), nan and ±inf are left out; one finite value has std 0; none gives nan, nan, 0.
+    Non-numbers (and booleans), nan and ±inf are left out; one finite value has std 0;
+    none gives nan, nan, 0.
     """
     finite = [
         float(v)
