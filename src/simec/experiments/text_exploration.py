@@ -55,7 +55,7 @@ PIZZA = "i ordered a pizza with extra cheese and [MASK] ."
 class TextExplorationConfig:
     model: str = "minilm-hate"
     mlm: str = "minilm-mlm"
-    data: str = "../shared/data/hatexplain/validation.jsonl"
+    data: str | None = None  # HateXplain JSONL (e.g. its validation.jsonl); required
     out: str = "results/text-exploration"
     posts: int = 8
     steps: int = 1000
@@ -124,6 +124,7 @@ class PostRow:
 
 
 def _select_posts(cfg: TextExplorationConfig, adapter: HFSequenceClassifierAdapter):
+    assert cfg.data is not None  # checked by run_text_exploration
     data = load_hatexplain_posts(cfg.data, labels=("hate speech", "offensive"))
     chosen = []
     for position, (text, label, pid) in enumerate(zip(data.texts, data.labels, data.ids)):
@@ -318,6 +319,8 @@ def _importance_figures(
 
 def run_text_exploration(cfg: TextExplorationConfig, *, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) the experiment; writes rows/, table.md, results.json, figures, report."""
+    if not cfg.data:
+        raise InputError("text-exploration needs the HateXplain posts: pass --data FILE.jsonl")
     out = Path(cfg.out)
     (out / "rows").mkdir(parents=True, exist_ok=True)
     start_or_resume(out, cfg)
