@@ -81,8 +81,8 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     model_dir = resolve_model_path(model) if model else shipped_model()
     adapter = load_adapter(model_dir, device=device)
-    if not isinstance(adapter, HFImageClassifierAdapter):
-        raise InputError("the demo needs an image classifier")
+    if not isinstance(adapter, HFImageClassifierAdapter) or not adapter.patch_size:
+        raise InputError("the demo needs a patch-based image classifier (ViT family)")
     raw = sample_digit() if image is None else image  # paths are read by the adapter
     original = adapter.image(raw)
     tokens, width = adapter.prepare(raw).embeddings.shape
