@@ -115,17 +115,8 @@ def test_save_model_writes_everything_and_keeps_old_files_on_failure(tmp_path):
 def test_train_vit_does_not_change_its_config(tmp_path):
     from simec.train import ViTTrainConfig, train_vit
 
-    cfg = ViTTrainConfig(
-        dataset="digits",
-        out=str(tmp_path / "vit"),
-        epochs=1,
-        batch_size=32,
-        limit=64,
-        hidden_size=8,
-        num_layers=1,
-        num_heads=2,
-        mlp_size=16,
-    )
+    tiny = {"hidden_size": 8, "num_layers": 1, "num_heads": 2, "mlp_size": 16}
+    cfg = ViTTrainConfig(dataset="digits", out=str(tmp_path / "vit"), epochs=1, limit=64, **tiny)
     before = asdict(cfg)
     train_vit(cfg, progress=False)
     assert asdict(cfg) == before and cfg.image_size == 28

@@ -21,21 +21,13 @@ SENTENCES = {
 
 @pytest.fixture
 def encoder_dir(tmp_path):
-    from transformers import BertConfig, BertModel
+    from transformers import BertModel
 
-    from tests.conftest import VOCAB
+    from tests.conftest import tiny_bert_config
 
     torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(VOCAB),
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=24,
-    )
     path = tmp_path / "encoder"
-    BertModel(config).save_pretrained(path)
+    BertModel(tiny_bert_config()).save_pretrained(path)
     make_tokenizer(tmp_path).save_pretrained(path)
     return path
 

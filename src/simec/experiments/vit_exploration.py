@@ -72,19 +72,25 @@ class VitExplorationConfig:
 
 
 @dataclass(frozen=True)
-class SimecWalk:
-    """SiMEC on one image: its K steps decoded to images."""
+class _Walk:
+    """What both walks record: time, why they stopped, volume explored (``trajectory_volume``)."""
 
     seconds: float
+    stop_reason: str
+    rms_distance: float
+    log_volume: float
+    volume_dims: int
+
+
+@dataclass(frozen=True)
+class SimecWalk(_Walk):
+    """SiMEC on one image: its K steps decoded to images."""
+
     images: int  # decoded images (one per step)
     informative: int  # of them with pixel variance >= INFORMATIVE_VARIANCE
     same_class_walk: int  # steps whose embedding keeps the original prediction
     same_class_decoded: int  # decoded images that keep it
     surviving_fraction: float  # mean fraction of a step that survives decoding
-    stop_reason: str
-    rms_distance: float
-    log_volume: float
-    volume_dims: int
 
 
 @dataclass(frozen=True)
@@ -98,17 +104,12 @@ class BaselineRun:
 
 
 @dataclass(frozen=True)
-class SimexpWalk:
+class SimexpWalk(_Walk):
     """SiMExp on one image."""
 
-    seconds: float
     same_class_walk: int
     final_class: int
     p_original_end: float  # probability of the original prediction at step K
-    stop_reason: str
-    rms_distance: float
-    log_volume: float
-    volume_dims: int
 
 
 @dataclass(frozen=True)

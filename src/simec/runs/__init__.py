@@ -1,11 +1,11 @@
 """Dataset runs: explore many inputs, locally or on Ray, into one resumable folder."""
 
-from .backends import LocalBackend, backend_names, get_backend, register_backend
+from .backends import Backend, LocalBackend, backend_names, get_backend, register_backend
 from .batches import explore_items
 from .inputs import RunItem, idx_items, line_items, materialize
 from .manifest import MANIFEST, Manifest, manifest_entry
 from .runner import RUN_FILE, run_dataset
-from .types import Backend, ModelSpec, Outcome, RunTask
+from .types import ModelSpec, Outcome, RunTask
 
 __all__ = [
     "MANIFEST",

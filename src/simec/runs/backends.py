@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from ..errors import InputError
 from ..registry import Registry
 from .batches import chunks, explore_items
 from .inputs import RunItem
-from .types import Backend, ModelSpec, OnDone, Outcome, RunTask
+from .types import ModelSpec, OnDone, Outcome, RunTask
 
 __all__ = [
     "BACKENDS",
@@ -29,6 +30,21 @@ __all__ = [
     "get_backend",
     "register_backend",
 ]
+
+
+class Backend(Protocol):
+    """Explores ``items`` and calls ``on_done`` once per input; the runner does every write."""
+
+    name: str
+
+    def run(
+        self,
+        task: RunTask,
+        items: list[RunItem],
+        on_done: OnDone,
+        *,
+        workers: int | None = None,
+    ) -> None: ...
 
 
 class LocalBackend:

@@ -29,10 +29,10 @@ from ..errors import InputError
 from ..explore import ExploreConfig
 from ..explore.result import SUMMARY, TRAJECTORY
 from ..models.base import ModelAdapter
-from .backends import get_backend
+from .backends import Backend, get_backend
 from .inputs import RunItem, source_fingerprint
 from .manifest import DONE, Manifest, manifest_entry
-from .types import Backend, ModelSpec, Outcome, RunTask
+from .types import ModelSpec, Outcome, RunTask
 
 __all__ = ["RUN_FILE", "run_dataset"]
 

@@ -1,7 +1,8 @@
 """The records a dataset run passes between its runner, its backends and their workers.
 
 Kept apart from the backends so that every backend (local, Ray, registered ones) imports them
-from here and no backend module imports another.
+from here and no backend module imports another (``backends`` imports ``ray_backend`` lazily,
+when the "ray" backend is asked for; ``ray_backend`` imports only this module and ``batches``).
 """
 
 from __future__ import annotations
@@ -9,13 +10,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from ..explore import ExplorationResult, ExploreConfig
 from ..models.base import ModelAdapter
 from .inputs import RunItem
 
-__all__ = ["Backend", "ModelSpec", "OnDone", "Outcome", "RunTask"]
+__all__ = ["ModelSpec", "OnDone", "Outcome", "RunTask"]
 
 
 @dataclass(frozen=True)
@@ -84,18 +85,3 @@ class Outcome:
 
 #: called by a backend, in the driver process, as each input finishes
 OnDone = Callable[[Outcome], None]
-
-
-class Backend(Protocol):
-    """Explores ``items`` and calls ``on_done`` once per input; the runner does every write."""
-
-    name: str
-
-    def run(
-        self,
-        task: RunTask,
-        items: list[RunItem],
-        on_done: OnDone,
-        *,
-        workers: int | None = None,
-    ) -> None: ...

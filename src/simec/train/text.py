@@ -126,6 +126,13 @@ def classification_metrics(
     }
 
 
+def _tokenize(tokenizer: Any, texts: list[str], max_length: int) -> Any:
+    """A padded batch of PyTorch tensors, truncated to ``max_length`` word pieces."""
+    return tokenizer(
+        texts, return_tensors="pt", padding=True, truncation=True, max_length=max_length
+    )
+
+
 @torch.no_grad()
 def predict_texts(
     model: nn.Module,
@@ -142,13 +149,7 @@ def predict_texts(
     out = []
     try:
         for i in range(0, len(texts), batch_size):
-            enc = tokenizer(
-                texts[i : i + batch_size],
-                return_tensors="pt",
-                padding=True,
-                truncation=True,
-                max_length=max_length,
-            ).to(device)
+            enc = _tokenize(tokenizer, texts[i : i + batch_size], max_length).to(device)
             out.append(model(**enc).logits.argmax(-1).cpu())
     finally:
         model.train(was_training)
@@ -225,13 +226,8 @@ def train_text_classifier(cfg: TextClassifierTrainConfig, *, progress: bool = Tr
     labels = torch.from_numpy(train.labels)
 
     def loss_of(idx: torch.Tensor) -> torch.Tensor:
-        enc = tokenizer(
-            [train.texts[i] for i in idx.tolist()],
-            return_tensors="pt",
-            padding=True,
-            truncation=True,
-            max_length=cfg.max_length,
-        ).to(device)
+        texts = [train.texts[i] for i in idx.tolist()]
+        enc = _tokenize(tokenizer, texts, cfg.max_length).to(device)
         return nn.functional.cross_entropy(model(**enc).logits, labels[idx].to(device))
 
     history = fit(
@@ -376,13 +372,7 @@ def _masked_features(
     feats, targets, masked = [], [], []
     special = set(tokenizer.all_special_ids)
     for i in range(0, len(texts), 64):
-        enc = tokenizer(
-            texts[i : i + 64],
-            return_tensors="pt",
-            padding=True,
-            truncation=True,
-            max_length=cfg.max_length,
-        )
+        enc = _tokenize(tokenizer, texts[i : i + 64], cfg.max_length)
         ids = enc["input_ids"]
         candidates = (enc["attention_mask"] == 1) & ~torch.isin(ids, torch.tensor(sorted(special)))
         choose = candidates & (torch.rand(ids.shape, generator=gen) < cfg.mask_prob)
@@ -415,13 +405,7 @@ def _reconstruction(
     hit1 = hit5 = total = 0
     special = torch.tensor(sorted(set(tokenizer.all_special_ids)))
     for i in range(0, len(texts), 50):
-        enc = tokenizer(
-            texts[i : i + 50],
-            return_tensors="pt",
-            padding=True,
-            truncation=True,
-            max_length=cfg.max_length,
-        )
+        enc = _tokenize(tokenizer, texts[i : i + 50], cfg.max_length)
         top = model(**enc.to(device)).logits.topk(5, -1).indices.cpu()
         ids = enc["input_ids"].cpu()
         real = (enc["attention_mask"].cpu() == 1) & ~torch.isin(ids, special)
