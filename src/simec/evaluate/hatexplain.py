@@ -15,7 +15,6 @@ import csv
 import io
 import json
 import math
-import statistics
 import time
 from collections import Counter
 from pathlib import Path
@@ -28,6 +27,7 @@ from .._io import atomic_write_bytes, atomic_write_json, environment
 from ..errors import InputError
 from ..explainers import explain, explainer_names
 from ..models.base import ModelAdapter
+from ..stats import mean_std
 from .faithfulness import FAITHFULNESS, aopc_comprehensiveness, aopc_sufficiency
 from .plausibility import METRICS
 
@@ -125,17 +125,6 @@ def _post_row(
     return row
 
 
-def _mean_std(values: list[float]) -> tuple[float, float, int]:
-    finite = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
-    if not finite:
-        return math.nan, math.nan, 0
-    return (
-        statistics.fmean(finite),
-        statistics.stdev(finite) if len(finite) > 1 else 0.0,
-        len(finite),
-    )
-
-
 def summarize(rows: list[dict[str, Any]], explainers: list[str]) -> dict[str, Any]:
     metric_infos = {**METRICS, **FAITHFULNESS}
     table: dict[str, Any] = {}
@@ -145,8 +134,7 @@ def summarize(rows: list[dict[str, Any]], explainers: list[str]) -> dict[str, An
             vals = [
                 r["explainers"][name].get(key, math.nan) for r in rows if name in r["explainers"]
             ]
-            mean, std, n = _mean_std(vals)
-            entry[key] = {"mean": mean, "std": std, "n": n}
+            entry[key] = mean_std(vals).as_dict()
         table[name] = entry
     return table
 

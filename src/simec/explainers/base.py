@@ -23,6 +23,7 @@ from ..geometry.jacobian import jacobian, quiet_vmap
 from ..geometry.metrics import get_output_metric
 from ..interpret.importance import importance_from_jacobian
 from ..models.base import ModelAdapter, PreparedInput
+from ..registry import Registry
 from .rollout import attention_rollout, chefer_relevancy
 
 __all__ = [
@@ -45,17 +46,16 @@ class Explanation:
     method: str
 
 
-_REGISTRY: dict[str, ExplainerFn] = {}
+_REGISTRY: Registry[ExplainerFn] = Registry("explainer")
 
 
 def register_explainer(name: str, fn: ExplainerFn, *, overwrite: bool = False) -> None:
-    if name in _REGISTRY and not overwrite:
-        raise InputError(f"explainer {name!r} is already registered")
-    _REGISTRY[name] = fn
+    """Make an explainer available by name (``explain(..., method=name)``, the CLI)."""
+    _REGISTRY.register(name, fn, replace=overwrite)
 
 
 def explainer_names() -> list[str]:
-    return list(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def _target(adapter: ModelAdapter, prepared: PreparedInput, target: int | None) -> int:
@@ -69,12 +69,7 @@ def explain(
     adapter: ModelAdapter, raw: Any, method: str, *, target: int | None = None, **options: Any
 ) -> Explanation:
     """Scores per segment of ``raw`` for class ``target`` (default: the predicted class)."""
-    try:
-        fn = _REGISTRY[method]
-    except KeyError:
-        raise InputError(
-            f"unknown explainer {method!r}; choose one of {explainer_names()}"
-        ) from None
+    fn = _REGISTRY.get(method)
     prepared = adapter.prepare(raw)
     cls = _target(adapter, prepared, target)
     scores = fn(adapter, prepared, cls, options)
