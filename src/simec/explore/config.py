@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import InputError
+from ..geometry.jacobian import compile_from_environment
 from ..geometry.metrics import output_metric_names
 from ..geometry.spectrum import METHODS
 
@@ -106,11 +106,9 @@ class ExploreConfig:
         """Resolve ``compile``: explicit value, else SIMEC_COMPILE, else on for long runs."""
         if self.compile is not None:
             return bool(self.compile)
-        env = os.environ.get("SIMEC_COMPILE", "").strip().lower()
-        if env in ("1", "true", "yes", "on"):
-            return True
-        if env in ("0", "false", "no", "off"):
-            return False
+        env = compile_from_environment()
+        if env is not None:
+            return env
         return self.steps >= AUTO_COMPILE_STEPS
 
     def to_dict(self) -> dict[str, Any]:
