@@ -29,7 +29,7 @@ from torch import Tensor
 from ..errors import ExactTooLargeError, InputError, RankZeroMetricError
 from .metrics import OutputMetric, get_output_metric
 from .pullback import pullback_factor, pullback_matrix
-from .steps import nonnull_direction, null_direction, step_size
+from . import steps
 
 __all__ = [
     "METHODS",
@@ -74,7 +74,7 @@ class PullbackSpectrum:
         The explorer's rule, ``simec.geometry.steps.step_size``, without a cap."""
         if self.lambda_max <= 0:
             raise RankZeroMetricError("the pullback metric is zero: lambda_max = 0")
-        return step_size(self.lambda_max, scale)
+        return steps.step_size(self.lambda_max, scale)
 
     def project_null(self, v: Tensor) -> Tensor:
         """Orthogonal projection of v (n,) onto the null space of g."""
@@ -88,14 +88,14 @@ class PullbackSpectrum:
             raise RankZeroMetricError(
                 "the pullback metric has full rank: there is no null direction"
             )
-        return null_direction(self.eigenvectors, generator)
+        return steps.null_direction(self.eigenvectors, generator)
 
     def nonnull_direction(self, generator: torch.Generator | None = None) -> Tensor:
         """One non-null eigenvector chosen uniformly, with a random sign (Algorithm 2 line 6);
         the explorer's draw, ``simec.geometry.steps.nonnull_direction``."""
         if self.rank == 0:
             raise RankZeroMetricError("the pullback metric is zero: there is no non-null direction")
-        return nonnull_direction(self.eigenvectors, self.rank, generator)
+        return steps.nonnull_direction(self.eigenvectors, self.rank, generator)
 
 
 def _thin_svd(a: Tensor) -> tuple[Tensor, Tensor]:
