@@ -166,7 +166,8 @@ def _stacked_inputs(active: list[Walk]) -> tuple[Tensor, dict[str, Tensor], dict
 def batched_jacobian_fn(group: list[Walk]) -> JacobianFn:
     """The Jacobians of a group of walks with one ``batch_key``, as one batch."""
     template = group[0]
-    adapter, metric, cfg, segments = template.adapter, template.metric, template.cfg, template.segments
+    adapter, metric, cfg = template.adapter, template.metric, template.cfg
+    segments = template.segments
     _, static_extras = _split_extras(template.prepared)
     has_extras = any(f.name == "extras" for f in fields(template.prepared))
 

@@ -7,7 +7,8 @@ Where the paper's algorithms live (SiMEC paper, arXiv 2410.06019):
   ``simec.explore.proposal``; accept/retry/stop ``simec.explore.policy``; a walk as a list of
   records ``simec.explore.walk``; the batched loop ``simec.explore.driver``.
 * Algorithm 4 (segments) ``simec.explore.segments``; line 11 (feasible box) ``simec.explore.box``.
-* Eq. (5), the pullback metric, ``simec.geometry.pullback``; its spectrum ``simec.geometry.spectrum``.
+* Eq. (5), the pullback metric, ``simec.geometry.pullback``; its spectrum
+  ``simec.geometry.spectrum``.
 """
 
 from __future__ import annotations

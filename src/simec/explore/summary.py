@@ -44,7 +44,9 @@ def _trajectory(walk: Walk) -> tuple[Tensor, Tensor, list[int]]:
     return trajectory, probabilities, [s.index for s in stored]
 
 
-def walk_result(walk: Walk, elapsed: float, batch: dict[str, Any] | None = None) -> ExplorationResult:
+def walk_result(
+    walk: Walk, elapsed: float, batch: dict[str, Any] | None = None
+) -> ExplorationResult:
     """The result of a settled walk (``Walk.settle``)."""
     adapter, steps = walk.adapter, walk.steps
     taken = steps[1:]

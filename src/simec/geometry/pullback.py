@@ -34,4 +34,3 @@ def pullback_factors(jacobians: Tensor, ys: Tensor, metric: OutputMetric) -> Ten
     if metric.factor is None:
         return jacobians
     return torch.stack([metric.apply_factor(ys[i], jacobians[i]) for i in range(len(ys))])
-

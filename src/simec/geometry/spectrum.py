@@ -1,5 +1,6 @@
-"""Spectrum of the pullback metric g = J^T G J (eq. 5 of the SiMEC paper, ``simec.geometry.pullback``),
-two back-ends.
+"""Spectrum of the pullback metric g = J^T G J (eq. 5 of the SiMEC paper, ``geometry.pullback``).
+
+Two back-ends:
 
 ``exact``   forms the n x n matrix g and calls ``torch.linalg.eigh`` (the paper, literally).
             O(n^3) time, O(n^2) memory. In float32 its "zero" eigenvalues are noise of size
@@ -27,9 +28,9 @@ import torch
 from torch import Tensor
 
 from ..errors import ExactTooLargeError, InputError, RankZeroMetricError
+from . import steps
 from .metrics import OutputMetric, get_output_metric
 from .pullback import pullback_factor, pullback_matrix
-from . import steps
 
 __all__ = [
     "METHODS",
