@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import torch
@@ -14,6 +13,7 @@ from .._io import environment
 from ..geometry.jacobian import quiet_vmap
 from ..models.base import ModelAdapter, PreparedInput
 from .box import project
+from .config import ExploreConfig
 from .result import ExplorationResult
 from .walk import Walk
 
@@ -53,7 +53,7 @@ def walk_result(
     trajectory, traj_probs, stored_steps = _trajectory(walk)
     labels = getattr(walk.prepared, "output_labels", None)
     return ExplorationResult(
-        config=replace(walk.cfg, extra=dict(walk.cfg.extra)),
+        config=ExploreConfig.from_dict(walk.cfg.to_dict()),  # as saved: plain values, a copy
         probabilities=torch.stack([s.probabilities for s in steps]).detach().cpu(),
         lambda_max=[s.lambda_max for s in taken],  # type: ignore[misc]
         step_sizes=[s.step_size for s in taken],  # type: ignore[misc]
