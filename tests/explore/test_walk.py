@@ -136,3 +136,47 @@ def test_a_summary_from_another_version_still_loads(tmp_path):
     assert config.recover == ExploreConfig().recover
     assert config.extra == {"model_dir": "m", "note": "kept", "retired_option": 7}
     assert config.steps == 2
+
+
+def test_a_walk_keeps_one_record_per_accepted_point_and_only_the_stored_points():
+    from simec.explore.driver import drive, single_jacobian
+    from simec.explore.summary import walk_result
+    from simec.explore.walk import Walk
+    from simec.geometry import get_output_metric
+
+    adapter = _adapter()
+    cfg = ExploreConfig(steps=7, record_every=3, projection="none").validate()
+    walk = Walk(adapter, adapter.prepare(_start()), cfg, get_output_metric(cfg.output_metric), None)
+    drive([walk], single_jacobian(walk, False))
+    walk.settle()
+    assert walk.candidate is None and [s.index for s in walk.steps] == list(range(8))
+    assert walk.steps[0].step_size is None and all(s.step_size for s in walk.steps[1:])
+    assert [s.index for s in walk.steps if s.point is not None] == [0, 3, 6, 7]
+    res = walk_result(walk, 0.0)
+    assert res.trajectory_steps == [0, 3, 6, 7] and res.step_sizes == [
+        s.step_size for s in walk.steps[1:]
+    ]
+
+
+def test_policy_decisions():
+    from simec.errors import InputError, RankZeroMetricError
+    from simec.explore import policy
+    from simec.explore.simec import SIMEC
+    from simec.explore.simexp import SIMEXP
+
+    assert policy.point_failure(True, 1.0, 2.0, 10.0, 5) is None
+    bad = policy.point_failure(False, 1.0, 2.0, 10.0, 5)
+    assert bad is not None and bad.rollback and bad.stop_reason.endswith("stopped at step 4")
+    far = policy.point_failure(True, 3.0, 2.0, 10.0, 5)
+    assert far is not None and not far.rollback and far.reason == "diverged"
+    assert policy.retry(0, 1) and not policy.retry(1, 1) and not policy.retry(0, 0)
+    with pytest.raises(InputError):
+        policy.output_failure(0)
+    assert policy.spectrum_stop(SIMEC, 3, 24, 2) is None
+    assert policy.spectrum_stop(SIMEC, 24, 24, 2) == "no null direction at step 2"
+    assert policy.spectrum_stop(SIMEXP, 24, 24, 2) is None  # SiMExp needs no null direction
+    assert policy.spectrum_stop(SIMEXP, 0, 24, 2) == "rank-zero metric at step 2"
+    with pytest.raises(RankZeroMetricError):
+        policy.spectrum_stop(SIMEXP, 0, 24, 0)
+    with pytest.raises(InputError, match="SiMEC"):
+        policy.spectrum_stop(SIMEC, 24, 24, 0)
