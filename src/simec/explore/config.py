@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ..errors import InputError
+from ..geometry.jacobian import compile_from_environment
 from ..geometry.metrics import output_metric_names
 from ..geometry.spectrum import METHODS
+from .proposal import StepRule
+from .simec import SIMEC
+from .simexp import SIMEXP
 
-__all__ = ["ALGORITHMS", "PROJECTIONS", "ExploreConfig", "parse_segments"]
+__all__ = ["ALGORITHMS", "PROJECTIONS", "RULES", "ExploreConfig", "parse_segments"]
 
+#: algorithm name -> its step rule: Algorithm 1 (stay in the equivalence class), Algorithm 2
+#: (move across classes)
+RULES: dict[str, StepRule] = {rule.name: rule for rule in (SIMEC, SIMEXP)}
 #: algorithm name -> (which eigenvectors it walks along, the paper's step scale c in c/sqrt(lmax))
 ALGORITHMS: dict[str, tuple[str, float]] = {
-    "simec": ("null", 1.0),  # Algorithm 1: stay in the equivalence class
-    "simexp": ("non-null", 2.0),  # Algorithm 2: move across classes
+    name: (rule.directions, rule.c) for name, rule in RULES.items()
 }
 PROJECTIONS = ("end", "step", "none")
 #: runs at least this long compile the Jacobian when ``compile`` is None (auto)
@@ -106,12 +111,26 @@ class ExploreConfig:
         """Resolve ``compile``: explicit value, else SIMEC_COMPILE, else on for long runs."""
         if self.compile is not None:
             return bool(self.compile)
-        env = os.environ.get("SIMEC_COMPILE", "").strip().lower()
-        if env in ("1", "true", "yes", "on"):
-            return True
-        if env in ("0", "false", "no", "off"):
-            return False
+        env = compile_from_environment()
+        if env is not None:
+            return env
         return self.steps >= AUTO_COMPILE_STEPS
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ExploreConfig:
+        """The config ``to_dict`` wrote (e.g. summary.json), not validated (the run is done).
+
+        Keys this version does not know (a summary written by another version) are kept in
+        ``extra`` under their own names, without replacing an ``extra`` entry of that name."""
+        names = {f.name for f in fields(cls)}
+        known = {k: v for k, v in values.items() if k in names}
+        extra = dict(known.pop("extra", None) or {})
+        for key, value in values.items():
+            if key not in names:
+                extra.setdefault(key, value)
+        if known.get("segments") is not None:
+            known["segments"] = tuple(known["segments"])
+        return cls(**known, extra=extra)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
