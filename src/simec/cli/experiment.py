@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 from pathlib import Path
+from typing import Any
 
 from ..experiments.text_exploration import TextExplorationConfig
 from ..experiments.vit_exploration import VitExplorationConfig
@@ -38,34 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_quiet(vx)
     vx.set_defaults(func=run_vit_exploration)
 
-    vxp = exps.add_parser(
-        "vision-explainers",
-        help="every explainer's patch heatmap side by side for a handful of digits",
-        description="Per image: the predicted class and one heatmap per explainer (absolute "
-        "scores for that class), plus each explainer's Spearman correlation with simec. Writes "
-        "explainers_heatmaps.png and explainers.json.",
-    )
-    from ..experiments.vision_explainers import DEFAULT_EXPLAINERS
-
-    add_model(vxp)
-    vxp.add_argument(
-        "--data", default=None, metavar="DIR", help="IDX folder (default: the shipped digit)"
-    )
-    vxp.add_argument(
-        "--images",
-        type=at_least_one,
-        default=6,
-        metavar="N",
-        help="how many images, the first of the split (default: %(default)s)",
-    )
-    vxp.add_argument(
-        "--explainers",
-        default=",".join(DEFAULT_EXPLAINERS),
-        help="comma-separated names (default: %(default)s)",
-    )
-    add_device(vxp)
-    add_out(vxp)
-    vxp.set_defaults(func=run_vision_explainers)
+    _add_vision_explainers(exps)
 
     tx = exps.add_parser(
         "text-exploration",
@@ -78,6 +53,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_dataclass_arguments(tx, TextExplorationConfig, include=TEXT_FIELDS, required=["out"])
     add_quiet(tx)
     tx.set_defaults(func=run_text_exploration)
+
+
+def _add_vision_explainers(commands: Any) -> None:
+    vxp = commands.add_parser(
+        "vision-explainers",
+        help="every explainer's patch heatmap side by side for a handful of digits",
+        description="Per image: the predicted class and one heatmap per explainer (absolute "
+        "scores for that class), plus each explainer's Spearman correlation with simec. Writes "
+        "explainers_heatmaps.png and explainers.json.",
+    )
+    from ..experiments import vision_explainers
+
+    # no config dataclass: the defaults of the function it runs
+    defaults = inspect.signature(vision_explainers.run_vision_explainers).parameters
+
+    add_model(vxp)
+    vxp.add_argument(
+        "--data",
+        default=defaults["data"].default,
+        metavar="DIR",
+        help="IDX folder (default: the shipped digit)",
+    )
+    vxp.add_argument(
+        "--images",
+        type=at_least_one,
+        default=defaults["images"].default,
+        metavar="N",
+        help="how many images, the first of the split (default: %(default)s)",
+    )
+    vxp.add_argument(
+        "--explainers",
+        default=",".join(defaults["explainers"].default),
+        help="comma-separated names (default: %(default)s)",
+    )
+    add_device(vxp)
+    add_out(vxp)
+    vxp.set_defaults(func=run_vision_explainers)
 
 
 def run_vit_exploration(args: argparse.Namespace) -> int:

@@ -195,12 +195,12 @@ def add_dataclass_arguments(
             continue
         f = by_name[name]
         meta = f.metadata
-        help_text = meta.get("help", SHARED_HELP.get(name))
-        if not help_text:
-            raise TypeError(f"{cls.__name__}.{name} has no help (field metadata 'help')")
         base, optional = _unwrap_optional(hints[name])
         if _is_dict(base):
             raise TypeError(f"{cls.__name__}.{name} is a dict: not a command-line option")
+        help_text = meta.get("help", SHARED_HELP.get(name))
+        if not help_text:
+            raise TypeError(f"{cls.__name__}.{name} has no help (field metadata 'help')")
         default = f.default if f.default is not dataclasses.MISSING else None
         if f.default_factory is not dataclasses.MISSING:
             default = f.default_factory()
