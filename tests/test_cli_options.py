@@ -20,6 +20,7 @@ from simec.cli.options import (
     add_dataclass_arguments,
     dataclass_from_args,
 )
+from simec.evaluate.hatexplain import PlausibilityConfig
 from simec.experiments.text_exploration import TextExplorationConfig
 from simec.experiments.vit_exploration import VitExplorationConfig
 from simec.explore.config import ALGORITHMS, ExploreConfig, parse_segments
@@ -42,6 +43,7 @@ CONFIGS: dict[tuple[str, ...], type] = {
     ("train", "mlm-head"): MLMHeadTrainConfig,
     ("experiment", "vit-exploration"): VitExplorationConfig,
     ("experiment", "text-exploration"): TextExplorationConfig,
+    ("evaluate", "plausibility"): PlausibilityConfig,
 }
 
 
@@ -75,12 +77,20 @@ def test_options_take_default_help_and_choices_from_the_config_fields(path):
             continue
         matched += 1
         help_text = f.metadata.get("help", SHARED_HELP.get(f.name))
+        if isinstance(action, argparse._StoreFalseAction):  # --no-name
+            help_text = f.metadata.get("help_off", help_text)
         assert action.help.startswith(help_text), (path, f.name)
         if not action.required:
             assert action.default == _cli_default(f), (path, f.name)
         if "choices" in f.metadata:
             choices = f.metadata["choices"]
-            assert list(action.choices) == list(choices() if callable(choices) else choices)
+            choices = list(choices() if callable(choices) else choices)
+            if isinstance(f.default, tuple):  # a comma list: its items are checked
+                assert all(c in action.help for c in choices)
+                with pytest.raises(argparse.ArgumentTypeError):
+                    action.type("no-such-choice")
+            else:
+                assert list(action.choices) == choices
     assert matched >= 2
 
 

@@ -5,9 +5,22 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .options import add_device, add_model, add_out, add_quiet, at_least_one
+from ..evaluate.hatexplain import PlausibilityConfig
+from .options import add_dataclass_arguments, add_quiet, dataclass_from_args
 
 HELP = "score explanations against human rationales"
+#: PlausibilityConfig fields in --help order (all of them)
+PLAUSIBILITY_FIELDS = (
+    "model",
+    "data",
+    "explainers",
+    "limit",
+    "faithfulness",
+    "faithfulness_posts",
+    "device",
+    "truncate",
+    "out",
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,41 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "table (markdown, CSV, JSON) with mean ± std per metric and seconds per post, and a "
         "plot. Resumable: finished posts are kept.",
     )
-    from ..explainers import explainer_names
-
-    add_model(pl, help="a sequence classifier")
-    pl.add_argument(
-        "--data",
-        required=True,
-        metavar="FILE.jsonl",
-        help="HateXplain JSONL (e.g. ../shared/data/hatexplain/validation.jsonl)",
-    )
-    pl.add_argument(
-        "--explainers",
-        default="simec,rollout,relevancy,grad_x_input,random",
-        help=f"comma list from: {', '.join(explainer_names())}",
-    )
-    pl.add_argument(
-        "--limit",
-        type=at_least_one,
-        default=None,
-        metavar="N",
-        help="only the first N posts with rationales",
-    )
-    pl.add_argument(
-        "--no-faithfulness", action="store_true", help="skip comprehensiveness/sufficiency (faster)"
-    )
-    pl.add_argument(
-        "--faithfulness-posts",
-        type=at_least_one,
-        default=None,
-        metavar="N",
-        help="compute faithfulness on the first N posts only (it costs ~10 model calls per "
-        "explainer and post)",
-    )
-    add_device(pl)
-    pl.add_argument("--truncate", action="store_true", help="truncate over-long posts")
-    add_out(pl)
+    add_dataclass_arguments(pl, PlausibilityConfig, include=PLAUSIBILITY_FIELDS)
     add_quiet(pl)
     pl.set_defaults(func=run_plausibility)
 
@@ -63,17 +42,17 @@ def run_plausibility(args: argparse.Namespace) -> int:
     from ..evaluate.hatexplain import run_plausibility
     from ..models import load_adapter
 
-    adapter = load_adapter(args.model, device=args.device, truncation=args.truncate)
-    explainers = [e.strip() for e in args.explainers.split(",") if e.strip()]
+    cfg = dataclass_from_args(PlausibilityConfig, args)
+    adapter = load_adapter(cfg.model, device=cfg.device, truncation=cfg.truncate)
     run_plausibility(
         adapter,
-        args.data,
-        args.out,
-        explainers=explainers,
-        limit=args.limit,
-        faithfulness=not args.no_faithfulness,
-        faithfulness_posts=args.faithfulness_posts,
+        cfg.data,
+        cfg.out,
+        explainers=list(cfg.explainers),
+        limit=cfg.limit,
+        faithfulness=cfg.faithfulness,
+        faithfulness_posts=cfg.faithfulness_posts,
         progress=not args.quiet,
     )
-    print((Path(args.out) / "table.md").read_text())
+    print((Path(cfg.out) / "table.md").read_text())
     return 0

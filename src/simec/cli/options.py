@@ -8,7 +8,7 @@ A config dataclass is the one source of an option's type, default, choices and h
 * ``choices`` from ``metadata["choices"]`` (a sequence, or a callable returning one, read when the
   parser is built so that registered additions show up);
 * numeric bounds from ``metadata["min"]`` (inclusive) or ``metadata["gt"]`` (exclusive);
-* ``metavar`` from ``metadata["metavar"]``.
+* ``metavar`` from ``metadata["metavar"]``; ``metadata["help_off"]``: the help of a ``--no-name``.
 
 The type of the field decides the rest: ``bool`` is a flag (``--name`` when the default is False,
 ``--no-name`` when it is True), ``X | None`` also accepts ``none``/``off``, ``bool | None`` is
@@ -124,6 +124,16 @@ def comma_list(parse: Callable[[str], Any]) -> Callable[[str], tuple[Any, ...]]:
     return parse_list
 
 
+def _one_of(parse: Callable[[str], Any], choices: list[str]) -> Callable[[str], Any]:
+    def parse_choice(text: str) -> Any:
+        if text not in choices:
+            raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(choices)}")
+        return parse(text)
+
+    parse_choice.choices = choices  # type: ignore[attr-defined]
+    return parse_choice
+
+
 def option_name(name: str, rename: Mapping[str, str] | None = None) -> str:
     """The flag of field ``name``: ``--max-step`` for ``max_step`` (or its ``rename``)."""
     return "--" + (rename or {}).get(name, name).replace("_", "-")
@@ -216,6 +226,7 @@ def add_dataclass_arguments(
             if default:
                 flag = "--no-" + flag[2:]
                 kwargs["action"] = "store_false"
+                help_text = meta.get("help_off", help_text)
             else:
                 kwargs["action"] = "store_true"
             actions.append(parser.add_argument(flag, help=help_text, **kwargs))
@@ -225,8 +236,11 @@ def add_dataclass_arguments(
         elif name in (parse or {}):
             kwargs["type"] = str
         elif typing.get_origin(base) is tuple:
-            item = typing.get_args(base)[0]
-            kwargs["type"] = comma_list(_scalar_type(item, meta) or str)
+            item = _scalar_type(typing.get_args(base)[0], meta) or str
+            if choices is not None:  # choices of the items
+                item, choices = _one_of(item, [str(c) for c in choices]), None
+                help_text += f"; a comma list from: {', '.join(item.choices)}"  # type: ignore[attr-defined]
+            kwargs["type"] = comma_list(item)
             kwargs.setdefault("metavar", "A,B,...")
         else:
             scalar = _scalar_type(base, meta)
