@@ -130,7 +130,6 @@ def _one_of(parse: Callable[[str], Any], choices: list[str]) -> Callable[[str], 
             raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(choices)}")
         return parse(text)
 
-    parse_choice.choices = choices  # type: ignore[attr-defined]
     return parse_choice
 
 
@@ -201,61 +200,77 @@ def add_dataclass_arguments(
         raise TypeError(f"{cls.__name__} has no fields {unknown}")
     actions = []
     for name in names:
-        if name in exclude:
-            continue
-        f = by_name[name]
-        meta = f.metadata
-        base, optional = _unwrap_optional(hints[name])
-        if _is_dict(base):
-            raise TypeError(f"{cls.__name__}.{name} is a dict: not a command-line option")
-        help_text = meta.get("help", SHARED_HELP.get(name))
-        if not help_text:
-            raise TypeError(f"{cls.__name__}.{name} has no help (field metadata 'help')")
-        default = f.default if f.default is not dataclasses.MISSING else None
-        if f.default_factory is not dataclasses.MISSING:
-            default = f.default_factory()
-        no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        kwargs: dict[str, Any] = {"dest": name}
-        flag = option_name(name, rename)
-        if "metavar" in meta:
-            kwargs["metavar"] = meta["metavar"]
-        choices = meta.get("choices")
-        if callable(choices):
-            choices = choices()
-        if base is bool and not optional:
-            if default:
-                flag = "--no-" + flag[2:]
-                kwargs["action"] = "store_false"
-                help_text = meta.get("help_off", help_text)
-            else:
-                kwargs["action"] = "store_true"
-            actions.append(parser.add_argument(flag, help=help_text, **kwargs))
-            continue
-        if base is bool:  # bool | None: auto / on / off
-            choices, default = list(TRISTATE), next(k for k, v in TRISTATE.items() if v is default)
-        elif name in (parse or {}):
-            kwargs["type"] = str
-        elif typing.get_origin(base) is tuple:
-            item = _scalar_type(typing.get_args(base)[0], meta) or str
-            if choices is not None:  # choices of the items
-                item, choices = _one_of(item, [str(c) for c in choices]), None
-                help_text += f"; a comma list from: {', '.join(item.choices)}"  # type: ignore[attr-defined]
-            kwargs["type"] = comma_list(item)
-            kwargs.setdefault("metavar", "A,B,...")
-        else:
-            scalar = _scalar_type(base, meta)
-            if scalar is not None:
-                kwargs["type"] = or_none(scalar) if optional else scalar
-        if choices is not None:
-            kwargs["choices"] = list(choices)
-        if name in required or no_default:
-            kwargs["required"] = True
-        else:
-            kwargs["default"] = default
-            if "default" not in help_text and default is not None:
-                help_text += f" (default: {_show_default(default)})"
-        actions.append(parser.add_argument(flag, help=help_text, **kwargs))
+        if name not in exclude:
+            flag, kwargs = _field_option(
+                f"{cls.__name__}.{name}",
+                by_name[name],
+                hints[name],
+                flag=option_name(name, rename),
+                raw=name in (parse or {}),
+                required=name in required,
+            )
+            actions.append(parser.add_argument(flag, **kwargs))
     return actions
+
+
+def _field_option(
+    where: str, f: dataclasses.Field, hint: Any, *, flag: str, raw: bool, required: bool
+) -> tuple[str, dict[str, Any]]:
+    """The flag and ``add_argument`` keywords of field ``f`` (see the module docstring)."""
+    meta = f.metadata
+    base, optional = _unwrap_optional(hint)
+    if _is_dict(base):
+        raise TypeError(f"{where} is a dict: not a command-line option")
+    help_text = meta.get("help", SHARED_HELP.get(f.name))
+    if not help_text:
+        raise TypeError(f"{where} has no help (field metadata 'help')")
+    if f.default_factory is not dataclasses.MISSING:
+        default = f.default_factory()
+    else:
+        default = None if f.default is dataclasses.MISSING else f.default
+    required = required or (
+        f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    )
+    kwargs: dict[str, Any] = {"dest": f.name}
+    if "metavar" in meta:
+        kwargs["metavar"] = meta["metavar"]
+    choices = meta.get("choices")
+    if callable(choices):
+        choices = choices()
+    if base is bool and not optional:
+        if default:
+            flag = "--no-" + flag[2:]
+            help_text = meta.get("help_off", help_text)
+        return flag, {
+            **kwargs,
+            "action": "store_false" if default else "store_true",
+            "help": help_text,
+        }
+    if base is bool:  # bool | None: auto / on / off
+        choices, default = list(TRISTATE), next(k for k, v in TRISTATE.items() if v is default)
+    elif raw:
+        kwargs["type"] = str
+    elif typing.get_origin(base) is tuple:
+        item = _scalar_type(typing.get_args(base)[0], meta) or str
+        if choices is not None:  # choices of the items
+            names = [str(c) for c in choices]
+            item, choices = _one_of(item, names), None
+            help_text += f"; a comma list from: {', '.join(names)}"
+        kwargs["type"] = comma_list(item)
+        kwargs.setdefault("metavar", "A,B,...")
+    else:
+        scalar = _scalar_type(base, meta)
+        if scalar is not None:
+            kwargs["type"] = or_none(scalar) if optional else scalar
+    if choices is not None:
+        kwargs["choices"] = list(choices)
+    if required:
+        kwargs["required"] = True
+    else:
+        kwargs["default"] = default
+        if "default" not in help_text and default is not None:
+            help_text += f" (default: {_show_default(default)})"
+    return flag, {**kwargs, "help": help_text}
 
 
 def dataclass_from_args(
