@@ -76,7 +76,7 @@ class MatchConfig(StructureConfig):
     """``structure match``: change ``count`` source images (each paired with a target image of
     another class) until their embedding matches the target's to ``tolerance``."""
 
-    count: int = field(default=20, metadata={"help": "pairs", "min": 1})
+    count: int = field(default=StructureConfig.count, metadata={"help": "pairs", "min": 1})
     tolerance: float = field(
         default=1e-2, metadata={"help": "relative embedding error to reach", "gt": 0}
     )
