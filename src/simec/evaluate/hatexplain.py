@@ -17,6 +17,7 @@ import json
 import math
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +32,57 @@ from ..stats import mean_std
 from .faithfulness import FAITHFULNESS, aopc_comprehensiveness, aopc_sufficiency
 from .plausibility import METRICS
 
-__all__ = ["PAPER_COSINE", "load_hatexplain", "run_plausibility", "word_scores"]
+__all__ = [
+    "PAPER_COSINE",
+    "PlausibilityConfig",
+    "load_hatexplain",
+    "run_plausibility",
+    "word_scores",
+]
 
 LABELS = {0: "hatespeech", 1: "normal", 2: "offensive"}
 #: the SiMEC paper's cosine similarities on HateXplain (mean, std)
 PAPER_COSINE = {"simec": (0.707, 0.302), "relevancy": (0.70, 0.315), "rollout": (0.583, 0.318)}
+
+
+@dataclass(frozen=True)
+class PlausibilityConfig:
+    """``simec evaluate plausibility``: the classifier, the HateXplain posts, the explainers."""
+
+    model: str = field(metadata={"help": "a sequence classifier", "metavar": "DIR"})
+    data: str = field(
+        metadata={
+            "help": "HateXplain JSONL (e.g. ../shared/data/hatexplain/validation.jsonl)",
+            "metavar": "FILE.jsonl",
+        }
+    )
+    out: str = field(metadata={"metavar": "DIR"})
+    explainers: tuple[str, ...] = field(
+        default=("simec", "rollout", "relevancy", "grad_x_input", "random"),
+        metadata={"help": "explainers to score", "choices": explainer_names},
+    )
+    limit: int | None = field(
+        default=None,
+        metadata={"help": "only the first N posts with rationales", "metavar": "N", "min": 1},
+    )
+    faithfulness: bool = field(
+        default=True,
+        metadata={
+            "help": "score comprehensiveness/sufficiency (AOPC) too",
+            "help_off": "skip comprehensiveness/sufficiency (faster)",
+        },
+    )
+    faithfulness_posts: int | None = field(
+        default=None,
+        metadata={
+            "help": "compute faithfulness on the first N posts only (it costs ~10 model calls "
+            "per explainer and post)",
+            "metavar": "N",
+            "min": 1,
+        },
+    )
+    device: str = "cpu"
+    truncate: bool = field(default=False, metadata={"help": "truncate over-long posts"})
 
 
 def load_hatexplain(path: str | Path) -> list[dict[str, Any]]:

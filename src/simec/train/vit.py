@@ -9,7 +9,7 @@ split is kept. MNIST: only the 10,000-image test split exists offline, so it is 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +30,28 @@ IMAGE_MEAN, IMAGE_STD = [0.5], [0.5]
 
 @dataclass
 class ViTTrainConfig:
-    dataset: str = "mnist"  # mnist | fashion-mnist | digits
-    data_dir: str | None = None
-    out: str = "runs/vit-mnist"
-    epochs: int = 20
-    batch_size: int = 64
-    lr: float = 1e-3
+    dataset: str = field(
+        default="mnist", metadata={"choices": ("mnist", "fashion-mnist", "digits")}
+    )
+    data_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "IDX folder (MNIST: ../shared/data/mnist; Fashion-MNIST default: "
+            "/usr/share/datasets/fashion-mnist)",
+            "metavar": "DIR",
+        },
+    )
+    out: str = field(default="runs/vit-mnist", metadata={"metavar": "DIR"})
+    epochs: int = field(default=20, metadata={"min": 1})
+    batch_size: int = field(default=64, metadata={"min": 1})
+    lr: float = field(default=1e-3, metadata={"gt": 0})
     weight_decay: float = 0.0
     warmup_steps: int = 200
-    shift: int = 2  # random translation in pixels (0 = none)
+    shift: int = field(
+        default=2, metadata={"help": "random translation augmentation in pixels", "min": 0}
+    )
     val_size: int = 2000  # mnist: held out from the 10k test split
-    seed: int = 0
+    seed: int = field(default=0, metadata={"help": "seed of the split and of training"})
     image_size: int = 28
     patch_size: int = 2
     hidden_size: int = 48
@@ -48,8 +59,10 @@ class ViTTrainConfig:
     num_heads: int = 4
     mlp_size: int = 192
     device: str = "cpu"
-    limit: int | None = None  # use only the first N training images (smoke tests)
-    threads: int | None = None
+    limit: int | None = field(
+        default=None, metadata={"help": "train on the first N images only (smoke runs)", "min": 1}
+    )
+    threads: int | None = field(default=None, metadata={"min": 1})
 
 
 def paper_vit_config(cfg: ViTTrainConfig, classes: list[str]) -> Any:
