@@ -639,6 +639,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="cap on training examples per class (default: %(default)s)",
     )
     tc.add_argument("--limit", type=_at_least_one, default=None, help="smoke runs")
+    from .report import view_command
+
+    view = commands.add_parser("view", help=view_command.HELP, description=view_command.HELP)
+    view_command.add_arguments(view)
+    view.set_defaults(func=view_command.run)
     _fill_in_help(parser)
     return parser
 
@@ -1049,6 +1054,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_evaluate(args)
         if args.command == "structure":
             return run_structure_command(args)
+        if args.command == "view":
+            return args.func(args)
     except SimecError as exc:
         print(f"simec {args.command}: error: {exc}", file=sys.stderr)
         return 2
