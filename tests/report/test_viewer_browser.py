@@ -186,9 +186,7 @@ def test_several_runs_of_one_input_share_one_slider(browser, run_dir, vit_dir, t
     assert _console_errors(browser) == []
 
 
-def test_dataset_run_gets_an_index_confusion_matrix_and_lazy_views(
-    browser, vit_dir, tmp_path
-):
+def test_dataset_run_gets_an_index_confusion_matrix_and_lazy_views(browser, vit_dir, tmp_path):
     from selenium.webdriver.common.by import By
 
     from tests.conftest import write_idx

@@ -27,9 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a run folder (summary.json); several runs of the same input are shown side by "
         "side with one slider; or one dataset run folder (manifest.jsonl) for an index",
     )
-    parser.add_argument(
-        "--out", required=True, metavar="FILE.html", help="the HTML file to write"
-    )
+    parser.add_argument("--out", required=True, metavar="FILE.html", help="the HTML file to write")
     parser.add_argument(
         "--model",
         default=None,

@@ -138,7 +138,11 @@ def _index_html(index: dict[str, Any]) -> str:
     for row in index["rows"]:
         thumb = f"<img src='{row['thumbnail']}' alt=''>" if row.get("thumbnail") else ""
         name = html.escape(row["input"])
-        link = f"<a href='#input-{html.escape(row['id'])}'>{name}</a>" if row["view"] is not None else name
+        link = (
+            f"<a href='#input-{html.escape(row['id'])}'>{name}</a>"
+            if row["view"] is not None
+            else name
+        )
         cells = [
             link,
             thumb,
@@ -224,7 +228,9 @@ def write_viewer(
     if any(_is_dataset(item) for item in items):
         if len(items) > 1:
             raise InputError("a dataset run (a folder with manifest.jsonl) is viewed on its own")
-        page = _dataset_page(Path(items[0]), model=model, adapter=adapter, max_frames=max_frames)
+        page = _dataset_page(
+            Path(str(items[0])), model=model, adapter=adapter, max_frames=max_frames
+        )
     else:
         if titles is not None and len(titles) != len(items):
             raise InputError(f"got {len(titles)} titles for {len(items)} runs")
@@ -253,9 +259,7 @@ def write_viewer(
     return target
 
 
-def _dataset_page(
-    folder: Path, *, model: Any, adapter: Any, max_frames: int | None
-) -> str:
+def _dataset_page(folder: Path, *, model: Any, adapter: Any, max_frames: int | None) -> str:
     import plotly.graph_objects as go
 
     from ..runs.manifest import Manifest
@@ -267,14 +271,17 @@ def _dataset_page(
     spec_path = None
     if run_file.is_file():
         try:
-            spec_path = ((json.loads(run_file.read_text()).get("model") or {}).get("spec") or {}).get(
-                "path"
-            )
+            spec_path = (
+                (json.loads(run_file.read_text()).get("model") or {}).get("spec") or {}
+            ).get("path")
         except (OSError, json.JSONDecodeError):
             spec_path = None
     models = ModelSource(model=model, adapter=adapter)
-    fallback = ModelSource(model=spec_path) if model is None and adapter is None and spec_path else None
-    rows, views = [], []
+    fallback = (
+        ModelSource(model=spec_path) if model is None and adapter is None and spec_path else None
+    )
+    rows: list[dict[str, Any]] = []
+    views: list[dict[str, Any]] = []
     labels: list[str] = []
     pairs: list[tuple[int, int]] = []
     changes: list[int] = []
