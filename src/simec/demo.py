@@ -22,6 +22,7 @@ from .models import load_adapter
 from .models.hf_vision import HFImageClassifierAdapter
 from .report import plots
 from .report.html import Report
+from .report.viewer import write_viewer
 
 __all__ = ["run_demo", "shipped_model", "sample_digit"]
 
@@ -50,7 +51,7 @@ def run_demo(
     frames: int = 6,
     progress: bool = True,
 ) -> Path:
-    """Run the demo and write ``out_dir/report.html``; returns its path."""
+    """Run the demo and write ``out_dir/report.html`` (and ``viewer.html``); returns its path."""
     t_start = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -114,6 +115,9 @@ def run_demo(
         plots.save_figure(fig, out / f"{name}_decoded.png")
         runs[name] = (result, decoder.surviving_fraction(result.trajectory))
 
+    write_viewer(  # simec view of the three walks, side by side with one slider
+        [out / name for name in runs], out / "viewer.html", adapter=adapter, inputs=[raw] * 3
+    )
     fig, _ = plots.plot_probability_traces(
         {alg: res.probabilities[:, top].tolist() for alg, (res, _) in runs.items()},
         ylabel=f"p({labels[top]})",
@@ -127,6 +131,7 @@ def run_demo(
         "metric of the class probabilities back onto the 197 x 48 input embeddings and walks "
         "inside the digit's equivalence class (SiMEC) and across classes (SiMExp)."
     )
+    report.link("viewer.html", "Scrub through the three walks: the interactive viewer")
     report.heading("Input and patch importance (Algorithm 3)")
     report.image("input.png", "input digit")
     report.image("importance.png", "patch importance heatmap")

@@ -109,6 +109,7 @@ def _walk(
         for j in range(decoded.ids.shape[1])
     ]
     return {
+        "_result": result,
         "seconds": result.elapsed_seconds,
         "decode_seconds": decode_seconds,
         "steps": len(result.trajectory_steps) - 1,
@@ -260,7 +261,10 @@ def _importance_figures(
 
 
 def run_text_exploration(cfg: TextExplorationConfig, *, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) the experiment; writes rows/, table.md, results.json, figures, report."""
+    """Run (or resume) the experiment; writes rows/, table.md, results.json, figures, report
+    and viewer.html (the SiMEC and SiMExp walks of the first post explored, side by side)."""
+    from ..report.viewer import write_viewer
+
     out = Path(cfg.out)
     (out / "rows").mkdir(parents=True, exist_ok=True)
     start_or_resume(out, cfg)
@@ -296,6 +300,9 @@ def run_text_exploration(cfg: TextExplorationConfig, *, progress: bool = True) -
             )
             for alg in ("simec", "simexp"):
                 row[alg] = _walk(classifier, decoder, nearest, text, alg, cfg, seed)
+            walks = [row[alg].pop("_result") for alg in ("simec", "simexp")]
+            if not (out / "viewer.html").is_file():  # the first post explored: both walks
+                write_viewer(walks, out / "viewer.html", adapter=classifier, inputs=[text] * 2)
             atomic_write_bytes(path, (json.dumps(row) + "\n").encode())
         if bar is not None:
             bar.update(1)

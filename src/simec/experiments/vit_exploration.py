@@ -141,6 +141,7 @@ def _row(
         "stop_reason": exp.stop_reason,
         **trajectory_volume(exp.trajectory, cfg.pca_dims),
     }
+    row["_walks"] = [sim, exp]
     row["predicted"] = p0
     row["p_original_simec_end"] = float(sim.probabilities[-1, p0])
     row["_figure"] = (
@@ -212,8 +213,10 @@ def summarize(rows: list[dict[str, Any]], cfg: VitExplorationConfig) -> tuple[st
 
 
 def run_vit_exploration(cfg: VitExplorationConfig, *, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) the experiment; writes rows/, table.md, results.json and figures."""
+    """Run (or resume) the experiment; writes rows/, table.md, results.json, figures and
+    viewer.html (the SiMEC and SiMExp walks of the first image explored, side by side)."""
     from ..report import plots
+    from ..report.viewer import write_viewer
 
     out = Path(cfg.out)
     (out / "rows").mkdir(parents=True, exist_ok=True)
@@ -238,6 +241,9 @@ def run_vit_exploration(cfg: VitExplorationConfig, *, progress: bool = True) -> 
         t0 = time.perf_counter()
         row = _row(adapter, decoder, image, cfg, seed=cfg.seed + int(index))
         figure = row.pop("_figure")
+        walks = row.pop("_walks")
+        if not figure_rows:  # the viewer: both walks of the first image explored now
+            write_viewer(walks, out / "viewer.html", adapter=adapter, inputs=[image] * 2)
         if len(figure_rows) < 2:
             figure_rows.append((image, figure))
         row.update(index=int(index), label=int(label), seconds_total=time.perf_counter() - t0)

@@ -168,12 +168,13 @@ def _index_html(index: dict[str, Any]) -> str:
 
 
 def _slider_steps(payloads: list[dict[str, Any]], max_frames: int) -> tuple[list[int], str]:
-    steps = sorted({s for p in payloads for s in p["frames"]["steps"]})
-    if steps:
-        return steps, ""
+    """Every step when there are at most ``max_frames``, else an even subset plus the stored
+    steps; the picture shown at a step is the last stored one at or before it."""
     last = max(p["steps"] for p in payloads)
-    idx = frame_indices(last + 1, max_frames)
-    return idx, ("" if len(idx) == last + 1 else f"the slider shows {len(idx)} of {last + 1} steps")
+    steps = set(frame_indices(last + 1, max_frames))
+    steps.update(s for p in payloads for s in p["frames"]["steps"])
+    note = "" if len(steps) == last + 1 else f"the slider stops at {len(steps)} of {last + 1} steps"
+    return sorted(steps), note
 
 
 def _view(title: str, payloads: list[dict[str, Any]], max_frames: int, *, back: bool) -> dict:
