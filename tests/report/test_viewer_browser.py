@@ -12,7 +12,7 @@ import torch
 
 from simec.cli import main
 
-pytestmark = pytest.mark.browser
+pytestmark = pytest.mark.browser  # tests needing no browser still pass without one
 
 
 @pytest.fixture
@@ -27,8 +27,9 @@ def run_dir(vit_dir, image, tmp_path):
 
 
 def _open(browser, path):
+    """Load a page from file:// (console messages of earlier pages are dropped first)."""
+    browser.get_log("browser")
     browser.get(path.resolve().as_uri())
-    browser.get_log("browser")  # nothing before load counts twice
 
 
 def _console_errors(browser):
@@ -59,7 +60,7 @@ def test_slider_moves_step_probabilities_and_picture_to_the_last_step(
     from simec.models import load_adapter
 
     page = _view([run_dir], tmp_path / "view.html")
-    browser.get(page.resolve().as_uri())
+    _open(browser, page)
     assert browser.find_element(By.ID, "step").text == "0"
     first_picture = browser.find_element(By.ID, "picture-0").get_attribute("src")
     slider = browser.find_element(By.ID, "slider")
@@ -122,7 +123,7 @@ def test_page_makes_no_network_request(browser, run_dir, tmp_path):
     # the inline page script adds <img> elements; their sources are data URIs in the JSON
     assert all(u.startswith(("data:", "#")) for u in parser.urls), parser.urls
     assert "<script src" not in page.read_text() and "<link" not in page.read_text()
-    browser.get(page.resolve().as_uri())
+    _open(browser, page)
     resources = browser.execute_script(
         "return performance.getEntriesByType('resource').map(e => e.name)"
     )
@@ -144,7 +145,7 @@ def test_a_run_from_an_older_version_still_opens(browser, run_dir, tmp_path):
     del summary["config"]["extra"]["model_dir"]
     (run_dir / "summary.json").write_text(json.dumps(summary))
     page = _view([run_dir], tmp_path / "old.html")
-    browser.get(page.resolve().as_uri())
+    _open(browser, page)
     assert "not recorded" in browser.find_element(By.ID, "missing-lambda_max-0").text
     assert "--model" in browser.find_element(By.ID, "missing-frames-0").text
     assert browser.find_elements(By.ID, "picture-0") == []
@@ -168,7 +169,7 @@ def test_several_runs_of_one_input_share_one_slider(browser, run_dir, vit_dir, t
     argv += ["--steps", "7", "--record-every", "2", "--out", str(other), "--quiet"]
     assert main(argv) in (0, 3)
     page = _view([run_dir, other], tmp_path / "both.html")
-    browser.get(page.resolve().as_uri())
+    _open(browser, page)
     assert len(browser.find_elements(By.CLASS_NAME, "run")) == 2
     assert len(browser.find_elements(By.ID, "slider")) == 1
     a, b = ExplorationResult.load(run_dir), ExplorationResult.load(other)
@@ -201,7 +202,7 @@ def test_dataset_run_gets_an_index_confusion_matrix_and_lazy_views(browser, vit_
     argv += ["--algorithm", "simexp", "--steps", "6", "--out", str(out), "--quiet"]
     assert main(argv) in (0, 3)
     page = _view([out], tmp_path / "ds.html")
-    browser.get(page.resolve().as_uri())
+    _open(browser, page)
     rows = browser.find_elements(By.CSS_SELECTOR, "#inputs tr")
     assert len(rows) == 1 + 4
     z = browser.execute_script("return document.getElementById('confusion').data[0].z")
@@ -240,7 +241,7 @@ def test_text_run_shows_decoded_tokens(browser, bert_dir, tmp_path):
     argv += ["--algorithm", "simexp", "--steps", "5", "--out", str(out), "--quiet"]
     assert main(argv) in (0, 3)
     page = _view([out], tmp_path / "text.html")
-    browser.get(page.resolve().as_uri())
+    _open(browser, page)
     tokens = browser.find_elements(By.CSS_SELECTOR, "#tokens-0 .tok")
     assert [t.text for t in tokens][:3] == ["[CLS]", "the", "cat"]
     assert browser.find_elements(By.CSS_SELECTOR, "#tokens-0 .changed") == []  # step 0
@@ -252,3 +253,20 @@ def test_text_run_shows_decoded_tokens(browser, bert_dir, tmp_path):
     )
     assert browser.execute_script("return document.getElementById('importance-0').data.length")
     assert _console_errors(browser) == []
+
+
+def test_console_check_sees_a_script_error(browser, tmp_path):
+    """The console check of the tests above can fail: a page that throws is caught."""
+    page = tmp_path / "bad.html"
+    page.write_text("<!doctype html><script>throw new Error('boom')</script>")
+    _open(browser, page)
+    assert any("boom" in e["message"] for e in _console_errors(browser))
+
+
+def test_missing_browser_is_a_clear_skip_reason(monkeypatch):
+    import shutil
+
+    from tests.report.browser import browser_missing
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert "apt-get install -y chromium chromium-driver" in browser_missing()
