@@ -116,7 +116,11 @@ def run_demo(
         runs[name] = (result, decoder.surviving_fraction(result.trajectory))
 
     write_viewer(  # simec view of the three walks, side by side with one slider
-        [out / name for name in runs], out / "viewer.html", adapter=adapter, inputs=[raw] * 3
+        [out / name for name in runs],
+        out / "viewer.html",
+        adapter=adapter,
+        inputs=[raw] * 3,
+        titles=["SiMEC, embeddings", "SiMExp, embeddings", "SiMEC, pixels"],
     )
     fig, _ = plots.plot_probability_traces(
         {alg: res.probabilities[:, top].tolist() for alg, (res, _) in runs.items()},

@@ -64,7 +64,10 @@ def chromium(width: int = 1400, height: int = 1000) -> Iterator[Any]:
 
 def screenshot(page: Path, out: Path, *, step: int | None = None, height: int = 1000) -> None:
     with chromium(1500, height) as driver:
+        from selenium.webdriver.support.ui import WebDriverWait
+
         driver.get(page.resolve().as_uri())
+        WebDriverWait(driver, 60).until(lambda d: d.execute_script("return !!window.simecReady"))
         if step is not None:
             steps = driver.execute_script(
                 "return JSON.parse(document.getElementById("

@@ -124,7 +124,8 @@ def test_several_dataset_runs_or_mixed_are_refused(tmp_path, result):
 def test_nan_in_a_curve_is_written_as_a_gap(result, tmp_path):
     result.lambda_max[3] = float("nan")
     page = write_viewer(result, tmp_path / "v.html").read_text()
-    assert "NaN" not in re.sub(r"<script>.*?</script>", "", page, flags=re.S)
+    (block,) = re.findall(r'id="simec-view-0">(.*?)</script>', page)
+    assert "NaN" not in block  # JSON.parse would refuse it
     run = _blocks(page)[0]["runs"][0]
     assert run["figures"]["metrics"]["data"][0]["y"][3] is None
 
@@ -139,3 +140,18 @@ def test_model_from_the_run_is_used_and_model_option_overrides(vit_dir, image, t
     write_viewer(tmp_path / "r", tmp_path / "b.html", model=tmp_path / "nope")
     run = _blocks((tmp_path / "b.html").read_text())[0]["runs"][0]
     assert "could not be loaded" in run["missing"]["frames"]
+
+
+def test_plotly_is_inlined_packed_and_unpacks_to_itself(result, tmp_path):
+    import base64
+    import gzip
+
+    from plotly.offline import get_plotlyjs
+
+    packed = write_viewer(result, tmp_path / "p.html").read_text()
+    block = re.search(r'id="simec-plotly-gz">([A-Za-z0-9+/=]+)</script>', packed)
+    assert block is not None
+    assert gzip.decompress(base64.b64decode(block.group(1))).decode() == get_plotlyjs()
+    plain = write_viewer(result, tmp_path / "u.html", compress=False).read_text()
+    assert 'id="simec-plotly-gz"' not in plain and get_plotlyjs() in plain
+    assert len(packed) < 2.5e6 and len(plain) - len(packed) > 2.5e6

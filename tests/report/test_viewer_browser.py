@@ -26,10 +26,15 @@ def run_dir(vit_dir, image, tmp_path):
     return out
 
 
-def _open(browser, path):
-    """Load a page from file:// (console messages of earlier pages are dropped first)."""
+def _open(browser, path, *, ready=True):
+    """Load a page from file:// (console messages of earlier pages are dropped first) and wait
+    until the viewer has unpacked plotly.js and drawn itself."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
     browser.get_log("browser")
     browser.get(path.resolve().as_uri())
+    if ready:
+        WebDriverWait(browser, 30).until(lambda d: d.execute_script("return !!window.simecReady"))
 
 
 def _console_errors(browser):
@@ -259,7 +264,7 @@ def test_console_check_sees_a_script_error(browser, tmp_path):
     """The console check of the tests above can fail: a page that throws is caught."""
     page = tmp_path / "bad.html"
     page.write_text("<!doctype html><script>throw new Error('boom')</script>")
-    _open(browser, page)
+    _open(browser, page, ready=False)
     assert any("boom" in e["message"] for e in _console_errors(browser))
 
 
@@ -270,3 +275,13 @@ def test_missing_browser_is_a_clear_skip_reason(monkeypatch):
 
     monkeypatch.setattr(shutil, "which", lambda name: None)
     assert "apt-get install -y chromium chromium-driver" in browser_missing()
+
+
+def test_uncompressed_page_opens_too(browser, run_dir, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    page = _view([run_dir], tmp_path / "plain.html", "--no-compress")
+    _open(browser, page)
+    assert browser.find_element(By.ID, "step").text == "0"
+    assert browser.execute_script("return document.getElementById('bars-0').data.length") == 1
+    assert _console_errors(browser) == []

@@ -44,13 +44,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"{DEFAULT_DATASET_FRAMES} per input of a dataset run)",
     )
     parser.add_argument("--title", default=None, help="the page title")
+    parser.add_argument(
+        "--no-compress",
+        dest="compress",
+        action="store_false",
+        help="inline plotly.js as is (4.8 MB instead of 1.9 MB gzip-packed) for browsers "
+        "without DecompressionStream (before Chrome 80, Firefox 113, Safari 16.4)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from .viewer import write_viewer
 
     out = write_viewer(
-        args.runs, args.out, model=args.model, max_frames=args.max_frames, title=args.title
+        args.runs,
+        args.out,
+        model=args.model,
+        max_frames=args.max_frames,
+        title=args.title,
+        compress=args.compress,
     )
     size = out.stat().st_size / 1e6
     print(f"viewer of {len(args.runs)} run(s) in {out} ({size:.1f} MB); open it in a browser")

@@ -80,11 +80,10 @@
     var root = document.getElementById("view");
     root.innerHTML = "";
     state.view = view;
-    if (view.back) {
-      var back = el("a", { href: "#index" }, "\u2190 back to the index");
-      root.appendChild(back);
+    if (view.back) {  // a dataset input: the page title names the data set, this the input
+      root.appendChild(el("a", { href: "#index" }, "\u2190 back to the index"));
+      root.appendChild(el("h2", {}, view.title));
     }
-    root.appendChild(el("h2", {}, view.title));
     var controls = el("div", { "class": "controls" });
     var play = el("button", { id: "play", type: "button" }, "\u25b6 play");
     play.addEventListener("click", function () { if (state.timer) stop(); else start(); });
@@ -197,6 +196,36 @@
     state.plots = [];  // index plots stay when views change
   }
 
-  window.addEventListener("hashchange", route);
-  window.addEventListener("DOMContentLoaded", function () { renderIndex(); route(); });
+  // plotly.js is inlined gzip-compressed (a third of its size) and unpacked here, offline
+  function loadPlotly() {
+    if (window.Plotly) return Promise.resolve();
+    var node = document.getElementById("simec-plotly-gz");
+    if (!node) return Promise.reject(new Error("plotly.js is missing from the page"));
+    if (typeof DecompressionStream === "undefined") {
+      return Promise.reject(new Error("this browser cannot unpack the page (it needs " +
+        "DecompressionStream: Chrome 80, Firefox 113, Safari 16.4 or later); write it with " +
+        "simec view --no-compress"));
+    }
+    var bin = atob(node.textContent.trim()), bytes = new Uint8Array(bin.length);
+    for (var i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    var stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
+    return new Response(stream).text().then(function (code) {
+      var script = document.createElement("script");
+      script.textContent = code;
+      document.head.appendChild(script);
+    });
+  }
+
+  window.addEventListener("DOMContentLoaded", function () {
+    loadPlotly().then(function () {
+      window.addEventListener("hashchange", route);
+      renderIndex();
+      route();
+      window.simecReady = true;
+    }).catch(function (err) {
+      var box = el("div", { "class": "missing", id: "load-error" }, String(err.message || err));
+      document.body.insertBefore(box, document.body.firstChild);
+      throw err;
+    });
+  });
 })();

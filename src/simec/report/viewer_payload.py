@@ -70,7 +70,15 @@ def _figures(run: RunView, payload: dict[str, Any]) -> dict[str, Any]:
     if change is not None:
         shapes.append({**_cursor(change), "line": {"color": "#7f7f7f", "dash": "dash"}})
         annotations.append(
-            {"x": change, "y": 1, "yref": "paper", "text": f"first change: step {change}"}
+            {
+                "x": change,
+                "y": 0.02,
+                "yref": "paper",
+                "xanchor": "left",
+                "showarrow": False,
+                "text": f" first change: step {change}",
+                "font": {"size": 10, "color": "#555"},
+            }
         )
     pstar.update_layout(
         **_base_layout(f"p({labels[top]}) along the walk"), shapes=shapes, annotations=annotations
