@@ -65,5 +65,5 @@ def run(args: argparse.Namespace) -> int:
         compress=args.compress,
     )
     size = out.stat().st_size / 1e6
-    print(f"viewer of {len(args.runs)} run(s) in {out} ({size:.1f} MB); open it in a browser")
+    print(f"viewer in {out} ({size:.1f} MB); open it in a browser")
     return 0

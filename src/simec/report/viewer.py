@@ -39,7 +39,7 @@ from .viewer_data import (
     read_run,
     run_from_result,
 )
-from .viewer_payload import run_payload
+from .viewer_payload import fig_json, run_payload, template_json
 
 __all__ = ["DEFAULT_DATASET_FRAMES", "DEFAULT_MAX_FRAMES", "render_html", "write_viewer"]
 
@@ -114,7 +114,7 @@ def render_html(
     compress: bool = True,
 ) -> str:
     """The page: plotly.js, the page script and one JSON block per view (parsed when shown)."""
-    meta: dict[str, Any] = {"dataset": index is not None}
+    meta: dict[str, Any] = {"dataset": index is not None, "template": template_json()}
     if index is not None:
         meta["views"] = {row["id"]: row["view"] for row in index["rows"] if row["view"] is not None}
     blocks = [
@@ -363,7 +363,7 @@ def _dataset_page(
     )
     conf.update_yaxes(autorange="reversed", title_text="original")
     conf.update_xaxes(title_text="final")
-    figures: dict[str, Any] = {"confusion": json.loads(conf.to_json())}
+    figures: dict[str, Any] = {"confusion": fig_json(conf)}
     hist = go.Figure(go.Histogram(x=changes, nbinsx=min(30, max(1, len(changes)))))
     hist.update_layout(
         title={
@@ -374,7 +374,7 @@ def _dataset_page(
         margin={"l": 50, "r": 10, "t": 40, "b": 50},
     )
     hist.update_xaxes(title_text="step")
-    figures["histogram"] = json.loads(hist.to_json())
+    figures["histogram"] = fig_json(hist)
     notes = [f"each input's view shows at most {limit} decoded steps"]
     index = {"rows": rows, "figures": figures, "notes": notes}
     return render_html(f"simec: dataset run {folder.name}", views, index=index, compress=compress)

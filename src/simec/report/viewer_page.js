@@ -14,7 +14,10 @@
     return node;
   }
   function fmt(p) { return Number(p).toFixed(4); }
+  var TEMPLATE = null;  // Plotly's default template, stored once in the page
   function plot(div, fig) {
+    if (TEMPLATE === null) TEMPLATE = data("simec-meta").template || {};
+    fig.layout.template = TEMPLATE;
     Plotly.newPlot(div, fig.data, fig.layout, CONFIG);
     state.plots.push(div);
   }
@@ -99,7 +102,8 @@
     root.appendChild(controls);
     if (view.note) root.appendChild(el("div", { "class": "note" }, view.note));
     var grid = el("div", { "class": "runs" });
-    grid.style.gridTemplateColumns = "repeat(" + view.runs.length + ", minmax(300px, 1fr))";
+    grid.style.gridTemplateColumns = view.runs.length === 1 ? "minmax(300px, 820px)"
+      : "repeat(" + view.runs.length + ", minmax(300px, 1fr))";
     root.appendChild(grid);
     var parts = view.runs.map(function (run, j) { var p = column(run, j); grid.appendChild(p.col); return p; });
     view.runs.forEach(function (run, j) {

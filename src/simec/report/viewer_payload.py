@@ -16,7 +16,7 @@ import torch
 from ..errors import SimecError
 from .viewer_data import ModelSource, RunView, first_change, frame_indices, png_data_uri
 
-__all__ = ["run_payload"]
+__all__ = ["fig_json", "run_payload", "template_json"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".npy", ".bmp", ".gif", ".webp")
 _PATCH = re.compile(r"patch \((\d+),(\d+)\)")
@@ -26,8 +26,18 @@ def _round(values: Any, digits: int = 6) -> Any:
     return np.round(np.asarray(values, dtype=np.float64), digits).tolist()
 
 
-def _fig_json(fig: Any) -> dict[str, Any]:
-    return json.loads(fig.to_json())
+def fig_json(fig: Any) -> dict[str, Any]:
+    """A figure as JSON without its layout template (the page holds the template once)."""
+    out = json.loads(fig.to_json())
+    out["layout"].pop("template", None)
+    return out
+
+
+def template_json() -> dict[str, Any]:
+    """Plotly's default template, which every figure of the page uses."""
+    import plotly.graph_objects as go
+
+    return json.loads(go.Figure().to_json())["layout"].get("template", {})
 
 
 def _cursor(x: float, *, yref: str = "paper") -> dict[str, Any]:
@@ -85,7 +95,7 @@ def _figures(run: RunView, payload: dict[str, Any]) -> dict[str, Any]:
     )
     pstar.update_yaxes(range=[0, 1.05])
     pstar.update_xaxes(title_text="step")
-    figures: dict[str, Any] = {"bars": _fig_json(bars), "pstar": _fig_json(pstar)}
+    figures: dict[str, Any] = {"bars": fig_json(bars), "pstar": fig_json(pstar)}
 
     series = [
         (key, title)
@@ -112,18 +122,18 @@ def _figures(run: RunView, payload: dict[str, Any]) -> dict[str, Any]:
             **_base_layout("", height=110 + 110 * len(series)), shapes=[_cursor(0)]
         )
         metrics.update_xaxes(title_text="step", row=len(series), col=1)
-        figures["metrics"] = _fig_json(metrics)
+        figures["metrics"] = fig_json(metrics)
     imp = payload.get("importance")
     if imp is not None and imp["kind"] == "grid":
         heat = go.Figure(go.Heatmap(z=imp["z"], colorscale="Viridis", colorbar={"len": 0.8}))
         heat.update_layout(**_base_layout("importance of each patch (Algorithm 3)", 280))
         heat.update_yaxes(autorange="reversed", scaleanchor="x")
-        figures["importance"] = _fig_json(heat)
+        figures["importance"] = fig_json(heat)
     elif imp is not None:
         heat = go.Figure(go.Bar(x=list(range(len(imp["names"]))), y=imp["scores"]))
         heat.update_layout(**_base_layout("importance of each token (Algorithm 3)", 260))
         heat.update_xaxes(tickvals=list(range(len(imp["names"]))), ticktext=imp["names"])
-        figures["importance"] = _fig_json(heat)
+        figures["importance"] = fig_json(heat)
     return figures
 
 
