@@ -257,6 +257,46 @@ def test_text_run_shows_decoded_tokens(browser, bert_dir, tmp_path):
         "model on the decoded tokens: "
     )
     assert browser.execute_script("return document.getElementById('importance-0').data.length")
+    assert "--mlm" in browser.find_element(By.ID, "missing-alternatives-0").text
+    assert _console_errors(browser) == []
+
+
+def test_text_run_with_a_masked_lm_shows_alternative_prompts(browser, bert_dir, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from simec.explore import ExplorationResult
+    from simec.interpret.decode_text import MLMDecoder, alternative_prompts
+    from simec.models import load_adapter
+    from tests.conftest import make_tokenizer
+    from tests.interpret.test_decode_text import tiny_mlm
+
+    mlm_dir = tmp_path / "mlm"
+    tiny_mlm().save_pretrained(mlm_dir)
+    make_tokenizer(tmp_path).save_pretrained(mlm_dir)
+    out = tmp_path / "text"
+    argv = ["explore", "--model", str(bert_dir), "--input", "the cat sat on the mat."]
+    argv += ["--algorithm", "simexp", "--steps", "4", "--out", str(out), "--quiet"]
+    assert main(argv) in (0, 3)
+    page = _view([out], tmp_path / "alt.html", "--mlm", str(mlm_dir), "--alternatives", "3")
+    _open(browser, page)
+    browser.find_element(By.ID, "slider").send_keys(Keys.END)
+    items = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#alternatives-0 li")]
+    # independently: the masked LM's top 3 at the last stored point, classified
+    result = ExplorationResult.load(out)
+    classifier = load_adapter(bert_dir)
+    prepared = classifier.prepare("the cat sat on the mat.")
+    words = [i for i, t in enumerate(prepared.segment_names) if t not in ("[CLS]", "[SEP]")]
+    decoded = MLMDecoder(load_adapter(mlm_dir)).decode(
+        result.trajectory[-1:], prepared, segments=words, k=3
+    )
+    probs = alternative_prompts(classifier, decoded)[0]
+    texts = decoded.texts(classifier.tokenizer, point=0)
+    want = [
+        f"{t} \u2192 {result.labels[int(p.argmax())]} (p = {float(p.max()):.4f})"
+        for t, p in zip(texts, probs)
+    ]
+    assert items == want
     assert _console_errors(browser) == []
 
 

@@ -302,7 +302,14 @@ def run_text_exploration(cfg: TextExplorationConfig, *, progress: bool = True) -
                 row[alg] = _walk(classifier, decoder, nearest, text, alg, cfg, seed)
             walks = [row[alg].pop("_result") for alg in ("simec", "simexp")]
             if not (out / "viewer.html").is_file():  # the first post explored: both walks
-                write_viewer(walks, out / "viewer.html", adapter=classifier, inputs=[text] * 2)
+                write_viewer(
+                    walks,
+                    out / "viewer.html",
+                    adapter=classifier,
+                    inputs=[text] * 2,
+                    mlm=mlm,
+                    alternatives=cfg.alternatives,
+                )
             atomic_write_bytes(path, (json.dumps(row) + "\n").encode())
         if bar is not None:
             bar.update(1)

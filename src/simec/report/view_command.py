@@ -43,6 +43,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"decoded steps per run, evenly subsampled beyond N (default {DEFAULT_MAX_FRAMES}; "
         f"{DEFAULT_DATASET_FRAMES} per input of a dataset run)",
     )
+    parser.add_argument(
+        "--mlm",
+        default=None,
+        metavar="DIR",
+        help="text runs: a masked-LM model sharing the classifier's embeddings (simec train "
+        "mlm-head); adds its alternative prompts at every shown step",
+    )
+    parser.add_argument(
+        "--alternatives",
+        type=_at_least_two,
+        default=5,
+        metavar="K",
+        help="alternative prompts per step with --mlm (default: %(default)s)",
+    )
     parser.add_argument("--title", default=None, help="the page title")
     parser.add_argument(
         "--no-compress",
@@ -63,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         max_frames=args.max_frames,
         title=args.title,
         compress=args.compress,
+        mlm=args.mlm,
+        alternatives=args.alternatives,
     )
     size = out.stat().st_size / 1e6
     print(f"viewer in {out} ({size:.1f} MB); open it in a browser")

@@ -219,6 +219,8 @@ def write_viewer(
     title: str | None = None,
     max_frames: int | None = None,
     compress: bool = True,
+    mlm: Any = None,
+    alternatives: int = 5,
 ) -> Path:
     """Write the viewer of ``runs`` (run folders, results, or one dataset folder) to ``out``.
 
@@ -226,6 +228,8 @@ def write_viewer(
     directory each run recorded. ``inputs`` gives each run's raw input (else what the run
     recorded). ``max_frames`` caps the decoded steps per run (evenly subsampled beyond it).
     ``compress=False`` inlines plotly.js as is (for browsers without DecompressionStream).
+    ``mlm`` (a masked-LM directory or adapter sharing the text model's embeddings) adds
+    ``alternatives`` alternative prompts per shown step to text runs.
     """
     items = [runs] if isinstance(runs, (str, os.PathLike, ExplorationResult)) else list(runs)
     if not items:
@@ -240,13 +244,13 @@ def write_viewer(
                     f"{folder} is not a simec run: expected {SUMMARY} (one exploration) or "
                     f"{MANIFEST} (a dataset run)"
                 )
+    models = ModelSource(model=model, adapter=adapter, mlm=mlm, alternatives=alternatives)
     if any(_is_dataset(item) for item in items):
         if len(items) > 1:
             raise InputError("a dataset run (a folder with manifest.jsonl) is viewed on its own")
         page = _dataset_page(
             Path(str(items[0])),
-            model=model,
-            adapter=adapter,
+            models,
             max_frames=max_frames,
             compress=compress,
         )
@@ -257,7 +261,6 @@ def write_viewer(
             raise InputError(f"got {len(inputs)} inputs for {len(items)} runs")
         limit = max_frames or DEFAULT_MAX_FRAMES
         views = [_load(item, i) for i, item in enumerate(items)]
-        models = ModelSource(model=model, adapter=adapter)
         payloads = [
             run_payload(
                 v,
@@ -283,7 +286,7 @@ def write_viewer(
 
 
 def _dataset_page(
-    folder: Path, *, model: Any, adapter: Any, max_frames: int | None, compress: bool
+    folder: Path, models: ModelSource, *, max_frames: int | None, compress: bool
 ) -> str:
     import plotly.graph_objects as go
 
@@ -301,10 +304,8 @@ def _dataset_page(
             ).get("path")
         except (OSError, json.JSONDecodeError):
             spec_path = None
-    models = ModelSource(model=model, adapter=adapter)
-    fallback = (
-        ModelSource(model=spec_path) if model is None and adapter is None and spec_path else None
-    )
+    explicit = models.model is not None or models.adapter is not None
+    fallback = models.with_model(spec_path) if not explicit and spec_path else None
     rows: list[dict[str, Any]] = []
     views: list[dict[str, Any]] = []
     labels: list[str] = []

@@ -192,13 +192,37 @@ class ModelSource:
     """Adapters for decoding runs: an explicit one, ``--model``, or the run's recorded model.
 
     Adapters are cached per (model directory, space). A vision adapter given for one space is
-    rebuilt for the other space from the same weights when a run needs it.
+    rebuilt for the other space from the same weights when a run needs it. ``mlm`` (a masked-LM
+    directory or adapter sharing the text model's embeddings) gives text runs their
+    ``alternatives`` alternative prompts per shown step (Algorithm 5, as in the paper).
     """
 
-    def __init__(self, *, model: str | os.PathLike | None = None, adapter: Any = None) -> None:
+    def __init__(
+        self,
+        *,
+        model: str | os.PathLike | None = None,
+        adapter: Any = None,
+        mlm: Any = None,
+        alternatives: int = 5,
+    ) -> None:
         self.model = str(model) if model is not None else None
         self.adapter = adapter
+        self.mlm = mlm
+        self.alternatives = alternatives
         self._cache: dict[tuple[str, str], Any] = {}
+
+    def with_model(self, model: str | os.PathLike | None) -> ModelSource:
+        """The same source (masked LM included) with another default model directory."""
+        return ModelSource(model=model, mlm=self.mlm, alternatives=self.alternatives)
+
+    def mlm_adapter(self) -> Any:
+        """The masked-LM adapter (loaded once), or None when none was given."""
+        if self.mlm is None or not isinstance(self.mlm, (str, os.PathLike)):
+            return self.mlm
+        from ..models import load_adapter
+
+        self.mlm = load_adapter(self.mlm, top_k=self.alternatives)
+        return self.mlm
 
     def for_run(self, run: RunView) -> tuple[Any, str | None]:
         """(adapter or None, why there is none)."""

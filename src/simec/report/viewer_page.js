@@ -43,6 +43,12 @@
       fig.appendChild(img);
     } else if (run.frames.kind === "text") {
       fig.appendChild(el("div", { id: "tokens-" + j, "class": "tokens" }));
+      if (run.frames.alternatives) {
+        fig.appendChild(el("div", { "class": "note" }, "alternative prompts (masked LM):"));
+        fig.appendChild(el("ol", { id: "alternatives-" + j, "class": "alternatives" }));
+      } else if (run.missing.alternatives) {
+        missing(fig, "missing-alternatives-" + j, run.missing.alternatives);
+      }
     } else {
       missing(fig, "missing-frames-" + j, run.missing.frames || "no decoded input");
     }
@@ -143,6 +149,14 @@
           run.frames.tokens[f].forEach(function (t, n) {
             box.appendChild(el("span", { "class": run.frames.changed[f][n] ? "tok changed" : "tok" }, t));
           });
+          var list = document.getElementById("alternatives-" + j);
+          if (list) {
+            list.innerHTML = "";
+            run.frames.alternatives[f].forEach(function (a) {
+              list.appendChild(el("li", {}, a.text + " \u2192 " + run.labels[a["class"]] +
+                " (p = " + fmt(a.p) + ")"));
+            });
+          }
         }
       }
       Plotly.restyle("bars-" + j, { y: [probs] }, [0]);

@@ -180,7 +180,12 @@ def _vision_frames(
 
 
 def _text_frames(
-    run: RunView, adapter: Any, raw: Any, idx: list[int], payload: dict[str, Any]
+    run: RunView,
+    adapter: Any,
+    raw: Any,
+    idx: list[int],
+    payload: dict[str, Any],
+    models: ModelSource,
 ) -> None:
     from ..interpret import segment_importance
     from ..interpret.decode_text import NearestTokenDecoder
@@ -212,6 +217,24 @@ def _text_frames(
         decoded_class=probs.argmax(1).tolist(),
         decoded_prob=_round(probs.max(1).values, 4),
     )
+    mlm = models.mlm_adapter()
+    if mlm is not None:
+        from ..interpret.decode_text import MLMDecoder, alternative_prompts
+
+        k = models.alternatives
+        options = MLMDecoder(mlm).decode(traj, prepared, segments=segments, k=k)
+        alt_probs = alternative_prompts(adapter, options).double()  # (m, k, q)
+        payload["frames"]["alternatives"] = [
+            [
+                {"text": t, "class": int(p.argmax()), "p": round(float(p.max()), 4)}
+                for t, p in zip(options.texts(tok, point=i), alt_probs[i])
+            ]
+            for i in range(len(traj))
+        ]
+    else:
+        payload["missing"]["alternatives"] = (
+            "no alternative prompts: give a masked LM (simec view --mlm DIR) to draw them"
+        )
     imp = segment_importance(adapter, text)
     payload["importance"] = {
         "kind": "tokens",
@@ -267,7 +290,7 @@ def run_payload(
             raw = raw if raw is not None else _recorded_input(run, text=text)
             try:
                 if text:
-                    _text_frames(run, adapter, raw, idx, payload)
+                    _text_frames(run, adapter, raw, idx, payload, models)
                 else:
                     _vision_frames(run, adapter, raw, idx, payload)
             except SimecError as exc:
