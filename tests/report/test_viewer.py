@@ -155,3 +155,13 @@ def test_plotly_is_inlined_packed_and_unpacks_to_itself(result, tmp_path):
     plain = write_viewer(result, tmp_path / "u.html", compress=False).read_text()
     assert 'id="simec-plotly-gz"' not in plain and get_plotlyjs() in plain
     assert len(packed) < 2.5e6 and len(plain) - len(packed) > 2.5e6
+
+
+def test_a_model_that_does_not_fit_the_run_is_said_not_raised(
+    result, mnist_vit_dir, bert_dir, tmp_path
+):
+    for other in (mnist_vit_dir, bert_dir):
+        page = write_viewer(result, tmp_path / "v.html", model=other).read_text()
+        run = _blocks(page)[0]["runs"][0]
+        assert run["frames"]["kind"] is None
+        assert "decoded input not available" in run["missing"]["frames"]

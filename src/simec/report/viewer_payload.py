@@ -289,12 +289,21 @@ def run_payload(
             text = hasattr(adapter, "tokenizer")
             raw = raw if raw is not None else _recorded_input(run, text=text)
             try:
+                _check_fit(run, adapter)
                 if text:
                     _text_frames(run, adapter, raw, idx, payload, models)
                 else:
                     _vision_frames(run, adapter, raw, idx, payload)
             except SimecError as exc:
                 payload["missing"]["frames"] = f"decoded input not available: {exc}"
+                payload["frames"] = {"steps": payload["frames"]["steps"], "kind": None}
+            except (RuntimeError, ValueError, IndexError) as exc:  # shapes of another model
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                payload["missing"]["frames"] = (
+                    f"decoded input not available: the model does not fit this run ({first}); "
+                    "pass the run's model with --model DIR"
+                )
+                payload["frames"] = {"steps": payload["frames"]["steps"], "kind": None}
     else:
         payload["missing"].setdefault("frames", "this run has no stored points")
         payload["missing"]["frames"] = (
@@ -306,6 +315,18 @@ def run_payload(
         )
     payload["figures"] = _figures(run, payload)
     return payload
+
+
+#: model facts a run records that the decoding model must share
+_FIT_KEYS = ("adapter", "model_type", "image_size", "patch_size", "num_channels")
+
+
+def _check_fit(run: RunView, adapter: Any) -> None:
+    recorded, mine = run.summary.get("model") or {}, adapter.describe()
+    differ = [k for k in _FIT_KEYS if k in recorded and k in mine and recorded[k] != mine[k]]
+    if differ:
+        said = "; ".join(f"{k}: {recorded[k]} in the run, {mine[k]} here" for k in differ)
+        raise SimecError(f"the model does not fit this run ({said}); pass its model with --model")
 
 
 def _recorded_input(run: RunView, *, text: bool) -> Any:
