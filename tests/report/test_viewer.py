@@ -165,3 +165,19 @@ def test_a_model_that_does_not_fit_the_run_is_said_not_raised(
         run = _blocks(page)[0]["runs"][0]
         assert run["frames"]["kind"] is None
         assert "decoded input not available" in run["missing"]["frames"]
+
+
+def test_text_dataset_run_index_shows_the_texts(bert_dir, tmp_path):
+    lines = tmp_path / "lines.txt"
+    lines.write_text("the cat sat on the mat.\nwe hate the dog !\n")
+    out = tmp_path / "ds"
+    argv = ["explore", "--model", str(bert_dir), "--inputs", str(lines), "--steps", "3"]
+    assert main([*argv, "--out", str(out), "--quiet"]) in (0, 3)
+    page = write_viewer(out, tmp_path / "ds.html").read_text()
+    index = json.loads(re.search(r'id="simec-index">(.*?)</script>', page).group(1))
+    assert [r["input"] for r in index["rows"]] == ["the cat sat on the mat.", "we hate the dog !"]
+    assert all(r["thumbnail"] is None and r["view"] is not None for r in index["rows"])
+    views = _blocks(page)
+    assert [v["runs"][0]["frames"]["kind"] for v in views] == ["text", "text"]
+    assert views[1]["runs"][0]["frames"]["tokens"][0][1:5] == ["we", "hate", "the", "dog"]
+    assert sum(map(sum, index["figures"]["confusion"]["data"][0]["z"])) == 2
