@@ -181,3 +181,13 @@ def test_text_dataset_run_index_shows_the_texts(bert_dir, tmp_path):
     assert [v["runs"][0]["frames"]["kind"] for v in views] == ["text", "text"]
     assert views[1]["runs"][0]["frames"]["tokens"][0][1:5] == ["we", "hate", "the", "dog"]
     assert sum(map(sum, index["figures"]["confusion"]["data"][0]["z"])) == 2
+
+
+def test_runs_from_different_inputs_are_flagged(vit_dir, image, tmp_path):
+    adapter = load_adapter(vit_dir)
+    a = explore(adapter, image, steps=3, progress=False)
+    b = explore(adapter, 1.0 - image, steps=3, progress=False)
+    same = _blocks(write_viewer([a, a], tmp_path / "s.html", adapter=adapter).read_text())
+    assert "not start from the same" not in same[0]["note"]
+    both = _blocks(write_viewer([a, b], tmp_path / "d.html", adapter=adapter).read_text())
+    assert "not start from the same model output" in both[0]["note"]

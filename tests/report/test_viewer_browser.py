@@ -325,3 +325,26 @@ def test_uncompressed_page_opens_too(browser, run_dir, tmp_path):
     assert browser.find_element(By.ID, "step").text == "0"
     assert browser.execute_script("return document.getElementById('bars-0').data.length") == 1
     assert _console_errors(browser) == []
+
+
+def test_play_runs_the_slider_and_pause_stops_it(browser, vit_dir, image, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    np.save(tmp_path / "x.npy", image)
+    out = tmp_path / "long"
+    argv = ["explore", "--model", str(vit_dir), "--input", str(tmp_path / "x.npy")]
+    assert main([*argv, "--steps", "60", "--out", str(out), "--quiet"]) in (0, 3)
+    page = _view([out], tmp_path / "play.html")  # 60 steps of 120 ms: 7 s of play
+    _open(browser, page)
+    play = browser.find_element(By.ID, "play")
+    play.click()
+    WebDriverWait(browser, 10).until(lambda d: int(d.find_element(By.ID, "step").text) >= 3)
+    paused = browser.execute_script(  # pause and read the step at once
+        "document.getElementById('play').click();return document.getElementById('step').textContent"
+    )
+    assert 3 <= int(paused) < 60
+    browser.execute_script("return new Promise(r => setTimeout(r, 500))")
+    assert browser.find_element(By.ID, "step").text == paused
+    assert "play" in play.text
+    assert _console_errors(browser) == []

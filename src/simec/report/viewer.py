@@ -191,6 +191,11 @@ def _slider_steps(payloads: list[dict[str, Any]], max_frames: int) -> tuple[list
 
 def _view(title: str, payloads: list[dict[str, Any]], max_frames: int, *, back: bool) -> dict:
     steps, note = _slider_steps(payloads, max_frames)
+    starts = [np.asarray(p["probabilities"][0]) for p in payloads]
+    if any(s.shape != starts[0].shape or np.abs(s - starts[0]).max() > 1e-4 for s in starts):
+        note = (note + "; " if note else "") + (
+            "these runs do not start from the same model output: different inputs or models"
+        )
     return {"title": title, "runs": payloads, "slider_steps": steps, "note": note, "back": back}
 
 
