@@ -87,11 +87,14 @@ def result_input(result, vit_dir):
 
 
 def test_config_object_or_dict(result, vit_dir, tmp_path):
-    """A result whose config is an ExploreConfig (issue 12) is read as well as a dict."""
-    as_object = ExploreConfig(**{k: v for k, v in result.config.items() if k != "segments"})
-    result.config = as_object  # type: ignore[assignment]
+    """A result's config is an ExploreConfig (issue 12); a run folder's summary.json holds it
+    as a dict: both give the same configuration on the page."""
+    assert isinstance(result.config, ExploreConfig)
     page = write_viewer(result, tmp_path / "v.html", model=vit_dir).read_text()
     assert _blocks(page)[0]["runs"][0]["config"]["steps"] == 10
+    folder = result.save(tmp_path / "run")
+    page = write_viewer(folder, tmp_path / "d.html", model=vit_dir).read_text()
+    assert _blocks(page)[0]["runs"][0]["config"] == result.config.to_dict()
 
 
 def test_result_repr_html_and_view(result, vit_dir, tmp_path, image):

@@ -68,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .viewer import write_viewer
+    from ..report.viewer import write_viewer
 
     out = write_viewer(
         args.runs,
