@@ -112,6 +112,14 @@ def _batch(adapter_fn: Callable[[], Any], raws: list[Any], **options: Any) -> Ca
     return run
 
 
+def _head(*, nan: bool, **options: Any) -> Callable[[], list[Any]]:
+    """A SiMExp walk of the LayerNorm head, unprojected so that it can run away: the "nan"
+    head (from a start of half the scale) turns NaN before |x| reaches 3."""
+    adapter_fn = (lambda: head_adapter("nan")) if nan else head_adapter
+    start = head_start(0.5 if nan else 1.0)
+    return _explore(adapter_fn, start, algorithm="simexp", projection="none", **options)
+
+
 TEXT = "the cat sat on the mat."
 IMAGE = images(1)[0]
 
@@ -210,45 +218,14 @@ CASES: list[Case] = [
     Case(
         "head_recover_nan",
         "float64",
-        _explore(
-            lambda: head_adapter("nan"),
-            head_start(0.5),
-            algorithm="simexp",
-            steps=60,
-            max_step=0.3,
-            projection="none",
-            seed=2,
-            recover=4,
-        ),
+        _head(nan=True, steps=60, max_step=0.3, seed=2, recover=4),
     ),
     Case(
         "head_recover_diverged",
         "float64",
-        _explore(
-            head_adapter,
-            head_start(),
-            algorithm="simexp",
-            steps=40,
-            max_step=0.5,
-            projection="none",
-            seed=0,
-            divergence_ratio=1.0,
-            recover=6,
-        ),
+        _head(nan=False, steps=40, max_step=0.5, seed=0, divergence_ratio=1.0, recover=6),
     ),
-    Case(
-        "head_stop_nan",
-        "float64",
-        _explore(
-            lambda: head_adapter("nan"),
-            head_start(0.5),
-            algorithm="simexp",
-            steps=60,
-            max_step=0.3,
-            projection="none",
-            seed=2,
-        ),
-    ),
+    Case("head_stop_nan", "float64", _head(nan=True, steps=60, max_step=0.3, seed=2)),
 ]
 
 
