@@ -33,7 +33,10 @@ def one_thread():
 class LayerNormHead(nn.Module):
     """LayerNorm + linear head on a (4, 6) input (seed 0): ||x|| can grow without bound while
     the output stays put. ``mode="nan"``: NaN once |x| reaches ``limit``; ``"flat"``: constant
-    output beyond it (a rank-zero metric). No Python branch on x, so it can be vmapped."""
+    output beyond it (a rank-zero metric). No Python branch on x, so it can be vmapped.
+
+    The golden cases (``tests/golden``) run it: a change here must keep its outputs bit for bit.
+    """
 
     def __init__(self, mode: str = "plain", limit: float = 3.0):
         super().__init__()
