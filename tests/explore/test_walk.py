@@ -6,23 +6,12 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 import simec.geometry.steps as steps
 from simec import TorchAdapter, explore, pullback_spectrum
 from simec.explore import ExplorationResult, ExploreConfig
 from simec.explore.walk import Step
-
-
-class _Head(nn.Module):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.norm = nn.LayerNorm(6)
-        self.head = nn.Linear(24, 3)
-
-    def forward(self, x):
-        return self.head(self.norm(x).reshape(-1))
+from tests.conftest import LayerNormHead
 
 
 def _start(seed=3):
@@ -30,7 +19,7 @@ def _start(seed=3):
 
 
 def _adapter():
-    return TorchAdapter(_Head().double(), dtype="float64")
+    return TorchAdapter(LayerNormHead().double(), dtype="float64")
 
 
 def _counting(monkeypatch, name):
@@ -86,7 +75,7 @@ def test_records_are_frozen():
 
 @pytest.mark.parametrize("interrupt_at", range(2, 18))  # call 1: prepare() probes the model
 def test_ctrl_c_anywhere_leaves_lists_of_matching_lengths(interrupt_at):
-    model = _Head().double()
+    model = LayerNormHead().double()
     calls = {"n": 0}
 
     def forward(x):

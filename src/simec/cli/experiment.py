@@ -10,11 +10,10 @@ from typing import Any
 from ..experiments.text_exploration import TextExplorationConfig
 from ..experiments.vit_exploration import VitExplorationConfig
 from .options import (
-    add_dataclass_arguments,
+    add_config_command,
     add_device,
     add_model,
     add_out,
-    add_quiet,
     at_least_one,
     dataclass_from_args,
 )
@@ -29,30 +28,31 @@ TEXT_FIELDS = ("model", "mlm", "data", "posts", "steps", "max_tokens", "seed", "
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     exps = parser.add_subparsers(dest="experiment", metavar="EXPERIMENT")
     exps.required = True
-    vx = exps.add_parser(
+    add_config_command(
+        exps,
         "vit-exploration",
+        VitExplorationConfig,
+        run_vit_exploration,
         help="SiMEC vs the perturbation baseline on a ViT (SiMEC paper, Section 4)",
         description="For N images: SiMEC for K steps (timed), the perturbation baseline for the "
         "same wall time, SiMExp for K steps; informative-image counts, explored volume, a "
         "markdown + JSON table and Figure 1/3-style PNGs. Resumable: finished images are kept.",
+        include=VIT_FIELDS,
     )
-    add_dataclass_arguments(vx, VitExplorationConfig, include=VIT_FIELDS)
-    add_quiet(vx)
-    vx.set_defaults(func=run_vit_exploration)
-
     _add_vision_explainers(exps)
-
-    tx = exps.add_parser(
+    add_config_command(
+        exps,
         "text-exploration",
+        TextExplorationConfig,
+        run_text_exploration,
         help="alternative prompts along SiMEC/SiMExp on a hate-speech classifier (Figure 4)",
         description="For N HateXplain posts labelled hate speech or offensive: SiMEC and SiMExp "
         "for K steps on the classifier's embeddings; every explored point is decoded by the "
         "masked LM into 5 alternative prompts, which are classified (Y_c: prediction changed, "
         "Y_s: kept). Writes a table, Figure 2/4-style PNGs and report.html. Resumable.",
+        include=TEXT_FIELDS,
+        required=["out"],
     )
-    add_dataclass_arguments(tx, TextExplorationConfig, include=TEXT_FIELDS, required=["out"])
-    add_quiet(tx)
-    tx.set_defaults(func=run_text_exploration)
 
 
 def _add_vision_explainers(commands: Any) -> None:

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 __all__ = [
     "NONE_WORDS",
     "SHARED_HELP",
+    "add_config_command",
     "add_dataclass_arguments",
     "add_device",
     "add_dtype",
@@ -347,6 +348,25 @@ def add_out(
     return parser.add_argument(
         "--out", required=True, metavar="DIR", help=help or SHARED_HELP["out"]
     )
+
+
+def add_config_command(
+    commands: Any,
+    name: str,
+    cls: type,
+    run: Callable[[argparse.Namespace], int],
+    *,
+    help: str,
+    description: str,
+    **options: Any,
+) -> argparse.ArgumentParser:
+    """A subcommand ``name`` of ``commands`` (``add_subparsers()``): the options of config
+    dataclass ``cls`` (``add_dataclass_arguments(**options)``), then ``--quiet``; runs ``run``."""
+    parser = commands.add_parser(name, help=help, description=description)
+    add_dataclass_arguments(parser, cls, **options)
+    add_quiet(parser)
+    parser.set_defaults(func=run)
+    return parser
 
 
 def add_quiet(

@@ -6,7 +6,7 @@ import argparse
 
 from ..train.text import MLMHeadTrainConfig, TextClassifierTrainConfig
 from ..train.vit import ViTTrainConfig
-from .options import add_dataclass_arguments, add_quiet, dataclass_from_args
+from .options import add_config_command, add_dataclass_arguments, dataclass_from_args
 
 HELP = "train the models simec explores"
 
@@ -43,41 +43,42 @@ MLM_FIELDS = ("data", "texts", *_TEXT_COMMON)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     kinds = parser.add_subparsers(dest="kind", metavar="KIND")
     kinds.required = True
-    vit = kinds.add_parser(
+    add_config_command(
+        kinds,
         "vit",
+        ViTTrainConfig,
+        run_vit,
         help="a ViT of the SiMEC paper's shape on MNIST, Fashion-MNIST or digits",
         description="Train ViTForImageClassification (28x28x1, patch 2, hidden 48, 4 layers, "
         "4 heads, MLP 192) with Adam; keeps the best validation epoch in --out with a model card.",
+        include=VIT_FIELDS,
+        rename={"data_dir": "data"},
+        required=["out"],
     )
-    add_dataclass_arguments(
-        vit, ViTTrainConfig, include=VIT_FIELDS, rename={"data_dir": "data"}, required=["out"]
-    )
-    add_quiet(vit)
-    vit.set_defaults(func=run_vit)
-
-    tc = kinds.add_parser(
+    tc = add_config_command(
+        kinds,
         "text-classifier",
+        TextClassifierTrainConfig,
+        run_text_classifier,
         help="a 3-class hate-speech classifier on a pretrained BERT encoder (default MiniLM)",
         description="Fine-tune BertForSequenceClassification (hate speech / offensive / normal) "
         "on the Davidson tweets, embeddings frozen and the top layers trained; report accuracy "
         "and macro-F1 on a stratified held-out part (and on HateXplain with --hatexplain). "
         "Saves to --out, default the cache (~/.cache/simec/models/minilm-hate or $SIMEC_CACHE).",
+        include=CLASSIFIER_FIELDS,
     )
-    add_dataclass_arguments(tc, TextClassifierTrainConfig, include=CLASSIFIER_FIELDS)
-    add_quiet(tc)
     add_dataclass_arguments(tc, TextClassifierTrainConfig, include=CLASSIFIER_EXTRA_FIELDS)
-    tc.set_defaults(func=run_text_classifier)
-
-    mh = kinds.add_parser(
+    add_config_command(
+        kinds,
         "mlm-head",
+        MLMHeadTrainConfig,
+        run_mlm_head,
         help="a masked-LM head for a frozen BERT encoder (decodes explored embeddings)",
         description="Train a BERT MLM head (dense + GELU + LayerNorm + decoder tied to the word "
         "embeddings) on the frozen encoder; report held-out masked-token top-1/top-5 accuracy. "
         "Saves a BertForMaskedLM to --out, default the cache (minilm-mlm).",
+        include=MLM_FIELDS,
     )
-    add_dataclass_arguments(mh, MLMHeadTrainConfig, include=MLM_FIELDS)
-    add_quiet(mh)
-    mh.set_defaults(func=run_mlm_head)
 
 
 def run_vit(args: argparse.Namespace) -> int:

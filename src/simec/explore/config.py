@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ..errors import InputError
+from ..fields import option
 from ..geometry.jacobian import compile_from_environment
 from ..geometry.metrics import output_metric_names
 from ..geometry.spectrum import METHODS
@@ -55,133 +56,85 @@ class ExploreConfig:
     cannot run away at all.
     """
 
-    algorithm: str = field(
-        default="simec",
-        metadata={
-            "help": "simec: null directions, delta = 1/sqrt(lmax); simexp: non-null "
-            "eigenvectors, delta = 2/sqrt(lmax)",
-            "choices": tuple(ALGORITHMS),
-        },
+    algorithm: str = option(
+        "simec",
+        "simec: null directions, delta = 1/sqrt(lmax); simexp: non-null eigenvectors, "
+        "delta = 2/sqrt(lmax)",
+        choices=tuple(ALGORITHMS),
     )
-    steps: int = field(
-        default=100, metadata={"help": "number of iterations", "metavar": "K", "min": 0}
+    steps: int = option(100, "number of iterations", metavar="K", min=0)
+    method: str = option(
+        "lowrank",
+        "spectral back-end: lowrank = thin SVD of G^1/2 J, O(q^2 n); exact = eigh of the n x n "
+        "pullback, O(n^3)",
+        choices=METHODS,
     )
-    method: str = field(
-        default="lowrank",
-        metadata={
-            "help": "spectral back-end: lowrank = thin SVD of G^1/2 J, O(q^2 n); exact = "
-            "eigh of the n x n pullback, O(n^3)",
-            "choices": METHODS,
-        },
+    output_metric: str = option(
+        "euclidean-probs",
+        "metric on the model output that is pulled back",
+        choices=output_metric_names,
     )
-    output_metric: str = field(
-        default="euclidean-probs",
-        metadata={
-            "help": "metric on the model output that is pulled back",
-            "choices": output_metric_names,
-        },
+    step_multiplier: float = option(1.0, "multiplies the paper's step size", metavar="X", gt=0)
+    max_step: float | None = option(
+        0.02,
+        "cap each step at X * ||x0|| of the explored segments; 'none' for the uncapped paper rule",
+        metavar="X",
+        gt=0,
     )
-    step_multiplier: float = field(
-        default=1.0,
-        metadata={"help": "multiplies the paper's step size", "metavar": "X", "gt": 0},
+    segments: tuple[int, ...] | None = option(
+        None,
+        "segments (tokens/patches) to update, e.g. '0,3,5-9' (default: all)",
+        metavar="SPEC",
     )
-    max_step: float | None = field(
-        default=0.02,
-        metadata={
-            "help": "cap each step at X * ||x0|| of the explored segments; 'none' for the "
-            "uncapped paper rule",
-            "metavar": "X",
-            "gt": 0,
-        },
+    projection: str = option(
+        "end",
+        "project onto the box of the original embedding values at the end (Algorithm 1 line "
+        "11), after every step, or never",
+        choices=PROJECTIONS,
     )
-    segments: tuple[int, ...] | None = field(
-        default=None,
-        metadata={
-            "help": "segments (tokens/patches) to update, e.g. '0,3,5-9' (default: all)",
-            "metavar": "SPEC",
-        },
+    corrector: bool = option(
+        False,
+        "SiMEC: pull each step back onto the level set N(x) = N(x0) with Gauss-Newton iterations",
     )
-    projection: str = field(
-        default="end",
-        metadata={
-            "help": "project onto the box of the original embedding values at the end "
-            "(Algorithm 1 line 11), after every step, or never",
-            "choices": PROJECTIONS,
-        },
+    corrector_iterations: int = option(
+        2, "--corrector: Gauss-Newton iterations per step", metavar="N", min=1
     )
-    corrector: bool = field(
-        default=False,
-        metadata={
-            "help": "SiMEC: pull each step back onto the level set N(x) = N(x0) with "
-            "Gauss-Newton iterations"
-        },
+    corrector_tolerance: float = option(
+        1e-7,
+        "--corrector: stop the iterations once ||N(x) - N(x0)|| is below X",
+        metavar="X",
+        gt=0,
     )
-    corrector_iterations: int = field(
-        default=2,
-        metadata={
-            "help": "--corrector: Gauss-Newton iterations per step",
-            "metavar": "N",
-            "min": 1,
-        },
+    seed: int = option(0, "random seed")
+    record_every: int = option(
+        1, "store every k-th point of the trajectory (and the last)", metavar="k", min=1
     )
-    corrector_tolerance: float = field(
-        default=1e-7,
-        metadata={
-            "help": "--corrector: stop the iterations once ||N(x) - N(x0)|| is below X",
-            "metavar": "X",
-            "gt": 0,
-        },
+    rtol: float | None = option(
+        None,
+        "eigenvalues below X * lmax count as zero (default: the back-end's round-off level)",
+        metavar="X",
+        min=0,
     )
-    seed: int = field(default=0, metadata={"help": "random seed"})
-    record_every: int = field(
-        default=1,
-        metadata={
-            "help": "store every k-th point of the trajectory (and the last)",
-            "metavar": "k",
-            "min": 1,
-        },
+    chunk_size: int | None = option(
+        None,
+        "pull back at most C output rows at once (caps Jacobian memory)",
+        metavar="C",
+        min=1,
     )
-    rtol: float | None = field(
-        default=None,
-        metadata={
-            "help": "eigenvalues below X * lmax count as zero (default: the back-end's "
-            "round-off level)",
-            "metavar": "X",
-            "min": 0,
-        },
+    compile: bool | None = option(
+        None,
+        "compile the Jacobian with TorchInductor (~2x faster after a one-off compile of ~10 s); "
+        "auto: on for runs of 2000+ steps, or as SIMEC_COMPILE says (default: auto)",
     )
-    chunk_size: int | None = field(
-        default=None,
-        metadata={
-            "help": "pull back at most C output rows at once (caps Jacobian memory)",
-            "metavar": "C",
-            "min": 1,
-        },
+    divergence_ratio: float = option(
+        100.0, "a walk has diverged once ||x - x0|| exceeds X * ||x0||", metavar="X", gt=0
     )
-    compile: bool | None = field(
-        default=None,
-        metadata={
-            "help": "compile the Jacobian with TorchInductor (~2x faster after a one-off "
-            "compile of ~10 s); auto: on for runs of 2000+ steps, or as SIMEC_COMPILE says "
-            "(default: auto)"
-        },
-    )
-    divergence_ratio: float = field(
-        default=100.0,
-        metadata={
-            "help": "a walk has diverged once ||x - x0|| exceeds X * ||x0||",
-            "metavar": "X",
-            "gt": 0,
-        },
-    )
-    recover: int = field(
-        default=0,
-        metadata={
-            "help": "on a NaN/Inf point, output or Jacobian, or a divergence, retry the step "
-            "with half the step size up to N times in a row before stopping",
-            "metavar": "N",
-            "min": 0,
-        },
+    recover: int = option(
+        0,
+        "on a NaN/Inf point, output or Jacobian, or a divergence, retry the step with half the "
+        "step size up to N times in a row before stopping",
+        metavar="N",
+        min=0,
     )
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -18,6 +18,20 @@ __all__ = ["ExplorationResult"]
 
 SUMMARY = "summary.json"
 TRAJECTORY = "trajectory.safetensors"
+#: fields stored in summary.json as they are, under their own names
+JSON_FIELDS = (
+    "lambda_max",
+    "step_sizes",
+    "ranks",
+    "drift",
+    "stop_reason",
+    "elapsed_seconds",
+    "segment_names",
+    "explored_segments",
+    "labels",
+)
+#: the same, added later: a summary.json without them loads with the field's default
+LATER_JSON_FIELDS = ("uncorrected_drift", "model", "environment", "recoveries", "batch")
 
 
 @dataclass
@@ -118,24 +132,12 @@ class ExplorationResult:
         return cls(
             config=ExploreConfig.from_dict(summary["config"]),
             probabilities=tensors["probabilities"],
-            lambda_max=summary["lambda_max"],
-            step_sizes=summary["step_sizes"],
-            ranks=summary["ranks"],
-            drift=summary["drift"],
             trajectory=tensors["trajectory"],
             trajectory_steps=tensors["trajectory_steps"].tolist(),
             trajectory_probabilities=torch.tensor(summary["trajectory_probabilities"]),
-            stop_reason=summary["stop_reason"],
-            elapsed_seconds=summary["elapsed_seconds"],
-            segment_names=summary["segment_names"],
-            explored_segments=summary["explored_segments"],
-            labels=summary["labels"],
-            uncorrected_drift=summary.get("uncorrected_drift", []),
             input_description=summary.get("input", ""),
-            model=summary.get("model", {}),
-            environment=summary.get("environment", {}),
-            recoveries=summary.get("recoveries", []),
-            batch=summary.get("batch", {}),
+            **{name: summary[name] for name in JSON_FIELDS},
+            **{name: summary[name] for name in LATER_JSON_FIELDS if name in summary},
         )
 
     def _repr_html_(self) -> str:

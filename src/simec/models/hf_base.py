@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from copy import deepcopy
 from types import MappingProxyType
+from typing import Any
 
 from torch import Tensor, nn
 from torch.func import functional_call
@@ -61,6 +62,18 @@ class HFAdapter(ModelAdapter):
         with eval_mode(self.model):
             out = functional_call(self.model, self._params, (), dict(model_inputs))
         return out.logits if hasattr(out, "logits") else out[0]
+
+    def describe_model(self, **settings: Any) -> dict[str, Any]:
+        """``describe()`` of a Hugging Face adapter: the adapter, the model's class and type,
+        the subclass's ``settings`` and the attention implementation, in that order."""
+        cfg = self.model.config
+        return {
+            "adapter": type(self).__name__,
+            "model_class": type(self.model).__name__,
+            "model_type": getattr(cfg, "model_type", None),
+            **settings,
+            "attn_implementation": getattr(cfg, "_attn_implementation", None),
+        }
 
     def eager_copy(self) -> nn.Module:
         """A copy of the model with eager attention, in eval mode and the adapter's dtype and

@@ -156,15 +156,7 @@ class HFSequenceClassifierAdapter(HFAdapter):
             yield {k: v.to(self.device) for k, v in enc.items() if isinstance(v, Tensor)}
 
     def describe(self) -> dict[str, Any]:
-        cfg = self.model.config
-        return {
-            "adapter": type(self).__name__,
-            "model_class": type(self.model).__name__,
-            "model_type": getattr(cfg, "model_type", None),
-            "max_length": self.max_length,
-            "truncation": self.truncation,
-            "attn_implementation": getattr(cfg, "_attn_implementation", None),
-        }
+        return self.describe_model(max_length=self.max_length, truncation=self.truncation)
 
 
 class HFMaskedLMAdapter(HFSequenceClassifierAdapter):

@@ -305,17 +305,14 @@ class HFImageClassifierAdapter(HFAdapter):
         return {"pixel_values": prepared.model_inputs["pixel_values"]}
 
     def describe(self) -> dict[str, Any]:
-        cfg = self.model.config
         return {
-            "adapter": type(self).__name__,
-            "model_class": type(self.model).__name__,
-            "model_type": getattr(cfg, "model_type", None),
-            "has_head": self.has_head,
-            "space": self.space,
-            "image_size": list(self.image_size),
-            "num_channels": self.num_channels,
-            "patch_size": self.patch_size,
-            "attn_implementation": getattr(cfg, "_attn_implementation", None),
+            **self.describe_model(
+                has_head=self.has_head,
+                space=self.space,
+                image_size=list(self.image_size),
+                num_channels=self.num_channels,
+                patch_size=self.patch_size,
+            ),
             "image_mean": self._mean.tolist(),
             "image_std": self._std.tolist(),
         }

@@ -9,7 +9,7 @@ split is kept. MNIST: only the 10,000-image test split exists offline, so it is 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from torch import nn
 from .._io import atomic_write_json
 from ..data import ImageDataset, load_digits, load_idx_dataset
 from ..errors import InputError
+from ..fields import option
 from .fit import fit
 from .save import save_model, training_log
 
@@ -30,28 +31,22 @@ IMAGE_MEAN, IMAGE_STD = [0.5], [0.5]
 
 @dataclass
 class ViTTrainConfig:
-    dataset: str = field(
-        default="mnist", metadata={"choices": ("mnist", "fashion-mnist", "digits")}
+    dataset: str = option("mnist", choices=("mnist", "fashion-mnist", "digits"))
+    data_dir: str | None = option(
+        None,
+        "IDX folder (MNIST: ../shared/data/mnist; Fashion-MNIST default: "
+        "/usr/share/datasets/fashion-mnist)",
+        metavar="DIR",
     )
-    data_dir: str | None = field(
-        default=None,
-        metadata={
-            "help": "IDX folder (MNIST: ../shared/data/mnist; Fashion-MNIST default: "
-            "/usr/share/datasets/fashion-mnist)",
-            "metavar": "DIR",
-        },
-    )
-    out: str = field(default="runs/vit-mnist", metadata={"metavar": "DIR"})
-    epochs: int = field(default=20, metadata={"min": 1})
-    batch_size: int = field(default=64, metadata={"min": 1})
-    lr: float = field(default=1e-3, metadata={"gt": 0})
+    out: str = option("runs/vit-mnist", metavar="DIR")
+    epochs: int = option(20, min=1)
+    batch_size: int = option(64, min=1)
+    lr: float = option(1e-3, gt=0)
     weight_decay: float = 0.0
     warmup_steps: int = 200
-    shift: int = field(
-        default=2, metadata={"help": "random translation augmentation in pixels", "min": 0}
-    )
+    shift: int = option(2, "random translation augmentation in pixels", min=0)
     val_size: int = 2000  # mnist: held out from the 10k test split
-    seed: int = field(default=0, metadata={"help": "seed of the split and of training"})
+    seed: int = option(0, "seed of the split and of training")
     image_size: int = 28
     patch_size: int = 2
     hidden_size: int = 48
@@ -59,10 +54,8 @@ class ViTTrainConfig:
     num_heads: int = 4
     mlp_size: int = 192
     device: str = "cpu"
-    limit: int | None = field(
-        default=None, metadata={"help": "train on the first N images only (smoke runs)", "min": 1}
-    )
-    threads: int | None = field(default=None, metadata={"min": 1})
+    limit: int | None = option(None, "train on the first N images only (smoke runs)", min=1)
+    threads: int | None = option(None, min=1)
 
 
 def paper_vit_config(cfg: ViTTrainConfig, classes: list[str]) -> Any:
