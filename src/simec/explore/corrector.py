@@ -74,18 +74,21 @@ class Corrector:
 @dataclass(frozen=True)
 class Outcome:
     """What ``chord`` did: the point reached, the residual norms ||N(x_i) - y0|| it measured
-    (``residuals[0]`` right after the predictor step, the last at ``point``), the updates it
-    made, and the model's (y, logits) at ``point``."""
+    (``residuals[0]`` right after the predictor step, the last at ``point``), their parts in
+    the range of J that J^+ can remove (``correctable``; the rest lies along the directions
+    the rank rule counts as null, which the walk treats as the level set), the updates it made,
+    and the model's (y, logits) at ``point``."""
 
     point: Tensor
     residuals: tuple[float, ...]
+    correctable: tuple[float, ...]
     iterations: int
     output: Tensor
     logits: Tensor
 
     @property
     def final(self) -> float:
-        return self.residuals[-1]
+        return self.correctable[-1]
 
 
 def chord(
@@ -97,17 +100,21 @@ def chord(
     iterations: int,
     tolerance: float,
 ) -> Outcome:
-    """The ``Corrector`` iteration (same arithmetic, so the same points), then one more forward
-    pass when it ran out of iterations, so that the residual at the point returned is known."""
+    """The ``Corrector`` iteration x <- x - J^+ r (the same arithmetic), until the correctable
+    part ||u^T r|| of the residual is below ``tolerance`` or after ``iterations`` updates; it
+    ends with a forward pass at the point returned, so that its residual is known."""
     residuals: list[float] = []
+    correctable: list[float] = []
     done = 0
     while True:
         with torch.no_grad():
             y, logits = fn(x)
         residual = y - y0
         norm = float(torch.linalg.vector_norm(residual))
+        part = float(torch.linalg.vector_norm(factors.u.T @ residual))
         residuals.append(norm if math.isfinite(norm) else math.inf)
-        if norm <= tolerance or done == iterations or not math.isfinite(norm):
-            return Outcome(x, tuple(residuals), done, y, logits)
+        correctable.append(part if math.isfinite(part) else math.inf)
+        if part <= tolerance or done == iterations or not math.isfinite(norm):
+            return Outcome(x, tuple(residuals), tuple(correctable), done, y, logits)
         x = x - factors.solve(residual, x.shape)
         done += 1

@@ -17,7 +17,9 @@ Refresh rules (a fresh Jacobian at the current point before the next step):
   a unit direction v of null(J_j), is ||N(p + delta v) - N(p)|| ~ delta ||J(p) v|| + O(delta^2);
   ``residual / (delta ||J_j||)`` estimates (from below) the component of v in the current row
   space. Above ``ROW_SPACE_LIMIT`` the reused null space is no longer the null space.
-* ``corrector failed``: the residual is still above the tolerance after the iterations. A step
+* ``corrector failed``: the residual's correctable part (its component in the range of J_j;
+  the rest lies along directions the rank rule counts as null, as in the paper's walk) is still
+  above the tolerance after the iterations. A step
   predicted with a reused Jacobian is then dropped and retried from its start with a fresh one
   (a new direction draw); a step with a fresh Jacobian is kept as the plain corrector keeps it.
 
@@ -112,7 +114,7 @@ def refresh_reason(
     outcome: Outcome, step_size: float, basis: Basis, tolerance: float
 ) -> str | None:
     """Why the next step needs a fresh Jacobian, after a step that converged (None: reuse)."""
-    residuals = outcome.residuals
+    residuals = outcome.correctable
     if step_size > 0 and basis.factors.norm > 0:
         if residuals[0] / (step_size * basis.factors.norm) > ROW_SPACE_LIMIT:
             return "left the null space"

@@ -24,6 +24,7 @@ from ..geometry.metrics import OutputMetric
 from ..models.base import ModelAdapter, PreparedInput
 from . import policy, reuse
 from .box import Box, project, resolve_box
+from .closure import model_function
 from .config import REUSE_MIN_ITERATIONS, RULES, ExploreConfig
 from .corrector import Corrector, Outcome, chord
 from .proposal import Proposal, move, propose
@@ -107,6 +108,9 @@ class Walk:
         self.candidate: Candidate | None = None
         self.recoveries: list[dict[str, Any]] = []  # a log of events, never undone
         self.stop_reason: str | None = None
+        #: (metric output coordinates y, logits) at the explored rows: one function per
+        #: adapter and input, so that its compiled Jacobian is reused across runs
+        self.model_fn = model_function(adapter, prepared, self.segments, metric)
         # Jacobian reuse (``simec.explore.reuse``); counters kept in every mode
         self.reuse_age = cfg.reuse_age() if self.rule.name == "simec" else None
         self.basis: reuse.Basis | None = None
@@ -118,11 +122,6 @@ class Walk:
         self.forwards = 0
         self.refreshes: list[dict[str, Any]] = []
         self.retried = 0
-
-    def model_fn(self, xs: Tensor) -> tuple[Tensor, Tensor]:
-        """(metric output coordinates y, logits) at the explored rows ``xs``."""
-        logits = self.adapter.logits(self.segments.full(xs), self.prepared)
-        return self.metric.output(logits), logits
 
     @property
     def x(self) -> Tensor:
