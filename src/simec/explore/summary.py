@@ -45,8 +45,8 @@ def _trajectory(walk: Walk) -> tuple[Tensor, Tensor, list[int]]:
     return trajectory, probabilities, [s.index for s in stored]
 
 
-def fidelity(walk: Walk) -> Fidelity:
-    """The walk's cost and output-keeping record."""
+def fidelity(walk: Walk, drift: list[float]) -> Fidelity:
+    """The walk's cost and output-keeping record; ``drift`` at p_0 .. p_K (read back once)."""
     taken = walk.steps[1:]
     return Fidelity(
         jacobian_reuse=walk.cfg.jacobian_reuse if walk.reuse_age is not None else "off",
@@ -55,7 +55,7 @@ def fidelity(walk: Walk) -> Fidelity:
         fresh=[s.fresh for s in taken],
         corrector_iterations=[s.corrector_iterations for s in taken],
         drift_before=[s.uncorrected_drift for s in taken],
-        drift_after=[float(s.drift) for s in taken],
+        drift_after=drift[1:],
         refreshes=list(walk.refreshes),
         retried=walk.retried,
     )
@@ -69,13 +69,14 @@ def walk_result(
     taken = steps[1:]
     trajectory, traj_probs, stored_steps = _trajectory(walk)
     labels = getattr(walk.prepared, "output_labels", None)
+    drift = torch.stack([s.drift for s in steps]).tolist()
     return ExplorationResult(
         config=ExploreConfig.from_dict(walk.cfg.to_dict()),  # as saved: plain values, a copy
         probabilities=torch.stack([s.probabilities for s in steps]).detach().cpu(),
         lambda_max=[s.lambda_max for s in taken],  # type: ignore[misc]
         step_sizes=[s.step_size for s in taken],  # type: ignore[misc]
         ranks=[s.rank for s in taken],  # type: ignore[misc]
-        drift=torch.stack([s.drift for s in steps]).tolist(),
+        drift=drift,
         trajectory=trajectory.detach().cpu(),
         trajectory_steps=stored_steps,
         trajectory_probabilities=traj_probs.detach().cpu(),
@@ -94,5 +95,5 @@ def walk_result(
         environment=environment(),
         recoveries=walk.recoveries,
         batch=batch or {},
-        fidelity=fidelity(walk),
+        fidelity=fidelity(walk, drift),
     )
