@@ -331,3 +331,15 @@ def test_model_function_is_made_once_per_adapter_and_input():
     torch.testing.assert_close(y, torch.softmax(adapter.logits(x0 + 1, first), -1))
     logits = get_output_metric("euclidean-logits")
     assert model_function(adapter, first, segments, logits) is not fn
+
+
+def test_the_cache_of_model_functions_does_not_keep_an_adapter_alive():
+    import gc
+    import weakref
+
+    adapter, x0, _ = _softmax_case()
+    explore(adapter, x0, steps=2, **COMMON)
+    ref = weakref.ref(adapter)
+    del adapter
+    gc.collect()
+    assert ref() is None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from torch import Tensor
@@ -39,12 +40,19 @@ class ModelFunction:
         segments: Segments,
         metric: OutputMetric,
     ) -> None:
-        self.adapter, self.prepared, self.segments, self.metric = (
-            adapter,
-            prepared,
-            segments,
-            metric,
-        )
+        # weakly: the cache of the adapter's functions must not keep the adapter alive
+        try:
+            self._adapter: Callable[[], ModelAdapter | None] = weakref.ref(adapter)
+        except TypeError:
+            self._adapter = lambda: adapter
+        self.prepared, self.segments, self.metric = prepared, segments, metric
+
+    @property
+    def adapter(self) -> ModelAdapter:
+        adapter = self._adapter()
+        if adapter is None:
+            raise ReferenceError("the adapter of this model function no longer exists")
+        return adapter
 
     def __call__(self, xs: Tensor) -> tuple[Tensor, Tensor]:
         logits = self.adapter.logits(self.segments.full(xs), self.prepared)
