@@ -56,6 +56,7 @@ WALK_FIELDS = (
     "corrector",
     "corrector_iterations",
     "corrector_tolerance",
+    "jacobian_reuse",
     "rtol",
     "seed",
     "recover",

@@ -8,7 +8,9 @@ A config dataclass is the one source of an option's type, default, choices and h
 * ``choices`` from ``metadata["choices"]`` (a sequence, or a callable returning one, read when the
   parser is built so that registered additions show up);
 * numeric bounds from ``metadata["min"]`` (inclusive) or ``metadata["gt"]`` (exclusive);
-* ``metavar`` from ``metadata["metavar"]``; ``metadata["help_off"]``: the help of a ``--no-name``.
+* ``metavar`` from ``metadata["metavar"]``; ``metadata["help_off"]``: the help of a ``--no-name``;
+* ``metadata["type"]``: a function text -> value that raises ValueError with the reason on bad
+  text, for a field whose values the type alone does not describe (``off|auto|N``).
 
 The type of the field decides the rest: ``bool`` is a flag (``--name`` when the default is False,
 ``--no-name`` when it is True), ``X | None`` also accepts ``none``/``off``, ``bool | None`` is
@@ -134,6 +136,19 @@ def _one_of(parse: Callable[[str], Any], choices: list[str]) -> Callable[[str], 
     return parse_choice
 
 
+def _checked(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type from a parser that raises ValueError with the reason."""
+
+    def parse_checked(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse_checked.__name__ = getattr(parse, "__name__", "value")
+    return parse_checked
+
+
 def option_name(name: str, rename: Mapping[str, str] | None = None) -> str:
     """The flag of field ``name``: ``--max-step`` for ``max_step`` (or its ``rename``)."""
     return "--" + (rename or {}).get(name, name).replace("_", "-")
@@ -251,6 +266,8 @@ def _field_option(
         choices, default = list(TRISTATE), next(k for k, v in TRISTATE.items() if v is default)
     elif raw:
         kwargs["type"] = str
+    elif "type" in meta:
+        kwargs["type"] = _checked(meta["type"])
     elif typing.get_origin(base) is tuple:
         item = _scalar_type(typing.get_args(base)[0], meta) or str
         if choices is not None:  # choices of the items

@@ -15,7 +15,14 @@ from .proposal import StepRule
 from .simec import SIMEC
 from .simexp import SIMEXP
 
-__all__ = ["ALGORITHMS", "PROJECTIONS", "RULES", "ExploreConfig", "parse_segments"]
+__all__ = [
+    "ALGORITHMS",
+    "PROJECTIONS",
+    "RULES",
+    "ExploreConfig",
+    "parse_reuse",
+    "parse_segments",
+]
 
 #: algorithm name -> its step rule: Algorithm 1 (stay in the equivalence class), Algorithm 2
 #: (move across classes)
@@ -25,8 +32,29 @@ ALGORITHMS: dict[str, tuple[str, float]] = {
     name: (rule.directions, rule.c) for name, rule in RULES.items()
 }
 PROJECTIONS = ("end", "step", "none")
+#: jacobian_reuse="auto": one Jacobian serves at most this many steps
+REUSE_AUTO_MAX_AGE = 50
+#: with jacobian_reuse, the corrector runs at least this many iterations per step
+REUSE_MIN_ITERATIONS = 8
 #: runs at least this long compile the Jacobian when ``compile`` is None (auto)
 AUTO_COMPILE_STEPS = 2000
+
+
+def parse_reuse(value: Any) -> str:
+    """'off' / 'auto' / a positive whole number N (also given as an int) -> 'off', 'auto' or
+    'N'; ValueError (with the reason) otherwise. The command line's type for --jacobian-reuse."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected off, auto or a positive whole number, got {value!r}")
+    text = str(value).strip().lower()
+    if text in ("off", "auto"):
+        return text
+    try:
+        number = int(text)
+    except ValueError:
+        raise ValueError(f"expected off, auto or a positive whole number, got {value!r}") from None
+    if number < 1:
+        raise ValueError(f"expected off, auto or a positive whole number, got {value!r}")
+    return str(number)
 
 
 @dataclass
@@ -47,6 +75,15 @@ class ExploreConfig:
     ViT, a one-off cost of a few seconds, checked against the eager result on first use, eager
     on any failure). None = auto: on for runs of at least ``AUTO_COMPILE_STEPS`` steps, unless
     the environment variable SIMEC_COMPILE says otherwise ("1"/"0").
+
+    ``jacobian_reuse`` (SiMEC): "off" is the paper's algorithm, a fresh Jacobian every step.
+    "auto" or N: predictor-corrector continuation (``simec.explore.reuse``): the null space and
+    lambda_max of the last Jacobian serve the following steps, each step is pulled back onto the
+    level set by forward-only chord iterations with that Jacobian's pseudo-inverse, and the
+    Jacobian is refreshed when the corrector contracts slowly or fails (the step is then retried
+    from its start with a fresh Jacobian), when the first residual says the step left the null
+    space, or after N steps (``REUSE_AUTO_MAX_AGE`` for auto). It implies the corrector, with at
+    least ``REUSE_MIN_ITERATIONS`` iterations.
 
     Divergence: a walk stops when a point, the model output or its Jacobian is NaN/Inf (it ends
     on the last good point), or when ||x - x0|| exceeds ``divergence_ratio * ||x0||``.
@@ -136,6 +173,19 @@ class ExploreConfig:
         metavar="N",
         min=0,
     )
+    jacobian_reuse: str = field(
+        default="off",
+        metadata={
+            "help": "SiMEC: off = a fresh Jacobian every step (the paper); auto or N = reuse "
+            "the last Jacobian's null space and step size for several steps, each followed by "
+            "forward-only corrector iterations, refreshed when the corrector slows or fails, "
+            "when the predicted step leaves the null space, or after N steps (auto: "
+            f"{REUSE_AUTO_MAX_AGE}); implies --corrector with at least "
+            f"{REUSE_MIN_ITERATIONS} iterations",
+            "metavar": "off|auto|N",
+            "type": parse_reuse,
+        },
+    )
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> ExploreConfig:
@@ -164,11 +214,28 @@ class ExploreConfig:
             raise InputError(f"recover must be a non-negative integer, got {self.recover!r}")
         if self.corrector_iterations < 1:
             raise InputError("corrector_iterations must be at least 1")
+        try:
+            self.jacobian_reuse = parse_reuse(self.jacobian_reuse)
+        except ValueError as exc:
+            raise InputError(f"jacobian_reuse: {exc}") from None
+        if self.jacobian_reuse != "off" and self.algorithm != "simec":
+            raise InputError(
+                "jacobian_reuse is for SiMEC (it keeps the output fixed with a corrector); "
+                f"use jacobian_reuse='off' with {self.algorithm}"
+            )
         if self.segments is not None:
             self.segments = tuple(int(s) for s in self.segments)
             if not self.segments:
                 raise InputError("segments is empty: select at least one segment, or None for all")
         return self
+
+    def reuse_age(self) -> int | None:
+        """The most steps one Jacobian serves: None when reuse is off (every step fresh, the
+        paper's algorithm); ``REUSE_AUTO_MAX_AGE`` for auto; N for N."""
+        mode = parse_reuse(self.jacobian_reuse)
+        if mode == "off":
+            return None
+        return REUSE_AUTO_MAX_AGE if mode == "auto" else int(mode)
 
     def use_compile(self) -> bool:
         """Resolve ``compile``: explicit value, else SIMEC_COMPILE, else on for long runs."""

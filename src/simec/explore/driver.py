@@ -33,9 +33,12 @@ __all__ = ["JacobianFn", "batch_key", "drive", "drive_group", "single_jacobian"]
 JacobianFn = Callable[[list[Walk]], tuple[Tensor, Tensor, Tensor]]
 
 
+Spectra = tuple[list[Status], list[Tensor], list[Tensor]]
+
+
 def _lowrank_statuses(
     a: Tensor, point_ok: Tensor, finite: Tensor, distance: Tensor, rtol: float | None
-) -> tuple[list[Status], list[Tensor]]:
+) -> Spectra:
     spectra = lowrank_spectra(a, rtol=rtol)
     packed = torch.stack(
         [
@@ -48,31 +51,35 @@ def _lowrank_statuses(
         dim=1,
     ).tolist()
     out = [Status(bool(p), bool(f), s**2, int(r), d) for p, f, s, r, d in packed]
-    return out, list(spectra.vectors.unbind(0))
+    return out, list(spectra.vectors.unbind(0)), list(spectra.singular_values.unbind(0))
 
 
 def _exact_statuses(
     walk: Walk, flat: Tensor, y: Tensor, point_ok: Tensor, finite: Tensor, distance: Tensor
-) -> tuple[list[Status], list[Tensor]]:
+) -> Spectra:
     """One eigendecomposition per walk (each reads its spectrum back; O(n^3) dominates)."""
     packed = torch.stack(
         [point_ok.to(torch.float64), finite.to(torch.float64), distance.to(torch.float64)], 1
     ).tolist()
-    statuses, vectors = [], []
+    statuses, vectors, singular = [], [], []
     for i, (p, f, d) in enumerate(packed):
         lam, rank, vec = 0.0, 0, flat.new_zeros(flat.shape[2], 0)
+        values = flat.new_zeros(0)
         if p and f:
             spec = pullback_spectrum(
                 flat[i], y[i], metric=walk.metric, method="exact", rtol=walk.cfg.rtol
             )
             lam, rank, vec = spec.lambda_max, spec.rank, spec.eigenvectors
+            values = spec.eigenvalues.clamp(min=0).sqrt()
         statuses.append(Status(bool(p), bool(f), lam, rank, d))
         vectors.append(vec)
-    return statuses, vectors
+        singular.append(values)
+    return statuses, vectors, singular
 
 
-def statuses(walks: list[Walk], y: Tensor, jac: Tensor) -> tuple[list[Status], list[Tensor]]:
-    """Spectra of every walk's pullback metric and the host facts of its step, one read-back."""
+def statuses(walks: list[Walk], y: Tensor, jac: Tensor) -> Spectra:
+    """Spectra of every walk's pullback metric and the host facts of its step, one read-back:
+    statuses, eigenvectors (n, >= rank) and singular values of G^1/2 J (descending)."""
     cfg, metric = walks[0].cfg, walks[0].metric
     count, q = y.shape
     flat = jac.reshape(count, q, -1)
@@ -89,20 +96,30 @@ def statuses(walks: list[Walk], y: Tensor, jac: Tensor) -> tuple[list[Status], l
 
 
 def drive(walks: list[Walk], jacobian_fn: JacobianFn, bar: Any = None) -> None:
-    """Step every walk until it stops or has taken its steps; Ctrl-C stops them all."""
+    """Step every walk until it stops or has taken its steps; Ctrl-C stops them all.
+
+    Walks that reuse a Jacobian (``jacobian_reuse``) and do not need a fresh one this
+    iteration step with forward passes only; the others share one batch of Jacobians."""
     try:
         while True:
             active = [w for w in walks if w.active]
             if not active:
                 break
-            y, jac, logits = jacobian_fn(active)
-            found, vectors = statuses(active, y, jac)
             before = sum(w.done for w in active)
-            for i, walk in enumerate(active):
-                walk.advance(found[i], y[i], jac[i], logits[i], vectors[i])
+            fresh = [w for w in active if w.needs_jacobian]
+            reused = [w for w in active if not w.needs_jacobian]
+            if fresh:
+                y, jac, logits = jacobian_fn(fresh)
+                found, vectors, singular = statuses(fresh, y, jac)
+                for i, walk in enumerate(fresh):
+                    walk.jacobians += 1
+                    walk.advance(found[i], y[i], jac[i], logits[i], vectors[i], singular[i])
+            for walk in reused:
+                walk.advance_reused()
             if bar is not None:
                 bar.update(max(sum(w.done for w in active) - before, 0))
-                bar.set_postfix(lmax=f"{found[0].lambda_max:.3g}")
+                if fresh:
+                    bar.set_postfix(lmax=f"{found[0].lambda_max:.3g}")
     except KeyboardInterrupt:
         for walk in walks:
             if walk.stop_reason is None:

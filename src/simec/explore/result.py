@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save
 
 from .._io import atomic_write_bytes, atomic_write_json
 from .config import ExploreConfig
+from .reuse import Fidelity
 
 __all__ = ["ExplorationResult"]
 
@@ -49,7 +50,10 @@ class ExplorationResult:
     points p_k for k in ``trajectory_steps`` (every ``record_every``-th and the last), projected
     when projection is "end"/"step"; ``trajectory_probabilities`` are the model's outputs on them.
     ``config``: the run's settings (saved as a dict in summary.json, loaded back by
-    ``ExploreConfig.from_dict``).
+    ``ExploreConfig.from_dict``). ``fidelity``: Jacobians taken, forward passes, corrector
+    iterations, drift before and after correction per step, and with ``jacobian_reuse`` the
+    refreshes with the angle between reused and fresh null spaces (``simec.explore.reuse``);
+    None for results saved before it existed.
     """
 
     config: ExploreConfig
@@ -72,6 +76,7 @@ class ExplorationResult:
     environment: dict[str, Any] = field(default_factory=dict)
     recoveries: list[dict[str, Any]] = field(default_factory=list)
     batch: dict[str, Any] = field(default_factory=dict)
+    fidelity: Fidelity | None = None
 
     @property
     def predicted(self) -> list[int]:
@@ -109,6 +114,7 @@ class ExplorationResult:
             "environment": self.environment,
             "recoveries": self.recoveries,
             "batch": self.batch,
+            "fidelity": self.fidelity.to_dict() if self.fidelity is not None else None,
         }
 
     def save(self, out_dir: str | os.PathLike) -> Path:
@@ -138,6 +144,7 @@ class ExplorationResult:
             input_description=summary.get("input", ""),
             **{name: summary[name] for name in JSON_FIELDS},
             **{name: summary[name] for name in LATER_JSON_FIELDS if name in summary},
+            fidelity=Fidelity.from_dict(summary["fidelity"]) if summary.get("fidelity") else None,
         )
 
     def _repr_html_(self) -> str:

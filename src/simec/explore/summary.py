@@ -15,6 +15,7 @@ from ..models.base import ModelAdapter, PreparedInput
 from .box import project
 from .config import ExploreConfig
 from .result import ExplorationResult
+from .reuse import Fidelity
 from .walk import Walk
 
 __all__ = ["batched_logits", "walk_result"]
@@ -44,6 +45,22 @@ def _trajectory(walk: Walk) -> tuple[Tensor, Tensor, list[int]]:
     return trajectory, probabilities, [s.index for s in stored]
 
 
+def fidelity(walk: Walk, drift: list[float]) -> Fidelity:
+    """The walk's cost and output-keeping record; ``drift`` at p_0 .. p_K (read back once)."""
+    taken = walk.steps[1:]
+    return Fidelity(
+        jacobian_reuse=walk.cfg.jacobian_reuse if walk.reuse_age is not None else "off",
+        jacobians=walk.jacobians,
+        forward_passes=walk.forwards,
+        fresh=[s.fresh for s in taken],
+        corrector_iterations=[s.corrector_iterations for s in taken],
+        drift_before=[s.uncorrected_drift for s in taken],
+        drift_after=drift[1:],
+        refreshes=list(walk.refreshes),
+        retried=walk.retried,
+    )
+
+
 def walk_result(
     walk: Walk, elapsed: float, batch: dict[str, Any] | None = None
 ) -> ExplorationResult:
@@ -52,13 +69,14 @@ def walk_result(
     taken = steps[1:]
     trajectory, traj_probs, stored_steps = _trajectory(walk)
     labels = getattr(walk.prepared, "output_labels", None)
+    drift = torch.stack([s.drift for s in steps]).tolist()
     return ExplorationResult(
         config=ExploreConfig.from_dict(walk.cfg.to_dict()),  # as saved: plain values, a copy
         probabilities=torch.stack([s.probabilities for s in steps]).detach().cpu(),
         lambda_max=[s.lambda_max for s in taken],  # type: ignore[misc]
         step_sizes=[s.step_size for s in taken],  # type: ignore[misc]
         ranks=[s.rank for s in taken],  # type: ignore[misc]
-        drift=torch.stack([s.drift for s in steps]).tolist(),
+        drift=drift,
         trajectory=trajectory.detach().cpu(),
         trajectory_steps=stored_steps,
         trajectory_probabilities=traj_probs.detach().cpu(),
@@ -67,7 +85,7 @@ def walk_result(
         segment_names=walk.prepared.segment_names,
         explored_segments=walk.segments.rows.tolist(),
         labels=labels(adapter) if labels is not None else list(adapter.labels),
-        uncorrected_drift=[s.uncorrected_drift for s in taken] if walk.cfg.corrector else [],  # type: ignore[misc]
+        uncorrected_drift=[s.uncorrected_drift for s in taken] if walk.corrects else [],  # type: ignore[misc]
         input_description=walk.prepared.description,
         model={
             **adapter.describe(),
@@ -77,4 +95,5 @@ def walk_result(
         environment=environment(),
         recoveries=walk.recoveries,
         batch=batch or {},
+        fidelity=fidelity(walk, drift),
     )

@@ -22,10 +22,11 @@ from torch import Tensor
 
 from ..geometry.metrics import OutputMetric
 from ..models.base import ModelAdapter, PreparedInput
-from . import policy
+from . import policy, reuse
 from .box import Box, project, resolve_box
-from .config import RULES, ExploreConfig
-from .corrector import Corrector
+from .closure import model_function
+from .config import REUSE_MIN_ITERATIONS, RULES, ExploreConfig
+from .corrector import Corrector, Outcome, chord
 from .proposal import Proposal, move, propose
 from .segments import Segments
 
@@ -59,6 +60,8 @@ class Step:
     rank: int | None = None
     uncorrected_drift: float | None = None
     retries: int = 0
+    fresh: bool = True
+    corrector_iterations: int | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,8 @@ class Candidate:
     uncorrected_drift: float | None
     retries: int = 0
     checked: bool = False
+    fresh: bool = True
+    corrector_iterations: int | None = None
 
 
 class Walk:
@@ -103,11 +108,20 @@ class Walk:
         self.candidate: Candidate | None = None
         self.recoveries: list[dict[str, Any]] = []  # a log of events, never undone
         self.stop_reason: str | None = None
-
-    def model_fn(self, xs: Tensor) -> tuple[Tensor, Tensor]:
-        """(metric output coordinates y, logits) at the explored rows ``xs``."""
-        logits = self.adapter.logits(self.segments.full(xs), self.prepared)
-        return self.metric.output(logits), logits
+        #: (metric output coordinates y, logits) at the explored rows: one function per
+        #: adapter and input, so that its compiled Jacobian is reused across runs
+        self.model_fn = model_function(adapter, prepared, self.segments, metric)
+        # Jacobian reuse (``simec.explore.reuse``); counters kept in every mode
+        self.reuse_age = cfg.reuse_age() if self.rule.name == "simec" else None
+        self.basis: reuse.Basis | None = None
+        self.basis_age = 0  # steps predicted from ``basis``
+        self.refresh: str | None = None  # why the next step needs a fresh Jacobian
+        self.redo = False  # the last step was dropped: step again from the accepted point
+        self.evaluated: tuple[Tensor, Tensor, Tensor] | None = None  # (x, y, logits) known
+        self.jacobians = 0
+        self.forwards = 0
+        self.refreshes: list[dict[str, Any]] = []
+        self.retried = 0
 
     @property
     def x(self) -> Tensor:
@@ -122,17 +136,36 @@ class Walk:
         return max(len(self.steps) - 1, 0) + (self.candidate is not None)
 
     @property
+    def corrects(self) -> bool:
+        """Each step is followed by corrector iterations (``corrector``, or reuse on)."""
+        return self.cfg.corrector or self.reuse_age is not None
+
+    @property
+    def needs_jacobian(self) -> bool:
+        """The next iteration takes a fresh Jacobian (always, unless reuse is on)."""
+        if self.reuse_age is None or self.basis is None or self.refresh is not None:
+            return True
+        return self.basis_age >= self.reuse_age
+
+    @property
     def active(self) -> bool:
         """Still needs Jacobians: not stopped and fewer than ``steps`` steps taken."""
         return self.stop_reason is None and self.done < self.cfg.steps
 
     # -- one iteration ---------------------------------------------------------------------------
     def advance(
-        self, status: Status, y: Tensor, jac: Tensor, logits: Tensor, vectors: Tensor
+        self,
+        status: Status,
+        y: Tensor,
+        jac: Tensor,
+        logits: Tensor,
+        vectors: Tensor,
+        singular_values: Tensor | None = None,
     ) -> None:
         """One iteration at the current point x: check it, then step (Algorithm 1/2, lines 3-9).
 
-        ``vectors`` (n, >= rank): the metric's non-null eigenvectors first, canonical signs.
+        ``vectors`` (n, >= rank): the metric's non-null eigenvectors first, canonical signs;
+        ``singular_values``: those of G^1/2 J (used by Jacobian reuse when G = I).
         """
         if self.candidate is not None and not self.candidate.checked:
             if not self._check(status.point_ok, status.distance):
@@ -141,10 +174,32 @@ class Walk:
         if not status.finite:
             self._fail(policy.output_failure(k))
             return
-        self._accept(y, logits)
+        if self.redo:  # the point was accepted before its step was dropped
+            self.redo = False
+        else:
+            self._accept(y, logits)
         stop = policy.spectrum_stop(self.rule, status.rank, int(vectors.shape[0]), k)
         if stop is not None:
             self.stop_reason = stop
+            return
+        if self.reuse_age is not None:
+            flat = jac.reshape(jac.shape[0], -1)
+            identity = self.metric.factor is None
+            basis = reuse.Basis.build(
+                flat,
+                vectors,
+                status.rank,
+                status.lambda_max,
+                singular_values if identity else None,
+                len(self.steps) - 1,
+            )
+            if self.basis is not None:
+                angle = reuse.null_space_angle(self.basis, basis)
+                self.refreshes.append(
+                    {"step": basis.step, "reason": self.refresh or "age", "angle_deg": angle}
+                )
+            self.basis, self.basis_age, self.refresh = basis, 0, None
+            self._step_from_basis(status.lambda_max)
             return
         proposal = propose(
             self.rule,
@@ -158,17 +213,112 @@ class Walk:
         jac = jac.reshape(jac.shape[0], -1)
         self._take(self.x, proposal, jac, status.lambda_max, status.rank, 0)
 
+    def advance_reused(self) -> None:
+        """One iteration with the reused Jacobian: a forward pass at x (none if the corrector
+        already made it), then a step predicted from ``basis``."""
+        assert self.basis is not None
+        x = self.x
+        known = self.evaluated
+        if known is not None and known[0] is x:
+            y, logits = known[1], known[2]
+        else:
+            with torch.no_grad():
+                y, logits = self.model_fn(x)
+            self.forwards += 1
+        point_ok = bool(torch.isfinite(x).all())
+        distance = float(torch.linalg.vector_norm(x - self.start)) if point_ok else math.inf
+        finite = bool(torch.isfinite(y).all() and torch.isfinite(logits).all())
+        if self.candidate is not None and not self.candidate.checked:
+            if not self._check(point_ok, distance):
+                return
+        if not finite:
+            self._fail(policy.output_failure(self.done, "non-finite output"))
+            return
+        self._accept(y, logits)
+        self._step_from_basis(self.basis.lambda_max)
+
+    def _step_from_basis(self, lambda_max: float) -> None:
+        """Lines 6-8 with the kept Jacobian's null space and lambda_max, then the corrector."""
+        basis = self.basis
+        assert basis is not None
+        proposal = propose(
+            self.rule,
+            basis.vectors,
+            basis.rank,
+            lambda_max,
+            self.generator,
+            multiplier=self.cfg.step_multiplier,
+            cap=self.cap,
+        )
+        self._take(self.x, proposal, basis.jacobian, lambda_max, basis.rank, 0)
+
     def _take(
         self, x: Tensor, proposal: Proposal, jac: Tensor, lam: float, rank: int, retries: int
     ) -> None:
         """Take a proposed step from x (line 8, then the corrector and the per-step box)."""
+        if self.basis is not None and self.reuse_age is not None:
+            self._take_reused(x, proposal, lam, rank, retries)
+            return
         x_new = move(x, proposal)
-        before = None
+        before, iterations = None, None
         if self.corrector is not None:
             x_new, before = self.corrector(x_new, jac)
+            iterations = self.corrector.iterations
+            # residuals measured: one per update, plus the one that met the tolerance
+            self.forwards += iterations + (iterations < self.cfg.corrector_iterations)
         if self.cfg.projection == "step":
             x_new = project(x_new, self.lower, self.upper)
-        self.candidate = Candidate(x, proposal, jac, lam, rank, x_new, before, retries)
+        self.candidate = Candidate(
+            x, proposal, jac, lam, rank, x_new, before, retries, corrector_iterations=iterations
+        )
+
+    def _take_reused(
+        self, x: Tensor, proposal: Proposal, lam: float, rank: int, retries: int
+    ) -> None:
+        """A step of the predictor-corrector walk (``simec.explore.reuse``)."""
+        basis = self.basis
+        assert basis is not None
+        fresh = self.basis_age == 0
+        y0 = self.steps[0].output
+        tolerance = reuse.accept_tolerance(self.cfg.corrector_tolerance, y0)
+        iterations = max(self.cfg.corrector_iterations, REUSE_MIN_ITERATIONS)
+        outcome: Outcome = chord(
+            self.model_fn,
+            move(x, proposal),
+            y0,
+            basis.factors,
+            iterations=iterations,
+            tolerance=tolerance,
+        )
+        self.forwards += len(outcome.residuals)
+        self.basis_age += 1
+        converged = outcome.final <= tolerance
+        if not converged and not fresh:
+            # a reused Jacobian that cannot pull the step back: drop it, step again from x
+            # with a fresh Jacobian
+            self.refresh, self.redo, self.retried = "corrector failed", True, self.retried + 1
+            return
+        if not converged:
+            self.refresh = "corrector failed"
+        else:
+            self.refresh = reuse.refresh_reason(outcome, proposal.step_size, basis, tolerance)
+        x_new = outcome.point
+        if self.cfg.projection == "step":
+            x_new = project(x_new, self.lower, self.upper)
+        else:
+            self.evaluated = (x_new, outcome.output, outcome.logits)
+        self.candidate = Candidate(
+            x,
+            proposal,
+            basis.jacobian,
+            lam,
+            rank,
+            x_new,
+            outcome.residuals[0],
+            retries,
+            fresh=fresh,
+            corrector_iterations=outcome.iterations,
+        )
 
     def _check(self, point_ok: bool, distance: float) -> bool:
         """Check the point the candidate reached; False if the walk retried or stopped."""
@@ -198,7 +348,7 @@ class Walk:
     def _accept(self, y: Tensor, logits: Tensor) -> None:
         """The current point is good: append its record (with the candidate's step, if any)."""
         c, k = self.candidate, self.done
-        if not self.steps and self.cfg.corrector:
+        if not self.steps and self.cfg.corrector and self.reuse_age is None:
             self.corrector = Corrector(self.model_fn, y, self.cfg)
         y0 = self.steps[0].output if self.steps else y
         record = Step(k, self.x, y, torch.softmax(logits, -1), torch.linalg.vector_norm(y - y0))
@@ -210,6 +360,8 @@ class Walk:
                 rank=c.rank,
                 uncorrected_drift=c.uncorrected_drift,
                 retries=c.retries,
+                fresh=c.fresh,
+                corrector_iterations=c.corrector_iterations,
             )
         self.candidate = None
         self.steps.append(record)
@@ -227,7 +379,12 @@ class Walk:
                     distance = float(torch.linalg.vector_norm(c.point - self.start))
                     if not self._check(ok, distance):
                         continue
-                y, logits = self.model_fn(self.x)
+                known = self.evaluated
+                if known is not None and known[0] is self.x:
+                    y, logits = known[1], known[2]
+                else:
+                    y, logits = self.model_fn(self.x)
+                    self.forwards += 1
                 n = self.done
                 if n > 0 and not (torch.isfinite(y).all() and torch.isfinite(logits).all()):
                     self._fail(policy.output_failure(n, "non-finite output"))

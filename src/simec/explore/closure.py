@@ -1,0 +1,111 @@
+"""The function a walk differentiates, x -> (y, logits), made once per adapter and input.
+
+``explore`` used to build it anew on every call (a bound method of the walk), so the compiled
+Jacobian (``simec.geometry.jacobian``, cached per function object) was traced and compiled again
+on every call, even for the same adapter and input. ``model_function`` keeps the functions of
+each adapter (weakly: they go with the adapter) keyed on what they read: the explored rows, the
+output metric and the contents of the prepared input (tensor bytes, shapes, dtypes, devices).
+The compiled Jacobian freezes the model's weights at its first call: change an adapter's weights
+in place and its compiled functions are stale (make a new adapter, or ``compile=False``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from torch import Tensor
+
+from ..geometry.metrics import OutputMetric
+from ..models.base import ModelAdapter, PreparedInput
+from .segments import Segments
+
+__all__ = ["ModelFunction", "model_function"]
+
+#: functions kept per adapter (least recently used dropped first)
+KEEP = 8
+_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+class ModelFunction:
+    """(metric output coordinates y, logits) at the explored rows ``xs`` of one input."""
+
+    def __init__(
+        self,
+        adapter: ModelAdapter,
+        prepared: PreparedInput,
+        segments: Segments,
+        metric: OutputMetric,
+    ) -> None:
+        # weakly: the cache of the adapter's functions must not keep the adapter alive
+        try:
+            self._adapter: Callable[[], ModelAdapter | None] = weakref.ref(adapter)
+        except TypeError:
+            self._adapter = lambda: adapter
+        self.prepared, self.segments, self.metric = prepared, segments, metric
+
+    @property
+    def adapter(self) -> ModelAdapter:
+        adapter = self._adapter()
+        if adapter is None:
+            raise ReferenceError("the adapter of this model function no longer exists")
+        return adapter
+
+    def __call__(self, xs: Tensor) -> tuple[Tensor, Tensor]:
+        logits = self.adapter.logits(self.segments.full(xs), self.prepared)
+        return self.metric.output(logits), logits
+
+
+def _digest(value: Any, out: Any) -> None:
+    if isinstance(value, Tensor):
+        out.update(repr((tuple(value.shape), str(value.dtype), str(value.device))).encode())
+        out.update(value.detach().cpu().contiguous().view(-1).view(dtype=_byte()).numpy().tobytes())
+    elif isinstance(value, dict):
+        for key in sorted(value, key=str):
+            out.update(repr(key).encode())
+            _digest(value[key], out)
+    elif isinstance(value, (list, tuple)):
+        out.update(f"{type(value).__name__}{len(value)}".encode())
+        for item in value:
+            _digest(item, out)
+    elif value is None or isinstance(value, (str, int, float, bool)):
+        out.update(repr(value).encode())
+    else:  # an object the digest cannot read: only the same object matches
+        out.update(f"object{id(value)}".encode())
+
+
+def _byte() -> Any:
+    import torch
+
+    return torch.uint8
+
+
+def _key(prepared: PreparedInput, segments: Segments, metric: OutputMetric) -> tuple:
+    digest = hashlib.blake2b(digest_size=20)
+    for name in ("embeddings", "model_inputs", "extras", "segment_names", "labels"):
+        digest.update(name.encode())
+        _digest(getattr(prepared, name, None), digest)
+    return (id(metric), tuple(segments.rows.tolist()), type(prepared), digest.hexdigest())
+
+
+def model_function(
+    adapter: ModelAdapter, prepared: PreparedInput, segments: Segments, metric: OutputMetric
+) -> ModelFunction:
+    """The function of this input, the one made before for an equal input if there is one."""
+    try:
+        table = _CACHE.setdefault(adapter, OrderedDict())
+    except TypeError:  # an adapter that cannot be weakly referenced: no cache
+        return ModelFunction(adapter, prepared, segments, metric)
+    key = _key(prepared, segments, metric)
+    fn = table.get(key)
+    if fn is not None and fn.metric is metric:
+        table.move_to_end(key)
+        return fn
+    fn = ModelFunction(adapter, prepared, segments, metric)
+    table[key] = fn
+    while len(table) > KEEP:
+        table.popitem(last=False)
+    return fn
