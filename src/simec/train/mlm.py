@@ -233,7 +233,7 @@ def _length_batches(
     windows of 50 batches, cut into batches, shuffle the batches."""
     perm = rng.permutation(indices)
     window = 50 * size
-    batches = []
+    batches: list[np.ndarray] = []
     for w in range(0, len(perm), window):
         part = perm[w : w + window]
         part = part[np.argsort(lengths[part], kind="stable")]
