@@ -67,19 +67,12 @@ def best_ms(fn: Callable[[], Any], device: torch.device, repeats: int, warmup: i
 
 # -- models ---------------------------------------------------------------------------------
 def vit_case(device: torch.device) -> tuple[str, Any, Any]:
-    from transformers import ViTConfig, ViTForImageClassification
+    from transformers import ViTForImageClassification
+
+    from simec.train.vit import ViTTrainConfig, paper_vit_config
 
     torch.manual_seed(0)
-    cfg = ViTConfig(
-        image_size=28,
-        patch_size=2,
-        num_channels=1,
-        hidden_size=48,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        intermediate_size=192,
-        num_labels=10,
-    )
+    cfg = paper_vit_config(ViTTrainConfig(), [str(digit) for digit in range(10)])
     model = ViTForImageClassification(cfg).eval()
     adapter = simec.from_model(model, device=device)
     image = torch.rand(28, 28, generator=torch.Generator().manual_seed(0))
@@ -93,13 +86,7 @@ def bert_case(device: torch.device, tmp: Path) -> tuple[str, Any, Any]:
     (tmp / "vocab.txt").write_text("\n".join(vocab) + "\n")
     tokenizer = BertTokenizer(str(tmp / "vocab.txt"))
     torch.manual_seed(0)
-    cfg = BertConfig(
-        num_hidden_layers=12,
-        hidden_size=768,
-        num_attention_heads=12,
-        intermediate_size=3072,
-        num_labels=3,
-    )
+    cfg = BertConfig(num_labels=3)  # BertConfig's defaults are BERT-base's shape
     model = BertForSequenceClassification(cfg).eval()
     adapter = simec.from_model(model, tokenizer, device=device)
     text = " ".join(WORDS)  # 14 words + [CLS] + [SEP] = 16 tokens

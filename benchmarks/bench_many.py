@@ -92,14 +92,8 @@ def bert_adapter() -> Any:
     (tmp / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *WORDS]) + "\n")
     tokenizer = BertTokenizer(str(tmp / "vocab.txt"))
     torch.manual_seed(0)
-    cfg = BertConfig(
-        num_hidden_layers=12,
-        hidden_size=768,
-        num_attention_heads=12,
-        intermediate_size=3072,
-        num_labels=3,
-        attn_implementation="sdpa",
-    )
+    # BertConfig's defaults are BERT-base's shape
+    cfg = BertConfig(num_labels=3, attn_implementation="sdpa")
     return simec.from_model(BertForSequenceClassification(cfg).eval(), tokenizer)
 
 

@@ -19,6 +19,42 @@ VOCAB = (
 TEXT = "the cat sat on the mat."
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread (``pytestmark = pytest.mark.usefixtures("one_thread")``): tests that
+    check results, since on a busy 2-core machine two threads spin-wait for each other (10x
+    slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class LayerNormHead(nn.Module):
+    """LayerNorm + linear head on a (4, 6) input (seed 0): ||x|| can grow without bound while
+    the output stays put. ``mode="nan"``: NaN once |x| reaches ``limit``; ``"flat"``: constant
+    output beyond it (a rank-zero metric). No Python branch on x, so it can be vmapped.
+
+    The golden cases (``tests/golden``) run it: a change here must keep its outputs bit for bit.
+    """
+
+    def __init__(self, mode: str = "plain", limit: float = 3.0):
+        super().__init__()
+        torch.manual_seed(0)
+        self.norm = nn.LayerNorm(6)
+        self.head = nn.Linear(24, 3)
+        self.mode, self.limit = mode, limit
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.head(self.norm(x).reshape(-1))
+        room = self.limit - x.abs().amax()
+        if self.mode == "nan":
+            return out + 0 * torch.log(room)
+        if self.mode == "flat":
+            return out * torch.clamp(room, min=0)
+        return out
+
+
 def tiny_vit(
     *,
     num_labels: int = 3,
@@ -46,20 +82,22 @@ def tiny_vit(
     return ViTForImageClassification(config).eval()
 
 
+def tiny_bert_config(**options):
+    """The BERT shape of the text tests (2 layers, hidden 16, the VOCAB word pieces)."""
+    from transformers import BertConfig
+
+    shape = dict(num_hidden_layers=2, num_attention_heads=2, intermediate_size=32)
+    return BertConfig(
+        vocab_size=len(VOCAB), hidden_size=16, max_position_embeddings=24, **shape, **options
+    )
+
+
 def tiny_bert(*, num_labels: int = 3, attn: str = "sdpa", seed: int = 0):
-    from transformers import BertConfig, BertForSequenceClassification
+    from transformers import BertForSequenceClassification
 
     torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=len(VOCAB),
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=24,
-        num_labels=num_labels,
-        initializer_range=0.3,
-        attn_implementation=attn,
+    config = tiny_bert_config(
+        num_labels=num_labels, initializer_range=0.3, attn_implementation=attn
     )
     return BertForSequenceClassification(config).eval()
 

@@ -8,17 +8,9 @@ from torch import nn
 from simec import ExactTooLargeError, InputError, RankZeroMetricError, TorchAdapter
 from simec.explore import explore, explore_batch
 from simec.models import from_model
-from tests.conftest import tiny_bert, tiny_vit
+from tests.conftest import LayerNormHead, tiny_bert, tiny_vit
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: these tests check results, and on a busy 2-core machine two threads
-    spin-wait for each other (10x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _images(count, seed=0):
@@ -74,24 +66,6 @@ def test_batch_groups_texts_by_token_count_and_keeps_the_input_order(tokenizer):
         assert_same_run(explore(adapter, text, algorithm="simexp", steps=12, seed=i), batch[i])
 
 
-class _Head(nn.Module):
-    def __init__(self, mode="plain", limit=3.0):
-        super().__init__()
-        torch.manual_seed(0)
-        self.norm = nn.LayerNorm(6)
-        self.head = nn.Linear(24, 3)
-        self.mode, self.limit = mode, limit
-
-    def forward(self, x):
-        out = self.head(self.norm(x).reshape(-1))
-        room = self.limit - x.abs().amax()
-        if self.mode == "nan":  # NaN once |x| reaches the limit (no Python branch: vmappable)
-            return out + 0 * torch.log(room)
-        if self.mode == "flat":  # constant output beyond the limit: a rank-zero metric
-            return out * torch.clamp(room, min=0)
-        return out
-
-
 def _starts(count, scale=1.0):
     gen = torch.Generator().manual_seed(4)
     return [scale * torch.randn(4, 6, generator=gen, dtype=torch.float64) for _ in range(count)]
@@ -99,7 +73,7 @@ def _starts(count, scale=1.0):
 
 @pytest.mark.parametrize("mode", ["nan", "flat"])
 def test_walks_that_stop_early_leave_the_batch_and_match_their_separate_runs(mode):
-    adapter = TorchAdapter(_Head(mode, limit=2.6), dtype="float64")
+    adapter = TorchAdapter(LayerNormHead(mode, limit=2.6), dtype="float64")
     starts = _starts(4, scale=0.5)  # |x0| < 1.4: fine at the start, bad after some steps
     kw = dict(algorithm="simexp", steps=60, max_step=0.3, projection="none")
     batch = explore_batch(adapter, starts, seeds=[0, 1, 2, 3], **kw)
@@ -114,7 +88,7 @@ def test_walks_that_stop_early_leave_the_batch_and_match_their_separate_runs(mod
 
 
 def test_a_model_that_cannot_be_vmapped_runs_one_input_at_a_time():
-    base = _Head()
+    base = LayerNormHead()
 
     def forward(x):  # .item() inside: vmap refuses it
         return base(x) * (1.0 if float(x.abs().max()) < 100 else 0.0)
@@ -129,7 +103,7 @@ def test_a_model_that_cannot_be_vmapped_runs_one_input_at_a_time():
 
 
 def test_recover_retries_a_bad_step_with_half_the_step_size():
-    adapter = TorchAdapter(_Head("nan", limit=2.6), dtype="float64")
+    adapter = TorchAdapter(LayerNormHead("nan", limit=2.6), dtype="float64")
     x0 = _starts(1, scale=0.5)[0]
     kw = dict(algorithm="simexp", steps=60, max_step=0.3, projection="none", seed=2)
     plain = explore(adapter, x0, **kw)
@@ -152,7 +126,7 @@ def test_recover_retries_a_bad_step_with_half_the_step_size():
 
 
 def test_recover_brings_a_diverging_walk_back_inside_the_bound():
-    adapter = TorchAdapter(_Head(), dtype="float64")
+    adapter = TorchAdapter(LayerNormHead(), dtype="float64")
     x0 = _starts(1)[0]
     kw = dict(algorithm="simexp", steps=40, max_step=0.5, projection="none", seed=0)
     kw["divergence_ratio"] = 1.0
@@ -168,7 +142,7 @@ def test_recover_brings_a_diverging_walk_back_inside_the_bound():
 
 
 def test_batch_errors_are_clear():
-    adapter = TorchAdapter(_Head())
+    adapter = TorchAdapter(LayerNormHead())
     starts = [x.float() for x in _starts(2)]
     with pytest.raises(InputError, match="seeds"):
         explore_batch(adapter, starts, seeds=[1])
@@ -190,12 +164,12 @@ def test_batch_errors_are_clear():
 
 
 def test_batch_size_splits_a_group_into_batches():
-    adapter = TorchAdapter(_Head())
+    adapter = TorchAdapter(LayerNormHead())
     starts = [x.float() for x in _starts(5)]
     batch = explore_batch(adapter, starts, steps=3, batch_size=2, seeds=range(5))
     assert [r.batch["index"] for r in batch] == [0, 0, 1, 1, 2]
     assert [r.batch["size"] for r in batch] == [2, 2, 2, 2, 1]
-    assert [r.config["seed"] for r in batch] == [0, 1, 2, 3, 4]
+    assert [r.config.seed for r in batch] == [0, 1, 2, 3, 4]
 
 
 class _HostReads:
@@ -219,7 +193,7 @@ class _HostReads:
 def test_the_stepping_loop_reads_the_device_once_per_step_for_the_whole_batch(
     algorithm, monkeypatch
 ):
-    adapter = TorchAdapter(_Head())
+    adapter = TorchAdapter(LayerNormHead())
     starts = [x.float() for x in _starts(3)]
     kw = dict(algorithm=algorithm, seeds=[0, 1, 2], projection="step")
     explore_batch(adapter, starts, steps=1, **kw)  # warm-up
@@ -247,13 +221,13 @@ def test_an_allocator_failure_in_exact_becomes_the_same_clear_error(monkeypatch)
         raise RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 1 GB")
 
     monkeypatch.setattr(torch.linalg, "eigh", no_memory)
-    adapter = TorchAdapter(_Head())
+    adapter = TorchAdapter(LayerNormHead())
     with pytest.raises(ExactTooLargeError, match="lowrank"):
         explore(adapter, _starts(1)[0].float(), method="exact", steps=1)
 
 
 def test_ctrl_c_in_a_batch_returns_every_walk_so_far():
-    head = _Head()
+    head = LayerNormHead()
     calls = {"n": 0}
 
     class Interrupting(nn.Module):

@@ -2,12 +2,11 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 import simec
 from simec import ExplorationResult, InputError, RankZeroMetricError, TorchAdapter, explore
 from simec.models import from_model
-from tests.conftest import TEXT, tiny_bert, tiny_vit
+from tests.conftest import TEXT, LayerNormHead, tiny_bert, tiny_vit
 
 
 @pytest.fixture
@@ -154,17 +153,6 @@ def test_save_and_load_round_trip(vit64, image, tmp_path):
     assert back.environment["packages"]["torch"] == torch.__version__.split("+")[0] or True
 
 
-class _LayerNormHead(nn.Module):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.norm = nn.LayerNorm(6)
-        self.head = nn.Linear(24, 3)
-
-    def forward(self, x):
-        return self.head(self.norm(x).reshape(-1))
-
-
 def test_constant_model_is_a_rank_zero_error():
     adapter = TorchAdapter(lambda x: torch.zeros(3, dtype=x.dtype) * x.sum() + 1.0)
     with pytest.raises(RankZeroMetricError, match="does not depend"):
@@ -172,7 +160,7 @@ def test_constant_model_is_a_rank_zero_error():
 
 
 def test_non_finite_output_stops_with_a_reason_and_no_garbage():
-    base = _LayerNormHead().double()
+    base = LayerNormHead().double()
 
     def forward(x):
         out = base(x)
@@ -195,7 +183,7 @@ def test_non_finite_output_stops_with_a_reason_and_no_garbage():
 
 
 def test_uncapped_paper_rule_grows_the_step_and_the_cap_stops_it():
-    model = _LayerNormHead().double()
+    model = LayerNormHead().double()
     x0 = torch.randn(4, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     adapter = TorchAdapter(model, dtype="float64")
     paper = explore(adapter, x0, algorithm="simexp", steps=60, max_step=None, projection="none")
@@ -206,7 +194,7 @@ def test_uncapped_paper_rule_grows_the_step_and_the_cap_stops_it():
 
 
 def test_ctrl_c_returns_the_work_done_so_far():
-    model = _LayerNormHead().double()
+    model = LayerNormHead().double()
     calls = {"n": 0}
 
     def forward(x):

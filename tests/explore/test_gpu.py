@@ -10,8 +10,8 @@ from simec import TorchAdapter
 from simec.cli import main
 from simec.explore import explore, explore_batch
 from simec.models import from_model
-from tests.conftest import tiny_vit
-from tests.explore.test_batch import _Head, _starts, assert_same_run
+from tests.conftest import LayerNormHead, tiny_vit
+from tests.explore.test_batch import _starts, assert_same_run
 
 pytestmark = [
     pytest.mark.gpu,
@@ -65,7 +65,7 @@ def _syncs_per_step(adapter, starts):
 
 def test_host_syncs_per_step_do_not_grow_with_the_batch():
     starts = [x.float() for x in _starts(4)]
-    adapter = TorchAdapter(_Head(), device="cuda")
+    adapter = TorchAdapter(LayerNormHead(), device="cuda")
     one = _syncs_per_step(adapter, starts[:1])
     four = _syncs_per_step(adapter, starts)
     assert four == one, (one, four)

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+
+from tests.conftest import LayerNormHead
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
@@ -47,23 +48,6 @@ def images(count: int, size: int = 8, seed: int = 0) -> list[np.ndarray]:
     return [rng.uniform(0.05, 0.95, size=(size, size)).astype(np.float32) for _ in range(count)]
 
 
-class Head(nn.Module):
-    """LayerNorm + linear head on a (4, 6) input; NaN once |x| reaches ``limit`` ("nan")."""
-
-    def __init__(self, mode: str = "plain", limit: float = 3.0) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.norm = nn.LayerNorm(6)
-        self.head = nn.Linear(24, 3)
-        self.mode, self.limit = mode, limit
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.head(self.norm(x).reshape(-1))
-        if self.mode == "nan":
-            return out + 0 * torch.log(self.limit - x.abs().amax())
-        return out
-
-
 def head_start(scale: float = 1.0) -> torch.Tensor:
     gen = torch.Generator().manual_seed(4)
     return scale * torch.randn(4, 6, generator=gen, dtype=torch.float64)
@@ -84,7 +68,7 @@ def bert_adapter(dtype: str = "float64") -> Any:
 def head_adapter(mode: str = "plain") -> Any:
     from simec import TorchAdapter
 
-    return TorchAdapter(Head(mode, limit=2.6 if mode == "nan" else 3.0), dtype="float64")
+    return TorchAdapter(LayerNormHead(mode, limit=2.6 if mode == "nan" else 3.0), dtype="float64")
 
 
 @dataclass(frozen=True)
@@ -110,6 +94,14 @@ def _batch(adapter_fn: Callable[[], Any], raws: list[Any], **options: Any) -> Ca
         return explore_batch(adapter_fn(), raws, **options)
 
     return run
+
+
+def _head(*, nan: bool, **options: Any) -> Callable[[], list[Any]]:
+    """A SiMExp walk of the LayerNorm head, unprojected so that it can run away: the "nan"
+    head (from a start of half the scale) turns NaN before |x| reaches 3."""
+    adapter_fn = (lambda: head_adapter("nan")) if nan else head_adapter
+    start = head_start(0.5 if nan else 1.0)
+    return _explore(adapter_fn, start, algorithm="simexp", projection="none", **options)
 
 
 TEXT = "the cat sat on the mat."
@@ -210,45 +202,14 @@ CASES: list[Case] = [
     Case(
         "head_recover_nan",
         "float64",
-        _explore(
-            lambda: head_adapter("nan"),
-            head_start(0.5),
-            algorithm="simexp",
-            steps=60,
-            max_step=0.3,
-            projection="none",
-            seed=2,
-            recover=4,
-        ),
+        _head(nan=True, steps=60, max_step=0.3, seed=2, recover=4),
     ),
     Case(
         "head_recover_diverged",
         "float64",
-        _explore(
-            head_adapter,
-            head_start(),
-            algorithm="simexp",
-            steps=40,
-            max_step=0.5,
-            projection="none",
-            seed=0,
-            divergence_ratio=1.0,
-            recover=6,
-        ),
+        _head(nan=False, steps=40, max_step=0.5, seed=0, divergence_ratio=1.0, recover=6),
     ),
-    Case(
-        "head_stop_nan",
-        "float64",
-        _explore(
-            lambda: head_adapter("nan"),
-            head_start(0.5),
-            algorithm="simexp",
-            steps=60,
-            max_step=0.3,
-            projection="none",
-            seed=2,
-        ),
-    ),
+    Case("head_stop_nan", "float64", _head(nan=True, steps=60, max_step=0.3, seed=2)),
 ]
 
 

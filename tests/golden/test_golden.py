@@ -14,13 +14,7 @@ from safetensors.torch import load_file
 
 from tests.golden.cases import CASES, DATA, LIST_FIELDS, dataset_run, freeze
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def compare(name: str, results: list, dtype: str) -> None:

@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import torch
 
 from tests.conftest import write_idx
 
@@ -17,10 +16,5 @@ def idx_data(tmp_path):
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: these tests check results, and on a busy 2-core machine two threads
-    spin-wait for each other (10x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _single_thread(one_thread):
+    """Every test of a run on one torch thread (see ``tests.conftest.one_thread``)."""

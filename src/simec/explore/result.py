@@ -12,11 +12,26 @@ import torch
 from safetensors.torch import load_file, save
 
 from .._io import atomic_write_bytes, atomic_write_json
+from .config import ExploreConfig
 
 __all__ = ["ExplorationResult"]
 
 SUMMARY = "summary.json"
 TRAJECTORY = "trajectory.safetensors"
+#: fields stored in summary.json as they are, under their own names
+JSON_FIELDS = (
+    "lambda_max",
+    "step_sizes",
+    "ranks",
+    "drift",
+    "stop_reason",
+    "elapsed_seconds",
+    "segment_names",
+    "explored_segments",
+    "labels",
+)
+#: the same, added later: a summary.json without them loads with the field's default
+LATER_JSON_FIELDS = ("uncorrected_drift", "model", "environment", "recoveries", "batch")
 
 
 @dataclass
@@ -33,9 +48,11 @@ class ExplorationResult:
     time). ``trajectory`` (m, segments, width) holds the stored
     points p_k for k in ``trajectory_steps`` (every ``record_every``-th and the last), projected
     when projection is "end"/"step"; ``trajectory_probabilities`` are the model's outputs on them.
+    ``config``: the run's settings (saved as a dict in summary.json, loaded back by
+    ``ExploreConfig.from_dict``).
     """
 
-    config: dict[str, Any]
+    config: ExploreConfig
     probabilities: torch.Tensor
     lambda_max: list[float]
     step_sizes: list[float]
@@ -71,7 +88,7 @@ class ExplorationResult:
     def summary(self) -> dict[str, Any]:
         """The JSON-able part (everything but the trajectory tensor)."""
         return {
-            "config": self.config,
+            "config": self.config.to_dict(),
             "stop_reason": self.stop_reason,
             "steps_completed": self.steps_completed,
             "elapsed_seconds": self.elapsed_seconds,
@@ -113,24 +130,28 @@ class ExplorationResult:
         summary = json.loads((out / SUMMARY).read_text())
         tensors = load_file(str(out / TRAJECTORY))
         return cls(
-            config=summary["config"],
+            config=ExploreConfig.from_dict(summary["config"]),
             probabilities=tensors["probabilities"],
-            lambda_max=summary["lambda_max"],
-            step_sizes=summary["step_sizes"],
-            ranks=summary["ranks"],
-            drift=summary["drift"],
             trajectory=tensors["trajectory"],
             trajectory_steps=tensors["trajectory_steps"].tolist(),
             trajectory_probabilities=torch.tensor(summary["trajectory_probabilities"]),
-            stop_reason=summary["stop_reason"],
-            elapsed_seconds=summary["elapsed_seconds"],
-            segment_names=summary["segment_names"],
-            explored_segments=summary["explored_segments"],
-            labels=summary["labels"],
-            uncorrected_drift=summary.get("uncorrected_drift", []),
             input_description=summary.get("input", ""),
-            model=summary.get("model", {}),
-            environment=summary.get("environment", {}),
-            recoveries=summary.get("recoveries", []),
-            batch=summary.get("batch", {}),
+            **{name: summary[name] for name in JSON_FIELDS},
+            **{name: summary[name] for name in LATER_JSON_FIELDS if name in summary},
         )
+
+    def _repr_html_(self) -> str:
+        """A compact view in Jupyter: the facts of the run and p(i*) along the walk."""
+        from ..report.viewer_repr import compact_html
+
+        return compact_html(self)
+
+    def view(self, path: str | os.PathLike, **options: Any) -> Path:
+        """Write the interactive viewer of this run (as ``simec view``) to ``path``.
+
+        ``options`` go to ``simec.report.viewer.write_viewer`` (``adapter=`` or ``model=`` to
+        decode the stored points when the run does not record its model directory).
+        """
+        from ..report.viewer import write_viewer
+
+        return write_viewer(self, path, **options)

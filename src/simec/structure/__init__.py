@@ -1,21 +1,4 @@
 """Embedding-space structure: Jacobian spectra, directional Lipschitz constants, matching."""
 
-from .core import (
-    JacobianSpectrum,
-    LipschitzResult,
-    MatchResult,
-    directional_lipschitz,
-    jacobian_spectrum,
-    match_embedding,
-    vision_embedding_fn,
-)
-
-__all__ = [
-    "JacobianSpectrum",
-    "LipschitzResult",
-    "MatchResult",
-    "directional_lipschitz",
-    "jacobian_spectrum",
-    "match_embedding",
-    "vision_embedding_fn",
-]
+from .core import *  # noqa: F403  (the public names are listed once, in core.__all__)
+from .core import __all__  # noqa: F401
