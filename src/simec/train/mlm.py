@@ -16,6 +16,10 @@ embedding matrix return the text itself (the old head on a frozen sentence encod
 ``reconstruction_fraction`` sample of the others (the 30,522-word decoder costs as much as the
 encoder per token).
 
+The loop is this trainer's own (not ``train.fit``): it batches texts of similar length together
+(much less padding, about 2x faster on tweets) and counts fractional epochs; the save is the
+shared atomic ``train.save.save_model``.
+
 Held out: a seeded fraction of the texts; the card reports masked top-1/top-5 at [MASK]ed
 positions and top-1/top-5 of unmasked tokens given back. Only the texts given are used (the
 Davidson tweets by default); keep evaluation posts (HateXplain) out of ``data``.
@@ -25,7 +29,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +37,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._io import atomic_write_bytes, atomic_write_json, environment
 from ..errors import InputError
 from ..models.cache import cache_dir
+from .save import save_model, training_log
 
 __all__ = ["MLMTrainConfig", "mask_tokens", "train_mlm"]
 
@@ -61,7 +65,7 @@ class MLMTrainConfig:
     reconstruction_fraction: float = field(
         default=0.25, metadata={"help": "fraction of unchosen pieces the give-back loss samples"}
     )
-    epochs: float = field(default=2.0, metadata={"help": "passes over the training texts"})
+    epochs: float = field(default=1.2, metadata={"help": "passes over the training texts"})
     batch_size: int = field(default=32, metadata={"help": "texts per batch"})
     lr: float = field(default=1e-4, metadata={"help": "AdamW learning rate of the encoder layers"})
     head_lr: float = field(
@@ -345,16 +349,14 @@ def train_mlm(cfg: MLMTrainConfig, *, progress: bool = True) -> dict[str, Any]:
     for p in model.parameters():
         p.requires_grad_(True)
     model.eval()
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    atomic_write_json(
-        out / "split.json",
-        {"source": cfg.data, "seed": cfg.seed, "held_out_text_indices": test_idx.tolist()},
-    )
-    log = {"config": asdict(cfg), "encoder": str(encoder), "history": history, "metrics": metrics}
-    atomic_write_json(out / "training_log.json", {**log, "environment": environment()})
-    atomic_write_bytes(out / "README.md", _card(cfg, encoder, metrics).encode())
+    split = {"source": cfg.data, "seed": cfg.seed, "held_out_text_indices": test_idx.tolist()}
+    log = training_log(cfg, history, encoder=str(encoder), metrics=metrics)
+    files = {
+        "split.json": split,
+        "training_log.json": log,
+        "README.md": _card(cfg, encoder, metrics),
+    }
+    save_model(out, model, tokenizer, files=files)
     return metrics
 
 
