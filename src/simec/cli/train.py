@@ -1,9 +1,10 @@
-"""``simec train vit|text-classifier|mlm-head``: train the models simec explores."""
+"""``simec train vit|text-classifier|mlm|mlm-head``: train the models simec explores."""
 
 from __future__ import annotations
 
 import argparse
 
+from ..train.mlm import MLMTrainConfig
 from ..train.text import MLMHeadTrainConfig, TextClassifierTrainConfig
 from ..train.vit import ViTTrainConfig
 from .options import add_config_command, add_dataclass_arguments, dataclass_from_args
@@ -79,6 +80,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Saves a BertForMaskedLM to --out, default the cache (minilm-mlm).",
         include=MLM_FIELDS,
     )
+    add_config_command(
+        kinds,
+        "mlm",
+        MLMTrainConfig,
+        run_mlm,
+        help="a masked LM that gives text back and shares the classifier's input space",
+        description="Train BertForMaskedLM from the encoder with its embeddings module frozen "
+        "(the classifier's explored space): encoder layers and MLM head trained on masked-LM "
+        "plus give-back loss; report held-out [MASK] top-1/top-5 and unmasked tokens given back. "
+        "Saves to --out, default the cache (minilm-mlm-full).",
+    )
 
 
 def run_vit(args: argparse.Namespace) -> int:
@@ -99,6 +111,18 @@ def run_text_classifier(args: argparse.Namespace) -> int:
     m = train_text_classifier(cfg, progress=not args.quiet)
     h = m["held_out"]
     print(f"held-out accuracy {100 * h['accuracy']:.2f}%, macro-F1 {h['macro_f1']:.3f}")
+    print(f"model card: {m['out']}/README.md")
+    return 0
+
+
+def run_mlm(args: argparse.Namespace) -> int:
+    from ..train.mlm import train_mlm
+
+    m = train_mlm(dataclass_from_args(MLMTrainConfig, args), progress=not args.quiet)
+    print(
+        f"held out: [MASK] top-1 {100 * m['masked_top1']:.1f}%, unmasked tokens given back "
+        f"top-1 {100 * m['reconstruction_top1']:.1f}%"
+    )
     print(f"model card: {m['out']}/README.md")
     return 0
 

@@ -18,6 +18,7 @@ __all__ = ["CACHED_MODELS", "cache_dir", "resolve_model_path"]
 CACHED_MODELS = {
     "minilm-hate": "simec train text-classifier --data PATH/TO/davidson/labeled_data.csv",
     "minilm-mlm": "simec train mlm-head --data PATH/TO/davidson/labeled_data.csv",
+    "minilm-mlm-full": "simec train mlm --data PATH/TO/davidson/labeled_data.csv",
 }
 
 
