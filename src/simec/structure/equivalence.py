@@ -236,15 +236,15 @@ def minimise_energy(
         tolerance_change=0.0,
         line_search_fn="strong_wolfe",
     )
-    best = [math.inf, start.detach().clone()]
+    best: dict[str, Any] = {"energy": math.inf, "curve": start.detach().clone()}
 
     def closure() -> Tensor:
         opt.zero_grad()
         curve = torch.cat([ends[:1], inner, ends[1:]])
         energy = _energy_terms(name, fn(curve)).sum()
         value = float(energy.detach())
-        if math.isfinite(value) and value < best[0]:
-            best[0], best[1] = value, curve.detach().clone()
+        if math.isfinite(value) and value < best["energy"]:
+            best["energy"], best["curve"] = value, curve.detach().clone()
         if math.isfinite(value):
             energy.backward()
         return energy
@@ -253,7 +253,7 @@ def minimise_energy(
         opt.step(closure)
     except RuntimeError:  # a non-finite line search: keep the best curve seen
         pass
-    return best[1]
+    return best["curve"]
 
 
 def shortest_curve(
