@@ -46,20 +46,22 @@ def tiny_vit(
     return ViTForImageClassification(config).eval()
 
 
+def tiny_bert_config(**options):
+    """The BERT shape of the text tests (2 layers, hidden 16, the VOCAB word pieces)."""
+    from transformers import BertConfig
+
+    shape = dict(num_hidden_layers=2, num_attention_heads=2, intermediate_size=32)
+    return BertConfig(
+        vocab_size=len(VOCAB), hidden_size=16, max_position_embeddings=24, **shape, **options
+    )
+
+
 def tiny_bert(*, num_labels: int = 3, attn: str = "sdpa", seed: int = 0):
-    from transformers import BertConfig, BertForSequenceClassification
+    from transformers import BertForSequenceClassification
 
     torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=len(VOCAB),
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=24,
-        num_labels=num_labels,
-        initializer_range=0.3,
-        attn_implementation=attn,
+    config = tiny_bert_config(
+        num_labels=num_labels, initializer_range=0.3, attn_implementation=attn
     )
     return BertForSequenceClassification(config).eval()
 

@@ -23,6 +23,25 @@ def test_demo_runs_end_to_end_on_the_shipped_model(tmp_path, capsys):
     summary = json.loads((out / "simec" / "summary.json").read_text())
     assert summary["steps_completed"] == 12
     assert "report written to" in capsys.readouterr().out
+    # the text describes the shipped model: 4 layers, MNIST, 197 tokens of 48, patch 2 x 2 x 1
+    assert "A 4-layer ViT trained on MNIST (shipped with simec)" in html
+    assert "197 x 48 input embeddings" in html and "4 of 48 dimensions per patch" in html
+
+
+def test_demo_text_describes_the_model_it_runs(mnist_vit_dir, tmp_path):
+    """--model elsewhere: no word of the shipped model's size or data in the report."""
+    from simec.demo import run_demo
+
+    out = tmp_path / "demo"
+    run_demo(out, steps=2, model=mnist_vit_dir, frames=2, progress=False)
+    html = (out / "report.html").read_text()
+    config = json.loads((mnist_vit_dir / "config.json").read_text())
+    hidden, layers = config["hidden_size"], config["num_hidden_layers"]
+    tokens = (28 // 7) ** 2 + 1
+    assert f"A {layers}-layer ViT ({mnist_vit_dir}) looks at one MNIST digit" in html
+    assert f"{tokens} x {hidden} input embeddings" in html
+    assert f"{min(7 * 7, hidden)} of {hidden} dimensions per patch" in html
+    assert "197 x 48" not in html and "trained on MNIST" not in html and "4 of 48" not in html
 
 
 def test_shipped_model_and_digit_are_usable():

@@ -148,3 +148,75 @@ def test_spearman_against_hand_worked_values():
     # ties get average ranks: ranks (0.5, 0.5, 2) vs (0, 1, 2) -> r = 0.866...
     assert abs(spearman(np.array([1, 1, 2]), np.array([1, 2, 3])) - math.sqrt(3) / 2) < 1e-12
     assert math.isnan(spearman(np.array([1, 1, 1]), np.array([1, 2, 3])))
+
+
+def test_committed_rows_load_as_dataclasses_and_reproduce_their_tables():
+    """The rows under results/ (written before rows were dataclasses) still resume: they load
+    as the row dataclasses and summarize to the committed table.md and aggregate."""
+    from pathlib import Path
+
+    from simec.experiments.rows import load_rows
+    from simec.experiments.text_exploration import PostRow, TextExplorationConfig
+    from simec.experiments.text_exploration import summarize as summarize_text
+    from simec.experiments.vit_exploration import ImageRow, VitExplorationConfig
+    from simec.experiments.vit_exploration import summarize as summarize_vit
+
+    results = Path(__file__).resolve().parents[1] / "results"
+    cases = [
+        ("vit-exploration-mnist", ImageRow, VitExplorationConfig, summarize_vit),
+        ("vit-exploration-mnist-uncapped", ImageRow, VitExplorationConfig, summarize_vit),
+        ("text-exploration", PostRow, TextExplorationConfig, summarize_text),
+    ]
+    for name, row_type, config_type, summarize in cases:
+        folder = results / name
+        rows = load_rows(folder / "rows", row_type)
+        assert rows and all(isinstance(r, row_type) for r in rows), name
+        cfg = config_type(**json.loads((folder / "config.json").read_text())["config"])
+        table, agg = summarize(rows, cfg)
+        assert table == (folder / "table.md").read_text(), name
+        assert agg == json.loads((folder / "results.json").read_text())["aggregate"], name
+
+
+def test_rows_round_trip_and_bad_rows_are_clear_errors(tmp_path):
+    import pytest
+
+    from simec.errors import InputError
+    from simec.experiments.rows import load_row, save_row
+    from simec.experiments.text_exploration import FinalPrompt, PromptSeries, TextWalk
+
+    walk = TextWalk(
+        seconds=1.5,
+        decode_seconds=0.25,
+        steps=2,
+        stop_reason="completed",
+        p_original_embedding_end=0.75,
+        class_embedding_end="offensive",
+        prompts=3,
+        changed=1,
+        kept=2,
+        distinct_prompts=2,
+        prompts_equal_to_original=1,
+        final_prompts=[FinalPrompt("a b", "normal", 0.25)],
+        nearest_token_end="a b",
+        nearest_tokens_changed_end=1,
+        embedding_mismatch=0.0,
+        series=PromptSeries([0, 1, 2], [0.9, 0.8, 0.25], [0, 0, 1]),
+        p_original_embedding=[0.9, 0.8, 0.75],
+    )
+    path = tmp_path / "walk.json"
+    save_row(path, walk)
+    back = load_row(path, TextWalk)
+    assert back == walk
+    assert isinstance(back.final_prompts[0], FinalPrompt)
+    assert isinstance(back.series, PromptSeries)
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({**data, "extra": 1}))
+    with pytest.raises(InputError, match=r"TextWalk has no fields \['extra'\]"):
+        load_row(path, TextWalk)
+    del data["steps"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputError, match="not a TextWalk"):
+        load_row(path, TextWalk)
+    path.write_text("{")
+    with pytest.raises(InputError, match="cannot read the row"):
+        load_row(path, TextWalk)

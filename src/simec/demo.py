@@ -7,6 +7,7 @@ both walks, gathered in ``report.html`` with its PNG figures.
 
 from __future__ import annotations
 
+import json
 import time
 from importlib import resources
 from pathlib import Path
@@ -19,6 +20,7 @@ from .errors import InputError
 from .explore import explore
 from .interpret import ViTDecoder, segment_importance
 from .models import load_adapter
+from .models.cache import resolve_model_path
 from .models.hf_vision import HFImageClassifierAdapter
 from .report import plots
 from .report.html import Report
@@ -39,6 +41,29 @@ def sample_digit() -> np.ndarray:
     return np.load(Path(str(resources.files("simec") / "assets" / "sample_digit.npy")))
 
 
+_DATASETS = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "digits": "scikit-learn digits"}
+
+
+def describe_model(adapter: HFImageClassifierAdapter, model_dir: Path) -> str:
+    """``"a 4-layer ViT trained on MNIST"``, from the model itself: its class, its number of
+    layers, and the data set recorded by ``simec train vit`` (if any)."""
+    name = type(adapter.model).__name__.removesuffix("ForImageClassification")
+    layers = getattr(adapter.model.config, "num_hidden_layers", None)
+    text = f"a {layers}-layer {name}" if isinstance(layers, int) else f"a {name}"
+    try:
+        log = json.loads((model_dir / "training_log.json").read_text())
+        dataset = log["config"]["dataset"]
+        text += f" trained on {_DATASETS.get(dataset, dataset)}"
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return text
+
+
+def _origin(model_dir: Path) -> str:
+    shipped = Path(str(resources.files("simec") / "assets")).resolve()
+    return "shipped with simec" if model_dir.resolve().parent == shipped else str(model_dir)
+
+
 def run_demo(
     out_dir: str | Path,
     *,
@@ -54,15 +79,17 @@ def run_demo(
     t_start = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    adapter = load_adapter(model or shipped_model(), device=device)
-    if not isinstance(adapter, HFImageClassifierAdapter):
-        raise InputError("the demo needs an image classifier")
+    model_dir = resolve_model_path(model) if model else shipped_model()
+    adapter = load_adapter(model_dir, device=device)
+    if not isinstance(adapter, HFImageClassifierAdapter) or not adapter.patch_size:
+        raise InputError("the demo needs a patch-based image classifier (ViT family)")
     raw = sample_digit() if image is None else image  # paths are read by the adapter
     original = adapter.image(raw)
-    grid = (
-        adapter.image_size[0] // adapter.patch_size,
-        adapter.image_size[1] // adapter.patch_size,
-    )
+    tokens, width = adapter.prepare(raw).embeddings.shape
+    # the patch projection maps p x p x channels pixels to `width` dimensions: its range
+    surviving_dims = min(adapter.patch_size**2 * adapter.num_channels, width)
+    what = "one MNIST digit" if image is None else "one image"
+    grid = adapter.patch_grid
 
     importance = segment_importance(adapter, raw)
     labels = importance.labels
@@ -78,13 +105,7 @@ def run_demo(
     )
     plots.save_figure(fig, out / "importance_overlay.png")
 
-    pixel_adapter = HFImageClassifierAdapter(
-        adapter.model,
-        space="pixels",
-        image_mean=adapter._mean.tolist(),
-        image_std=adapter._std.tolist(),
-        device=device,
-    )
+    pixel_adapter = adapter.with_space("pixels")
     decoders = {"embeddings": ViTDecoder(adapter), "pixels": ViTDecoder(pixel_adapter)}
     record_every = max(1, steps // frames)
     runs = {}
@@ -121,11 +142,13 @@ def run_demo(
     )
     plots.save_figure(fig, out / "probability.png")
 
-    report = Report("simec demo: how a ViT sees an MNIST digit")
+    description = describe_model(adapter, model_dir)
+    report = Report(f"simec demo: how {description} sees {what}")
     report.paragraph(
-        "A 4-layer ViT trained on MNIST (shipped with simec) looks at one digit. simec pulls the "
-        "metric of the class probabilities back onto the 197 x 48 input embeddings and walks "
-        "inside the digit's equivalence class (SiMEC) and across classes (SiMExp)."
+        f"{description[0].upper()}{description[1:]} ({_origin(model_dir)}) looks at {what}. "
+        "simec pulls the metric of "
+        f"the class probabilities back onto the {tokens} x {width} input embeddings and walks "
+        "inside the input's equivalence class (SiMEC) and across classes (SiMExp)."
     )
     report.heading("Input and patch importance (Algorithm 3)")
     report.image("input.png", "input digit")
@@ -179,8 +202,9 @@ def run_demo(
         "SiMEC keeps the probability (it moves along null directions of the pullback metric); "
         "SiMExp changes it. Decoding removes position embeddings and CLS, inverts the patch "
         "projection by its pseudo-inverse and caps pixels to [0, 1]; only the part of each "
-        "embedding-space step inside the range of the patch projection (4 of 48 dimensions per "
-        "patch) survives (the fraction above). Exploring the pixels directly loses nothing: "
+        "embedding-space step inside the range of the patch projection "
+        f"({surviving_dims} of {width} dimensions per patch) survives (the fraction above). "
+        "Exploring the pixels directly loses nothing: "
         "the patch embedding is linear, so every point of that walk is an image.",
         note=True,
     )
@@ -190,6 +214,7 @@ def run_demo(
         "seed": seed,
         "device": device,
         "model": str(model or "shipped vit-mnist"),
+        "model_description": description,
         "elapsed_seconds": elapsed,
     }
     report.details(

@@ -195,7 +195,7 @@ def test_batch_size_splits_a_group_into_batches():
     batch = explore_batch(adapter, starts, steps=3, batch_size=2, seeds=range(5))
     assert [r.batch["index"] for r in batch] == [0, 0, 1, 1, 2]
     assert [r.batch["size"] for r in batch] == [2, 2, 2, 2, 1]
-    assert [r.config["seed"] for r in batch] == [0, 1, 2, 3, 4]
+    assert [r.config.seed for r in batch] == [0, 1, 2, 3, 4]
 
 
 class _HostReads:

@@ -52,3 +52,36 @@ def test_rejects_non_vector_outputs_and_bad_chunks(linear_model):
         jacobian(lambda x: x * 2, x0)
     with pytest.raises(InputError, match="chunk_size"):
         jacobian(model, x0, chunk_size=0)
+
+
+@pytest.mark.parametrize(
+    ("value", "parsed"),
+    [
+        ("1", True),
+        (" ON ", True),
+        ("yes", True),
+        ("0", False),
+        ("off", False),
+        ("", None),
+        ("x", None),
+    ],
+)
+def test_simec_compile_is_read_in_one_place_by_jacobian_and_the_config(monkeypatch, value, parsed):
+    import sys
+
+    from simec.explore.config import ExploreConfig
+    from simec.geometry.jacobian import compile_from_environment
+
+    monkeypatch.setenv("SIMEC_COMPILE", value)
+    assert compile_from_environment() is parsed
+    # the explore config: the environment decides unless the run is long (auto)
+    assert ExploreConfig(steps=1).use_compile() is bool(parsed)
+    assert ExploreConfig(steps=10**6).use_compile() is (parsed is not False)
+    # jacobian(compile=None): compiled only when the variable enables it
+    tried = []
+    jac_module = sys.modules["simec.geometry.jacobian"]  # the package exports a function
+    monkeypatch.setattr(jac_module, "_compiled_jacobian", lambda *a: tried.append(1))
+    x = torch.tensor([0.5, -1.5], dtype=torch.float64)
+    y, j = jacobian(lambda z: torch.stack([z[0] * z[1], z[0] ** 2]), x)
+    torch.testing.assert_close(j, torch.tensor([[-1.5, 0.5], [1.0, 0.0]], dtype=torch.float64))
+    assert len(tried) == (1 if parsed else 0)

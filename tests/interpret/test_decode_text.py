@@ -9,23 +9,14 @@ from simec.errors import InputError
 from simec.interpret.decode_text import MLMDecoder, NearestTokenDecoder, alternative_prompts
 from simec.models import HFSequenceClassifierAdapter
 from simec.models.hf_text import HFMaskedLMAdapter
-from tests.conftest import TEXT, VOCAB
+from tests.conftest import TEXT, VOCAB, tiny_bert_config
 
 
 def tiny_mlm(*, seed: int = 0):
-    from transformers import BertConfig, BertForMaskedLM
+    from transformers import BertForMaskedLM
 
     torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=len(VOCAB),
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=24,
-        initializer_range=0.3,
-        attn_implementation="sdpa",
-    )
+    config = tiny_bert_config(initializer_range=0.3, attn_implementation="sdpa")
     return BertForMaskedLM(config).eval()
 
 

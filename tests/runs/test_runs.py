@@ -40,7 +40,7 @@ def assert_complete(out, entries, steps):
         assert entry["status"] == "completed", entry
         result = ExplorationResult.load(Path(out) / entry["result"])
         assert result.steps_completed == steps
-        assert result.config["seed"] == entry["seed"]
+        assert result.config.seed == entry["seed"]
 
 
 def test_dataset_run_writes_a_folder_per_input_and_matches_explore(vit_dir, idx_data, tmp_path):

@@ -121,3 +121,28 @@ def test_match_on_one_class_data_is_an_error_not_an_endless_loop(mnist_vit_dir, 
     argv = ["structure", "match", "--model", str(mnist_vit_dir), "--data", str(root)]
     assert main([*argv, "--count", "1", "--out", str(tmp_path / "m")]) != 0
     assert "at least two classes" in capsys.readouterr().err
+
+
+def test_each_analysis_is_a_function_of_its_own_config(mnist_vit_dir, fake_mnist, tmp_path):
+    import dataclasses
+    import json
+
+    from simec.structure.run import MatchConfig, SpectrumConfig, structure_spectrum
+
+    cfg = SpectrumConfig(
+        model=str(mnist_vit_dir), data=str(fake_mnist), out=str(tmp_path / "s"), count=2, seed=3
+    )
+    summary = structure_spectrum(cfg)
+    saved = json.loads((tmp_path / "s" / "spectrum.json").read_text())
+    assert saved["summary"] == json.loads(json.dumps(summary))
+    assert len(saved["rows"]) == 2 and (tmp_path / "s" / "spectrum.png").is_file()
+    # spectrum.json records the same settings as before the analyses were split
+    assert list(saved["config"]) == [
+        *("command", "model", "data", "dataset", "count", "kind", "seed", "tolerance"),
+        *("max_steps", "epsilons", "directions", "ascent_steps", "device", "model_info"),
+        "image_fit",
+    ]
+    assert saved["config"]["seed"] == 3 and saved["config"]["tolerance"] == MatchConfig.tolerance
+    assert not hasattr(cfg, "tolerance")  # match's settings are not spectrum's options
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.count = 5  # type: ignore[misc]

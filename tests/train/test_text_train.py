@@ -21,21 +21,13 @@ SENTENCES = {
 
 @pytest.fixture
 def encoder_dir(tmp_path):
-    from transformers import BertConfig, BertModel
+    from transformers import BertModel
 
-    from tests.conftest import VOCAB
+    from tests.conftest import tiny_bert_config
 
     torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(VOCAB),
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=24,
-    )
     path = tmp_path / "encoder"
-    BertModel(config).save_pretrained(path)
+    BertModel(tiny_bert_config()).save_pretrained(path)
     make_tokenizer(tmp_path).save_pretrained(path)
     return path
 
@@ -111,3 +103,42 @@ def test_training_without_data_says_where_it_comes_from(encoder_dir, tmp_path, c
     argv = ["train", "text-classifier", "--data", str(tmp_path / "nowhere.csv")]
     assert main(argv + ["--encoder", str(encoder_dir), "--quiet"]) != 0
     assert "davidson" in capsys.readouterr().err.lower()
+
+
+def test_no_data_path_is_a_clear_error_before_training(encoder_dir, tmp_path):
+    from simec.errors import InputError
+    from simec.experiments.text_exploration import TextExplorationConfig, run_text_exploration
+    from simec.train.text import (
+        MLMHeadTrainConfig,
+        TextClassifierTrainConfig,
+        train_mlm_head,
+        train_text_classifier,
+    )
+
+    out = tmp_path / "never"
+    with pytest.raises(InputError, match="no training data given: pass --data"):
+        train_text_classifier(TextClassifierTrainConfig(encoder=str(encoder_dir), out=str(out)))
+    with pytest.raises(InputError, match="no training data given: pass --data"):
+        train_mlm_head(MLMHeadTrainConfig(encoder=str(encoder_dir), out=str(out)))
+    with pytest.raises(InputError, match="pass --data FILE.jsonl"):
+        run_text_exploration(TextExplorationConfig(out=str(out)), progress=False)
+    assert not out.exists()
+
+
+def test_library_defaults_do_not_point_into_the_development_checkout():
+    from dataclasses import fields
+
+    from simec.experiments.text_exploration import TextExplorationConfig
+    from simec.experiments.vit_exploration import VitExplorationConfig
+    from simec.train import ViTTrainConfig
+    from simec.train.text import MLMHeadTrainConfig, TextClassifierTrainConfig
+
+    for cls in (
+        TextClassifierTrainConfig,
+        MLMHeadTrainConfig,
+        TextExplorationConfig,
+        VitExplorationConfig,
+        ViTTrainConfig,
+    ):
+        for f in fields(cls):
+            assert "shared/" not in str(f.default), (cls.__name__, f.name)

@@ -23,7 +23,7 @@ _IDX_TYPES: dict[int, np.dtype] = {
 }
 
 WHERE_FROM = {
-    "mnist": "the MNIST test split lives in ../shared/data/mnist (t10k-*-ubyte.gz)",
+    "mnist": "pass the folder of the MNIST IDX files (t10k-*-ubyte.gz), e.g. ../shared/data/mnist",
     "fashion-mnist": "install it with `apt-get install dataset-fashion-mnist`: the files land in "
     "/usr/share/datasets/fashion-mnist/",
 }

@@ -15,9 +15,9 @@ import csv
 import io
 import json
 import math
-import statistics
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +28,61 @@ from .._io import atomic_write_bytes, atomic_write_json, environment
 from ..errors import InputError
 from ..explainers import explain, explainer_names
 from ..models.base import ModelAdapter
+from ..stats import mean_std
 from .faithfulness import FAITHFULNESS, aopc_comprehensiveness, aopc_sufficiency
 from .plausibility import METRICS
 
-__all__ = ["PAPER_COSINE", "load_hatexplain", "run_plausibility", "word_scores"]
+__all__ = [
+    "PAPER_COSINE",
+    "PlausibilityConfig",
+    "load_hatexplain",
+    "run_plausibility",
+    "word_scores",
+]
 
 LABELS = {0: "hatespeech", 1: "normal", 2: "offensive"}
 #: the SiMEC paper's cosine similarities on HateXplain (mean, std)
 PAPER_COSINE = {"simec": (0.707, 0.302), "relevancy": (0.70, 0.315), "rollout": (0.583, 0.318)}
+
+
+@dataclass(frozen=True)
+class PlausibilityConfig:
+    """``simec evaluate plausibility``: the classifier, the HateXplain posts, the explainers."""
+
+    model: str = field(metadata={"help": "a sequence classifier", "metavar": "DIR"})
+    data: str = field(
+        metadata={
+            "help": "HateXplain JSONL (e.g. ../shared/data/hatexplain/validation.jsonl)",
+            "metavar": "FILE.jsonl",
+        }
+    )
+    out: str = field(metadata={"metavar": "DIR"})
+    explainers: tuple[str, ...] = field(
+        default=("simec", "rollout", "relevancy", "grad_x_input", "random"),
+        metadata={"help": "explainers to score", "choices": explainer_names},
+    )
+    limit: int | None = field(
+        default=None,
+        metadata={"help": "only the first N posts with rationales", "metavar": "N", "min": 1},
+    )
+    faithfulness: bool = field(
+        default=True,
+        metadata={
+            "help": "score comprehensiveness/sufficiency (AOPC) too",
+            "help_off": "skip comprehensiveness/sufficiency (faster)",
+        },
+    )
+    faithfulness_posts: int | None = field(
+        default=None,
+        metadata={
+            "help": "compute faithfulness on the first N posts only (it costs ~10 model calls "
+            "per explainer and post)",
+            "metavar": "N",
+            "min": 1,
+        },
+    )
+    device: str = "cpu"
+    truncate: bool = field(default=False, metadata={"help": "truncate over-long posts"})
 
 
 def load_hatexplain(path: str | Path) -> list[dict[str, Any]]:
@@ -125,17 +172,6 @@ def _post_row(
     return row
 
 
-def _mean_std(values: list[float]) -> tuple[float, float, int]:
-    finite = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
-    if not finite:
-        return math.nan, math.nan, 0
-    return (
-        statistics.fmean(finite),
-        statistics.stdev(finite) if len(finite) > 1 else 0.0,
-        len(finite),
-    )
-
-
 def summarize(rows: list[dict[str, Any]], explainers: list[str]) -> dict[str, Any]:
     metric_infos = {**METRICS, **FAITHFULNESS}
     table: dict[str, Any] = {}
@@ -145,8 +181,7 @@ def summarize(rows: list[dict[str, Any]], explainers: list[str]) -> dict[str, An
             vals = [
                 r["explainers"][name].get(key, math.nan) for r in rows if name in r["explainers"]
             ]
-            mean, std, n = _mean_std(vals)
-            entry[key] = {"mean": mean, "std": std, "n": n}
+            entry[key] = mean_std(vals).as_dict()
         table[name] = entry
     return table
 

@@ -14,11 +14,8 @@ an interrupted run resumes where it stopped.
 
 from __future__ import annotations
 
-import json
-import math
-import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +29,19 @@ from ..interpret import segment_importance
 from ..interpret.decode_text import MLMDecoder, NearestTokenDecoder, alternative_prompts
 from ..models import load_adapter
 from ..models.hf_text import HFMaskedLMAdapter, HFSequenceClassifierAdapter
+from ..stats import mean_std
 from . import start_or_resume
+from .rows import load_rows, save_row
 
-__all__ = ["PIZZA", "TextExplorationConfig", "run_text_exploration"]
+__all__ = [
+    "PIZZA",
+    "FinalPrompt",
+    "PostRow",
+    "PromptSeries",
+    "TextExplorationConfig",
+    "TextWalk",
+    "run_text_exploration",
+]
 
 PAPER = {
     "seconds_per_sentence": 7089.0,
@@ -46,21 +53,89 @@ PIZZA = "i ordered a pizza with extra cheese and [MASK] ."
 
 @dataclass
 class TextExplorationConfig:
-    model: str = "minilm-hate"
-    mlm: str = "minilm-mlm"
-    data: str = "../shared/data/hatexplain/validation.jsonl"
-    out: str = "results/text-exploration"
-    posts: int = 8
-    steps: int = 1000
+    model: str = field(
+        default="minilm-hate",
+        metadata={"help": "sequence classifier: a directory or a cached name"},
+    )
+    mlm: str = field(
+        default="minilm-mlm",
+        metadata={"help": "masked LM sharing the classifier's embeddings"},
+    )
+    data: str | None = field(  # required
+        default=None,
+        metadata={"help": "HateXplain JSONL (e.g. its validation.jsonl)", "metavar": "FILE.jsonl"},
+    )
+    out: str = field(default="results/text-exploration", metadata={"metavar": "DIR"})
+    posts: int = field(default=8, metadata={"metavar": "N", "min": 1})
+    steps: int = field(default=1000, metadata={"metavar": "K", "min": 1})
     alternatives: int = 5
-    max_tokens: int = 40  # posts with more word pieces are skipped (time per step grows with n)
+    max_tokens: int = field(  # time per step grows with the number of word pieces
+        default=40, metadata={"help": "skip posts with more word pieces", "min": 1}
+    )
     seed: int = 0
     mlm_example: str = PIZZA
     top_k: int = 10  # masked-LM output restricted to its top-k tokens
     device: str = "cpu"
 
 
+@dataclass(frozen=True)
+class FinalPrompt:
+    """An alternative prompt decoded at step K, and how the classifier sees it."""
+
+    text: str
+    predicted: str
+    p_original: float  # probability of i*, the prediction on the original post
+
+
+@dataclass(frozen=True)
+class PromptSeries:
+    """Figure 4 data: one entry per alternative prompt of every step."""
+
+    iteration: list[int]
+    p_original: list[float]
+    changed: list[int]  # 1 if the prompt's prediction differs from i*
+
+
+@dataclass(frozen=True)
+class TextWalk:
+    """One SiMEC or SiMExp walk on a post, its alternative prompts decoded and classified."""
+
+    seconds: float
+    decode_seconds: float
+    steps: int
+    stop_reason: str
+    p_original_embedding_end: float
+    class_embedding_end: str
+    prompts: int
+    changed: int  # |Y_c|
+    kept: int  # |Y_s|
+    distinct_prompts: int
+    prompts_equal_to_original: int
+    final_prompts: list[FinalPrompt]
+    nearest_token_end: str
+    nearest_tokens_changed_end: int
+    embedding_mismatch: float
+    series: PromptSeries
+    p_original_embedding: list[float]
+
+
+@dataclass(frozen=True)
+class PostRow:
+    """One post's row (``out/rows/<post id>.json``)."""
+
+    id: str
+    text: str
+    label: int
+    seed: int
+    tokens: list[str]
+    predicted: str
+    label_name: str
+    simec: TextWalk
+    simexp: TextWalk
+
+
 def _select_posts(cfg: TextExplorationConfig, adapter: HFSequenceClassifierAdapter):
+    assert cfg.data is not None  # checked by run_text_exploration
     data = load_hatexplain_posts(cfg.data, labels=("hate speech", "offensive"))
     chosen = []
     for position, (text, label, pid) in enumerate(zip(data.texts, data.labels, data.ids)):
@@ -82,7 +157,7 @@ def _walk(
     algorithm: str,
     cfg: TextExplorationConfig,
     seed: int,
-) -> dict[str, Any]:
+) -> TextWalk:
     prepared = classifier.prepare(text)
     words = [i for i, t in enumerate(prepared.segment_names) if t not in _specials(classifier)]
     result = explore(
@@ -101,52 +176,43 @@ def _walk(
     distinct = {tuple(row.tolist()) for row in decoded.ids.reshape(-1, decoded.ids.shape[-1])}
     tok = classifier.tokenizer
     final = [
-        {
-            "text": tok.decode(decoded.ids[-1, j].tolist(), skip_special_tokens=True),
-            "predicted": classifier.labels[int(probs[-1, j].argmax())],
-            "p_original": float(p_orig[-1, j]),
-        }
+        FinalPrompt(
+            text=tok.decode(decoded.ids[-1, j].tolist(), skip_special_tokens=True),
+            predicted=classifier.labels[int(probs[-1, j].argmax())],
+            p_original=float(p_orig[-1, j]),
+        )
         for j in range(decoded.ids.shape[1])
     ]
-    return {
-        "seconds": result.elapsed_seconds,
-        "decode_seconds": decode_seconds,
-        "steps": len(result.trajectory_steps) - 1,
-        "stop_reason": result.stop_reason,
-        "p_original_embedding_end": float(result.probabilities[-1, p0]),
-        "class_embedding_end": classifier.labels[int(result.predicted[-1])],
-        "prompts": int(p_orig.numel()),
-        "changed": int(changed.sum()),
-        "kept": int((~changed).sum()),
-        "distinct_prompts": len(distinct),
-        "prompts_equal_to_original": int((decoded.ids == original).all(-1).sum()),
-        "final_prompts": final,
-        "nearest_token_end": tok.decode(nearest_last.ids[0, 0].tolist(), skip_special_tokens=True),
-        "nearest_tokens_changed_end": int((nearest_last.ids[0, 0] != original).sum()),
-        "embedding_mismatch": decoder.embedding_mismatch(prepared),
-        # Figure 4 data: one entry per prompt
-        "series": {
-            "iteration": iters.reshape(-1).tolist(),
-            "p_original": [round(float(v), 5) for v in p_orig.reshape(-1)],
-            "changed": changed.reshape(-1).int().tolist(),
-        },
-        "p_original_embedding": [round(float(v), 5) for v in result.probabilities[:, p0]],
-    }
+    return TextWalk(
+        seconds=result.elapsed_seconds,
+        decode_seconds=decode_seconds,
+        steps=len(result.trajectory_steps) - 1,
+        stop_reason=result.stop_reason,
+        p_original_embedding_end=float(result.probabilities[-1, p0]),
+        class_embedding_end=classifier.labels[int(result.predicted[-1])],
+        prompts=int(p_orig.numel()),
+        changed=int(changed.sum()),
+        kept=int((~changed).sum()),
+        distinct_prompts=len(distinct),
+        prompts_equal_to_original=int((decoded.ids == original).all(-1).sum()),
+        final_prompts=final,
+        nearest_token_end=tok.decode(nearest_last.ids[0, 0].tolist(), skip_special_tokens=True),
+        nearest_tokens_changed_end=int((nearest_last.ids[0, 0] != original).sum()),
+        embedding_mismatch=decoder.embedding_mismatch(prepared),
+        series=PromptSeries(
+            iteration=iters.reshape(-1).tolist(),
+            p_original=[round(float(v), 5) for v in p_orig.reshape(-1)],
+            changed=changed.reshape(-1).int().tolist(),
+        ),
+        p_original_embedding=[round(float(v), 5) for v in result.probabilities[:, p0]],
+    )
 
 
 def _specials(adapter: HFSequenceClassifierAdapter) -> set[str]:
     return set(adapter.tokenizer.all_special_tokens)
 
 
-def _mean_std(values: list[float]) -> str:
-    finite = [v for v in values if math.isfinite(v)]
-    if not finite:
-        return "n/a"
-    sd = statistics.stdev(finite) if len(finite) > 1 else 0.0
-    return f"{statistics.fmean(finite):.4g} ± {sd:.3g}"
-
-
-def summarize(rows: list[dict[str, Any]], cfg: TextExplorationConfig) -> tuple[str, dict]:
+def summarize(rows: list[PostRow], cfg: TextExplorationConfig) -> tuple[str, dict]:
     agg: dict[str, Any] = {"posts": len(rows), "steps": cfg.steps}
     lines = [
         f"| measure (N={len(rows)} posts, K={cfg.steps}) | SiMEC | SiMExp | paper |",
@@ -154,20 +220,22 @@ def summarize(rows: list[dict[str, Any]], cfg: TextExplorationConfig) -> tuple[s
     ]
     cells: dict[str, list[str]] = {}
     for alg in ("simec", "simexp"):
-        walks = [r[alg] for r in rows]
-        prompts = sum(w["prompts"] for w in walks)
-        changed = sum(w["changed"] for w in walks)
+        walks: list[TextWalk] = [getattr(r, alg) for r in rows]
+        prompts = sum(w.prompts for w in walks)
+        changed = sum(w.changed for w in walks)
         agg[alg] = {
-            "seconds_per_sentence": _mean_std([w["seconds"] for w in walks]),
-            "decode_seconds_per_sentence": _mean_std([w["decode_seconds"] for w in walks]),
+            "seconds_per_sentence": mean_std([w.seconds for w in walks]).text(),
+            "decode_seconds_per_sentence": mean_std([w.decode_seconds for w in walks]).text(),
             "prompts": prompts,
             "changed": changed,
             "kept": prompts - changed,
-            "distinct_prompts": sum(w["distinct_prompts"] for w in walks),
-            "prompts_equal_to_original": sum(w["prompts_equal_to_original"] for w in walks),
-            "p_original_embedding_end": _mean_std([w["p_original_embedding_end"] for w in walks]),
+            "distinct_prompts": sum(w.distinct_prompts for w in walks),
+            "prompts_equal_to_original": sum(w.prompts_equal_to_original for w in walks),
+            "p_original_embedding_end": mean_std(
+                [w.p_original_embedding_end for w in walks]
+            ).text(),
             "walks_leaving_class": sum(
-                1 for r, w in zip(rows, walks) if w["class_embedding_end"] != r["predicted"]
+                1 for r, w in zip(rows, walks) if w.class_embedding_end != r.predicted
             ),
         }
         a = agg[alg]
@@ -197,14 +265,15 @@ def summarize(rows: list[dict[str, Any]], cfg: TextExplorationConfig) -> tuple[s
     return "\n".join(lines) + "\n", agg
 
 
-def _figures(rows: list[dict[str, Any]], out: Path) -> None:
+def _figures(rows: list[PostRow], out: Path) -> None:
     from ..report import plots
 
     series = {}
     for alg, name in (("simec", "SiMEC"), ("simexp", "SiMExp")):
-        it = [v for r in rows for v in r[alg]["series"]["iteration"]]
-        p = [v for r in rows for v in r[alg]["series"]["p_original"]]
-        c = [v for r in rows for v in r[alg]["series"]["changed"]]
+        walks: list[TextWalk] = [getattr(r, alg) for r in rows]
+        it = [v for w in walks for v in w.series.iteration]
+        p = [v for w in walks for v in w.series.p_original]
+        c = [v for w in walks for v in w.series.changed]
         series[name] = (it, p, c)
     fig, _ = plots.plot_prompt_probabilities(series, label="i*")
     plots.save_figure(fig, out / "figure4_alternative_prompts.png")
@@ -214,7 +283,7 @@ def _figures(rows: list[dict[str, Any]], out: Path) -> None:
     for alg, colour in (("simec", "tab:blue"), ("simexp", "tab:orange")):
         for n, r in enumerate(rows):
             ax.plot(
-                r[alg]["p_original_embedding"],
+                getattr(r, alg).p_original_embedding,
                 color=colour,
                 alpha=0.6,
                 lw=1,
@@ -261,6 +330,8 @@ def _importance_figures(
 
 def run_text_exploration(cfg: TextExplorationConfig, *, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) the experiment; writes rows/, table.md, results.json, figures, report."""
+    if not cfg.data:
+        raise InputError("text-exploration needs the HateXplain posts: pass --data FILE.jsonl")
     out = Path(cfg.out)
     (out / "rows").mkdir(parents=True, exist_ok=True)
     start_or_resume(out, cfg)
@@ -285,37 +356,39 @@ def run_text_exploration(cfg: TextExplorationConfig, *, progress: bool = True) -
         path = out / "rows" / f"{pid}.json"
         if not path.is_file():
             seed = cfg.seed + rank[pid]
-            row: dict[str, Any] = {"id": pid, "text": text, "label": label, "seed": seed}
             prepared = classifier.prepare(text)
             with torch.no_grad():
                 p = torch.softmax(classifier.logits(prepared.embeddings, prepared), -1)
-            row.update(
+            row = PostRow(
+                id=pid,
+                text=text,
+                label=label,
+                seed=seed,
                 tokens=prepared.segment_names,
                 predicted=classifier.labels[int(p.argmax())],
                 label_name=["hate speech", "offensive", "normal"][label],
+                simec=_walk(classifier, decoder, nearest, text, "simec", cfg, seed),
+                simexp=_walk(classifier, decoder, nearest, text, "simexp", cfg, seed),
             )
-            for alg in ("simec", "simexp"):
-                row[alg] = _walk(classifier, decoder, nearest, text, alg, cfg, seed)
-            atomic_write_bytes(path, (json.dumps(row) + "\n").encode())
+            save_row(path, row)
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
     wanted = {p[0] for p in posts}
-    rows = [json.loads(p.read_text()) for p in sorted((out / "rows").glob("*.json"))]
-    rows = [r for r in rows if r["id"] in wanted]
+    rows = [r for r in load_rows(out / "rows", PostRow) if r.id in wanted]
     table, agg = summarize(rows, cfg)
     _figures(rows, out)
-    importance = _importance_figures(classifier, mlm, rows[0]["text"], cfg, out)
+    importance = _importance_figures(classifier, mlm, rows[0].text, cfg, out)
     examples = [
         {
-            "id": r["id"],
-            "text": r["text"],
-            "predicted": r["predicted"],
-            "simec_final_prompts": r["simec"]["final_prompts"],
-            "simexp_final_prompts": r["simexp"]["final_prompts"],
-            "simec_nearest_token_end": r["simec"]["nearest_token_end"],
-            "simexp_nearest_token_end": r["simexp"]["nearest_token_end"],
+            "id": r.id,
+            "text": r.text,
+            "predicted": r.predicted,
+            "simec_final_prompts": [asdict(p) for p in r.simec.final_prompts],
+            "simexp_final_prompts": [asdict(p) for p in r.simexp.final_prompts],
+            "simec_nearest_token_end": r.simec.nearest_token_end,
+            "simexp_nearest_token_end": r.simexp.nearest_token_end,
         }
         for r in rows
     ]

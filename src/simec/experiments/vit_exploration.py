@@ -17,7 +17,7 @@ import json
 import math
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +30,20 @@ from ..explore import ExploreConfig, explore
 from ..explore.perturbation import INFORMATIVE_VARIANCE, perturbation_explore
 from ..interpret import ViTDecoder, segment_importance
 from ..models import HFImageClassifierAdapter, load_adapter
+from ..stats import mean_std
 from . import start_or_resume
+from .rows import load_rows, save_row
 
-__all__ = ["VitExplorationConfig", "run_vit_exploration", "trajectory_volume"]
+__all__ = [
+    "BaselineRun",
+    "DecodedImages",
+    "ImageRow",
+    "SimecWalk",
+    "SimexpWalk",
+    "VitExplorationConfig",
+    "run_vit_exploration",
+    "trajectory_volume",
+]
 
 PAPER = {
     "simec_seconds_per_image": 339.0,
@@ -46,18 +57,93 @@ PAPER = {
 
 @dataclass
 class VitExplorationConfig:
-    model: str
-    data: str
-    out: str
-    images: int = 100
-    steps: int = 1000
+    model: str = field(metadata={"metavar": "DIR"})
+    data: str = field(metadata={"help": "IDX folder of the images", "metavar": "DIR"})
+    out: str = field(metadata={"metavar": "DIR"})
+    images: int = field(default=100, metadata={"metavar": "N", "min": 1})
+    steps: int = field(default=1000, metadata={"metavar": "K", "min": 1})
     seed: int = 0
-    dataset: str = "mnist"
+    dataset: str = field(default="mnist", metadata={"choices": ("mnist", "fashion-mnist")})
     split: str = "validation"  # mnist: the model's recorded validation indices
     pca_dims: int = 10
     eta: float = 0.05
-    max_step: float | None = ExploreConfig.max_step  # None = the paper's uncapped step
+    max_step: float | None = field(  # None = the paper's uncapped step
+        default=ExploreConfig.max_step,
+        metadata={
+            "help": "step cap as a fraction of ||x0|| for both walks; 'none' for the paper's "
+            "uncapped step",
+            "metavar": "X",
+            "gt": 0,
+        },
+    )
     device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class _Walk:
+    """What both walks record: time, why they stopped, volume explored (``trajectory_volume``)."""
+
+    seconds: float
+    stop_reason: str
+    rms_distance: float
+    log_volume: float
+    volume_dims: int
+
+
+@dataclass(frozen=True)
+class SimecWalk(_Walk):
+    """SiMEC on one image: its K steps decoded to images."""
+
+    images: int  # decoded images (one per step)
+    informative: int  # of them with pixel variance >= INFORMATIVE_VARIANCE
+    same_class_walk: int  # steps whose embedding keeps the original prediction
+    same_class_decoded: int  # decoded images that keep it
+    surviving_fraction: float  # mean fraction of a step that survives decoding
+
+
+@dataclass(frozen=True)
+class BaselineRun:
+    """The perturbation baseline in SiMEC's wall time."""
+
+    seconds: float
+    images: int
+    informative: int
+    same_class: int
+
+
+@dataclass(frozen=True)
+class SimexpWalk(_Walk):
+    """SiMExp on one image."""
+
+    same_class_walk: int
+    final_class: int
+    p_original_end: float  # probability of the original prediction at step K
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    """One image's row (``out/rows/NNNNN.json``)."""
+
+    simec: SimecWalk
+    baseline: BaselineRun
+    simexp: SimexpWalk
+    predicted: int
+    p_original_simec_end: float
+    index: int  # in the data set's test split
+    label: int
+    seconds_total: float
+
+
+@dataclass(frozen=True)
+class DecodedImages:
+    """What Figure 3 shows for one image (not saved in the row)."""
+
+    original: torch.Tensor
+    simec: torch.Tensor  # the decoded SiMEC point p_K
+    simexp: torch.Tensor  # the decoded SiMExp point p_K
+    label: str  # the prediction on the original
+    label_simec: str
+    label_simexp: str
 
 
 def trajectory_volume(trajectory: torch.Tensor, dims: int = 10) -> dict[str, float]:
@@ -91,10 +177,13 @@ def _row(
     decoder: ViTDecoder,
     image: np.ndarray,
     cfg: VitExplorationConfig,
-    seed: int,
-) -> dict[str, Any]:
+    *,
+    index: int,
+    label: int,
+) -> tuple[ImageRow, DecodedImages]:
+    t0 = time.perf_counter()
+    seed = cfg.seed + index
     original = adapter.image(image)
-    row: dict[str, Any] = {}
     sim = explore(
         adapter, image, algorithm="simec", steps=cfg.steps, seed=seed, max_step=cfg.max_step
     )
@@ -103,18 +192,18 @@ def _row(
     )
     variances = decoded.flatten(1).var(dim=1, unbiased=False)
     p0 = int(sim.predicted[0])
-    row["simec"] = {
-        "seconds": sim.elapsed_seconds,
-        "images": len(decoded),
-        "informative": int((variances >= INFORMATIVE_VARIANCE).sum()),
-        "same_class_walk": sum(1 for c in sim.predicted[1:] if c == p0),
-        "same_class_decoded": sum(
+    simec = SimecWalk(
+        seconds=sim.elapsed_seconds,
+        images=len(decoded),
+        informative=int((variances >= INFORMATIVE_VARIANCE).sum()),
+        same_class_walk=sum(1 for c in sim.predicted[1:] if c == p0),
+        same_class_decoded=sum(
             1 for p in sim.trajectory_probabilities[1:] if int(p.argmax()) == p0
         ),
-        "surviving_fraction": float(decoder.surviving_fraction(sim.trajectory).mean()),
-        "stop_reason": sim.stop_reason,
-        **trajectory_volume(sim.trajectory, cfg.pca_dims),
-    }
+        surviving_fraction=float(decoder.surviving_fraction(sim.trajectory).mean()),
+        stop_reason=sim.stop_reason,
+        **trajectory_volume(sim.trajectory, cfg.pca_dims),  # type: ignore[arg-type]
+    )
     base = perturbation_explore(
         adapter,
         image,
@@ -124,75 +213,77 @@ def _row(
         seed=seed,
         keep_every=10**9,
     )
-    row["baseline"] = {
-        "seconds": base.elapsed_seconds,
-        "images": base.iterations,
-        "informative": base.informative,
-        "same_class": base.same_label,
-    }
+    baseline = BaselineRun(
+        seconds=base.elapsed_seconds,
+        images=base.iterations,
+        informative=base.informative,
+        same_class=base.same_label,
+    )
     exp = explore(
         adapter, image, algorithm="simexp", steps=cfg.steps, seed=seed, max_step=cfg.max_step
     )
-    row["simexp"] = {
-        "seconds": exp.elapsed_seconds,
-        "same_class_walk": sum(1 for c in exp.predicted[1:] if c == p0),
-        "final_class": int(exp.predicted[-1]),
-        "p_original_end": float(exp.probabilities[-1, p0]),
-        "stop_reason": exp.stop_reason,
-        **trajectory_volume(exp.trajectory, cfg.pca_dims),
-    }
-    row["predicted"] = p0
-    row["p_original_simec_end"] = float(sim.probabilities[-1, p0])
-    row["_figure"] = (
-        original,
-        decoded[-1],
-        decoder.decode_trajectory(
+    simexp = SimexpWalk(
+        seconds=exp.elapsed_seconds,
+        same_class_walk=sum(1 for c in exp.predicted[1:] if c == p0),
+        final_class=int(exp.predicted[-1]),
+        p_original_end=float(exp.probabilities[-1, p0]),
+        stop_reason=exp.stop_reason,
+        **trajectory_volume(exp.trajectory, cfg.pca_dims),  # type: ignore[arg-type]
+    )
+    figure = DecodedImages(
+        original=original,
+        simec=decoded[-1],
+        simexp=decoder.decode_trajectory(
             exp.trajectory[-1:], original=original, explored_segments=exp.explored_segments
         )[0],
-        adapter.labels[p0],
-        adapter.labels[int(sim.trajectory_probabilities[-1].argmax())],
-        adapter.labels[int(exp.trajectory_probabilities[-1].argmax())],
+        label=adapter.labels[p0],
+        label_simec=adapter.labels[int(sim.trajectory_probabilities[-1].argmax())],
+        label_simexp=adapter.labels[int(exp.trajectory_probabilities[-1].argmax())],
     )
-    return row
-
-
-def _mean_std(values: list[float]) -> str:
-    """'mean ± sample std' of the finite values (n/a when there are none)."""
-    finite = [v for v in values if math.isfinite(v)]
-    if not finite:
-        return "n/a"
-    sd = statistics.stdev(finite) if len(finite) > 1 else 0.0
-    return f"{statistics.fmean(finite):.4g} ± {sd:.3g}"
+    row = ImageRow(
+        simec=simec,
+        baseline=baseline,
+        simexp=simexp,
+        predicted=p0,
+        p_original_simec_end=float(sim.probabilities[-1, p0]),
+        index=index,
+        label=label,
+        seconds_total=time.perf_counter() - t0,
+    )
+    return row, figure
 
 
 def _time_stats(values: list[float]) -> str:
     """'mean ± std (median m)': wall times on a shared machine have rare, huge outliers."""
-    return f"{_mean_std(values)} (median {statistics.median(values):.4g})" if values else "n/a"
+    return (
+        f"{mean_std(values).text()} (median {statistics.median(values):.4g})" if values else "n/a"
+    )
 
 
-def summarize(rows: list[dict[str, Any]], cfg: VitExplorationConfig) -> tuple[str, dict[str, Any]]:
+def summarize(rows: list[ImageRow], cfg: VitExplorationConfig) -> tuple[str, dict[str, Any]]:
     """Markdown table and JSON aggregate of the per-image rows."""
 
     def col(alg: str, key: str) -> list[float]:
-        return [float(r[alg][key]) for r in rows]
+        return [float(getattr(getattr(r, alg), key)) for r in rows]
+
+    def stat(alg: str, key: str) -> str:
+        return mean_std(col(alg, key)).text()
 
     agg = {
         "images": len(rows),
         "steps": cfg.steps,
         "simec_seconds_per_image": _time_stats(col("simec", "seconds")),
-        "simec_informative": _mean_std(col("simec", "informative")),
-        "simec_same_class_decoded": _mean_std(col("simec", "same_class_decoded")),
-        "baseline_images": _mean_std(col("baseline", "images")),
-        "baseline_informative": _mean_std(col("baseline", "informative")),
+        "simec_informative": stat("simec", "informative"),
+        "simec_same_class_decoded": stat("simec", "same_class_decoded"),
+        "baseline_images": stat("baseline", "images"),
+        "baseline_informative": stat("baseline", "informative"),
         "simexp_seconds_per_image": _time_stats(col("simexp", "seconds")),
-        "simec_rms_distance": _mean_std(col("simec", "rms_distance")),
-        "simexp_rms_distance": _mean_std(col("simexp", "rms_distance")),
-        "simec_log_volume": _mean_std(col("simec", "log_volume")),
-        "simexp_log_volume": _mean_std(col("simexp", "log_volume")),
-        "simexp_changed_class": sum(
-            1 for r in rows if r["simexp"]["final_class"] != r["predicted"]
-        ),
-        "simec_surviving_fraction": _mean_std(col("simec", "surviving_fraction")),
+        "simec_rms_distance": stat("simec", "rms_distance"),
+        "simexp_rms_distance": stat("simexp", "rms_distance"),
+        "simec_log_volume": stat("simec", "log_volume"),
+        "simexp_log_volume": stat("simexp", "log_volume"),
+        "simexp_changed_class": sum(1 for r in rows if r.simexp.final_class != r.predicted),
+        "simec_surviving_fraction": stat("simec", "surviving_fraction"),
     }
     lines = [
         f"| measure (N={len(rows)} images, K={cfg.steps}) | simec here | paper |",
@@ -228,27 +319,20 @@ def run_vit_exploration(cfg: VitExplorationConfig, *, progress: bool = True) -> 
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(indices), desc="vit-exploration", unit="image")
-    figure_rows: list[tuple[np.ndarray, tuple[Any, ...]]] = []
+    figures: list[tuple[np.ndarray, DecodedImages]] = []
     for image, label, index in zip(images, labels, indices):
         path = out / "rows" / f"{int(index):05d}.json"
-        if path.is_file():
-            if bar is not None:
-                bar.update(1)
-            continue
-        t0 = time.perf_counter()
-        row = _row(adapter, decoder, image, cfg, seed=cfg.seed + int(index))
-        figure = row.pop("_figure")
-        if len(figure_rows) < 2:
-            figure_rows.append((image, figure))
-        row.update(index=int(index), label=int(label), seconds_total=time.perf_counter() - t0)
-        atomic_write_bytes(path, (json.dumps(row, indent=1) + "\n").encode())
+        if not path.is_file():
+            row, figure = _row(adapter, decoder, image, cfg, index=int(index), label=int(label))
+            if len(figures) < 2:
+                figures.append((image, figure))
+            save_row(path, row, indent=1)
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
-    rows = [json.loads(p.read_text()) for p in sorted((out / "rows").glob("*.json"))]
-    wanted = {f"{int(i):05d}" for i in indices}
-    rows = [r for r in rows if f"{r['index']:05d}" in wanted]
+    wanted = {int(i) for i in indices}
+    rows = [r for r in load_rows(out / "rows", ImageRow) if r.index in wanted]
     table, agg = summarize(rows, cfg)
     atomic_write_bytes(out / "table.md", table.encode())
     atomic_write_json(
@@ -256,19 +340,23 @@ def run_vit_exploration(cfg: VitExplorationConfig, *, progress: bool = True) -> 
         {
             "aggregate": agg,
             "paper": PAPER,
-            "rows": rows,
+            "rows": [asdict(r) for r in rows],
             "config": asdict(cfg),
             "environment": environment(),
         },
     )
-    for n, (image, (orig, sim_img, exp_img, lab0, lab_sim, lab_exp)) in enumerate(figure_rows):
+    for n, (image, fig3) in enumerate(figures):
         imp = segment_importance(adapter, image)
         grid = tuple(s // adapter.patch_size for s in adapter.image_size)
-        fig, _ = plots.plot_patch_importance(imp.scores, grid, title=f"predicted {lab0}")  # type: ignore[arg-type]
+        fig, _ = plots.plot_patch_importance(imp.scores, grid, title=f"predicted {fig3.label}")  # type: ignore[arg-type]
         plots.save_figure(fig, out / f"figure1_importance_{n}.png")
         fig, _ = plots.plot_image_strip(
-            [orig, sim_img, exp_img],
-            [f"original ({lab0})", f"SiMEC p_K ({lab_sim})", f"SiMExp p_K ({lab_exp})"],
+            [fig3.original, fig3.simec, fig3.simexp],
+            [
+                f"original ({fig3.label})",
+                f"SiMEC p_K ({fig3.label_simec})",
+                f"SiMExp p_K ({fig3.label_simexp})",
+            ],
         )
         plots.save_figure(fig, out / f"figure3_decoded_{n}.png")
     return agg

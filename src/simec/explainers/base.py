@@ -11,7 +11,6 @@ attention explainers read attention maps from a private eager-attention copy of 
 from __future__ import annotations
 
 from collections.abc import Callable
-from copy import deepcopy
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +23,7 @@ from ..geometry.jacobian import jacobian, quiet_vmap
 from ..geometry.metrics import get_output_metric
 from ..interpret.importance import importance_from_jacobian
 from ..models.base import ModelAdapter, PreparedInput
+from ..registry import Registry
 from .rollout import attention_rollout, chefer_relevancy
 
 __all__ = [
@@ -46,17 +46,16 @@ class Explanation:
     method: str
 
 
-_REGISTRY: dict[str, ExplainerFn] = {}
+_REGISTRY: Registry[ExplainerFn] = Registry("explainer")
 
 
 def register_explainer(name: str, fn: ExplainerFn, *, overwrite: bool = False) -> None:
-    if name in _REGISTRY and not overwrite:
-        raise InputError(f"explainer {name!r} is already registered")
-    _REGISTRY[name] = fn
+    """Make an explainer available by name (``explain(..., method=name)``, the CLI)."""
+    _REGISTRY.register(name, fn, replace=overwrite)
 
 
 def explainer_names() -> list[str]:
-    return list(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def _target(adapter: ModelAdapter, prepared: PreparedInput, target: int | None) -> int:
@@ -70,12 +69,7 @@ def explain(
     adapter: ModelAdapter, raw: Any, method: str, *, target: int | None = None, **options: Any
 ) -> Explanation:
     """Scores per segment of ``raw`` for class ``target`` (default: the predicted class)."""
-    try:
-        fn = _REGISTRY[method]
-    except KeyError:
-        raise InputError(
-            f"unknown explainer {method!r}; choose one of {explainer_names()}"
-        ) from None
+    fn = _REGISTRY.get(method)
     prepared = adapter.prepare(raw)
     cls = _target(adapter, prepared, target)
     scores = fn(adapter, prepared, cls, options)
@@ -119,47 +113,20 @@ def _random(adapter: ModelAdapter, prepared: PreparedInput, cls: int, options: d
     return torch.rand(prepared.num_segments, generator=gen, dtype=torch.float64)
 
 
-def _eager_copy(adapter: ModelAdapter) -> Any:
-    """A private eager-attention copy of the adapter's model (attention maps need eager).
-
-    The user's model is never switched or modified; the copy is cached on the adapter.
-    """
-    model = getattr(adapter, "model", None)
-    if model is None or not hasattr(model, "config"):
-        raise InputError("attention explainers need a Hugging Face model adapter")
-    copy = getattr(adapter, "_eager_model", None)
-    if copy is None:
-        copy = deepcopy(model).eval()
-        try:
-            copy.set_attn_implementation("eager")
-        except (AttributeError, ValueError):
-            copy.config._attn_implementation = "eager"
-        copy = copy.to(device=adapter.device, dtype=adapter.dtype)
-        adapter._eager_model = copy  # type: ignore[attr-defined]
-    return copy
-
-
-def _model_inputs(adapter: ModelAdapter, prepared: PreparedInput) -> tuple[dict, int]:
-    """Inputs for the model's own forward, and how many leading tokens are not segments."""
-    if prepared.model_inputs:
-        return dict(prepared.model_inputs), 0
-    unpatchify = getattr(adapter, "unpatchify", None)  # pixel-space vision adapters
-    if unpatchify is None:
-        raise InputError("this adapter does not expose the model's inputs")
-    return {"pixel_values": unpatchify(prepared.embeddings).unsqueeze(0)}, 1
-
-
 def _attention_maps(
     adapter: ModelAdapter, prepared: PreparedInput, cls: int, *, with_grad: bool
 ) -> tuple[list[Tensor], list[Tensor], int]:
-    model = _eager_copy(adapter)
-    inputs, skip = _model_inputs(adapter, prepared)
+    model = adapter.eager_copy()  # cached eager-attention copy; the user's model is untouched
     with torch.enable_grad():
-        out = model(**inputs, output_attentions=True)
+        out = model(**adapter.model_inputs(prepared), output_attentions=True)
         maps = [a[0] for a in out.attentions]
         grads: list[Tensor] = []
         if with_grad:
             grads = [g[0] for g in torch.autograd.grad(out.logits[0, cls], out.attentions)]
+    # tokens the model attends over that are not segments (CLS etc. of a pixel-space ViT) lead
+    skip = maps[0].shape[-1] - prepared.num_segments
+    if skip < 0:
+        raise InputError("the attention maps have fewer tokens than the input has segments")
     return [m.detach() for m in maps], grads, skip
 
 

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ..errors import InputError
+from ..geometry.jacobian import compile_from_environment
 from ..geometry.metrics import output_metric_names
 from ..geometry.spectrum import METHODS
+from .proposal import StepRule
+from .simec import SIMEC
+from .simexp import SIMEXP
 
-__all__ = ["ALGORITHMS", "PROJECTIONS", "ExploreConfig", "parse_segments"]
+__all__ = ["ALGORITHMS", "PROJECTIONS", "RULES", "ExploreConfig", "parse_segments"]
 
+#: algorithm name -> its step rule: Algorithm 1 (stay in the equivalence class), Algorithm 2
+#: (move across classes)
+RULES: dict[str, StepRule] = {rule.name: rule for rule in (SIMEC, SIMEXP)}
 #: algorithm name -> (which eigenvectors it walks along, the paper's step scale c in c/sqrt(lmax))
 ALGORITHMS: dict[str, tuple[str, float]] = {
-    "simec": ("null", 1.0),  # Algorithm 1: stay in the equivalence class
-    "simexp": ("non-null", 2.0),  # Algorithm 2: move across classes
+    name: (rule.directions, rule.c) for name, rule in RULES.items()
 }
 PROJECTIONS = ("end", "step", "none")
 #: runs at least this long compile the Jacobian when ``compile`` is None (auto)
@@ -50,24 +55,134 @@ class ExploreConfig:
     cannot run away at all.
     """
 
-    algorithm: str = "simec"
-    steps: int = 100
-    method: str = "lowrank"
-    output_metric: str = "euclidean-probs"
-    step_multiplier: float = 1.0
-    max_step: float | None = 0.02
-    segments: tuple[int, ...] | None = None
-    projection: str = "end"
-    corrector: bool = False
-    corrector_iterations: int = 2
-    corrector_tolerance: float = 1e-7
-    seed: int = 0
-    record_every: int = 1
-    rtol: float | None = None
-    chunk_size: int | None = None
-    compile: bool | None = None
-    divergence_ratio: float = 100.0
-    recover: int = 0
+    algorithm: str = field(
+        default="simec",
+        metadata={
+            "help": "simec: null directions, delta = 1/sqrt(lmax); simexp: non-null "
+            "eigenvectors, delta = 2/sqrt(lmax)",
+            "choices": tuple(ALGORITHMS),
+        },
+    )
+    steps: int = field(
+        default=100, metadata={"help": "number of iterations", "metavar": "K", "min": 0}
+    )
+    method: str = field(
+        default="lowrank",
+        metadata={
+            "help": "spectral back-end: lowrank = thin SVD of G^1/2 J, O(q^2 n); exact = "
+            "eigh of the n x n pullback, O(n^3)",
+            "choices": METHODS,
+        },
+    )
+    output_metric: str = field(
+        default="euclidean-probs",
+        metadata={
+            "help": "metric on the model output that is pulled back",
+            "choices": output_metric_names,
+        },
+    )
+    step_multiplier: float = field(
+        default=1.0,
+        metadata={"help": "multiplies the paper's step size", "metavar": "X", "gt": 0},
+    )
+    max_step: float | None = field(
+        default=0.02,
+        metadata={
+            "help": "cap each step at X * ||x0|| of the explored segments; 'none' for the "
+            "uncapped paper rule",
+            "metavar": "X",
+            "gt": 0,
+        },
+    )
+    segments: tuple[int, ...] | None = field(
+        default=None,
+        metadata={
+            "help": "segments (tokens/patches) to update, e.g. '0,3,5-9' (default: all)",
+            "metavar": "SPEC",
+        },
+    )
+    projection: str = field(
+        default="end",
+        metadata={
+            "help": "project onto the box of the original embedding values at the end "
+            "(Algorithm 1 line 11), after every step, or never",
+            "choices": PROJECTIONS,
+        },
+    )
+    corrector: bool = field(
+        default=False,
+        metadata={
+            "help": "SiMEC: pull each step back onto the level set N(x) = N(x0) with "
+            "Gauss-Newton iterations"
+        },
+    )
+    corrector_iterations: int = field(
+        default=2,
+        metadata={
+            "help": "--corrector: Gauss-Newton iterations per step",
+            "metavar": "N",
+            "min": 1,
+        },
+    )
+    corrector_tolerance: float = field(
+        default=1e-7,
+        metadata={
+            "help": "--corrector: stop the iterations once ||N(x) - N(x0)|| is below X",
+            "metavar": "X",
+            "gt": 0,
+        },
+    )
+    seed: int = field(default=0, metadata={"help": "random seed"})
+    record_every: int = field(
+        default=1,
+        metadata={
+            "help": "store every k-th point of the trajectory (and the last)",
+            "metavar": "k",
+            "min": 1,
+        },
+    )
+    rtol: float | None = field(
+        default=None,
+        metadata={
+            "help": "eigenvalues below X * lmax count as zero (default: the back-end's "
+            "round-off level)",
+            "metavar": "X",
+            "min": 0,
+        },
+    )
+    chunk_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "pull back at most C output rows at once (caps Jacobian memory)",
+            "metavar": "C",
+            "min": 1,
+        },
+    )
+    compile: bool | None = field(
+        default=None,
+        metadata={
+            "help": "compile the Jacobian with TorchInductor (~2x faster after a one-off "
+            "compile of ~10 s); auto: on for runs of 2000+ steps, or as SIMEC_COMPILE says "
+            "(default: auto)"
+        },
+    )
+    divergence_ratio: float = field(
+        default=100.0,
+        metadata={
+            "help": "a walk has diverged once ||x - x0|| exceeds X * ||x0||",
+            "metavar": "X",
+            "gt": 0,
+        },
+    )
+    recover: int = field(
+        default=0,
+        metadata={
+            "help": "on a NaN/Inf point, output or Jacobian, or a divergence, retry the step "
+            "with half the step size up to N times in a row before stopping",
+            "metavar": "N",
+            "min": 0,
+        },
+    )
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> ExploreConfig:
@@ -106,12 +221,26 @@ class ExploreConfig:
         """Resolve ``compile``: explicit value, else SIMEC_COMPILE, else on for long runs."""
         if self.compile is not None:
             return bool(self.compile)
-        env = os.environ.get("SIMEC_COMPILE", "").strip().lower()
-        if env in ("1", "true", "yes", "on"):
-            return True
-        if env in ("0", "false", "no", "off"):
-            return False
+        env = compile_from_environment()
+        if env is not None:
+            return env
         return self.steps >= AUTO_COMPILE_STEPS
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ExploreConfig:
+        """The config ``to_dict`` wrote (e.g. summary.json), not validated (the run is done).
+
+        Keys this version does not know (a summary written by another version) are kept in
+        ``extra`` under their own names, without replacing an ``extra`` entry of that name."""
+        names = {f.name for f in fields(cls)}
+        known = {k: v for k, v in values.items() if k in names}
+        extra = dict(known.pop("extra", None) or {})
+        for key, value in values.items():
+            if key not in names:
+                extra.setdefault(key, value)
+        if known.get("segments") is not None:
+            known["segments"] = tuple(known["segments"])
+        return cls(**known, extra=extra)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -78,8 +78,7 @@ def perturbation_explore(
 
     @torch.no_grad()
     def label(img: Tensor) -> int:
-        pixels = adapter.normalize(img.to(adapter.device, adapter.dtype)).unsqueeze(0)
-        return int(adapter._run(pixels)[0].argmax())
+        return int(adapter.image_logits(img).argmax())
 
     y_prev = y0 = label(x)
     v = eta * torch.randn(x.shape, generator=gen, dtype=x.dtype)

@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file, save
 
 from .._io import atomic_write_bytes, atomic_write_json
+from .config import ExploreConfig
 
 __all__ = ["ExplorationResult"]
 
@@ -33,9 +34,11 @@ class ExplorationResult:
     time). ``trajectory`` (m, segments, width) holds the stored
     points p_k for k in ``trajectory_steps`` (every ``record_every``-th and the last), projected
     when projection is "end"/"step"; ``trajectory_probabilities`` are the model's outputs on them.
+    ``config``: the run's settings (saved as a dict in summary.json, loaded back by
+    ``ExploreConfig.from_dict``).
     """
 
-    config: dict[str, Any]
+    config: ExploreConfig
     probabilities: torch.Tensor
     lambda_max: list[float]
     step_sizes: list[float]
@@ -71,7 +74,7 @@ class ExplorationResult:
     def summary(self) -> dict[str, Any]:
         """The JSON-able part (everything but the trajectory tensor)."""
         return {
-            "config": self.config,
+            "config": self.config.to_dict(),
             "stop_reason": self.stop_reason,
             "steps_completed": self.steps_completed,
             "elapsed_seconds": self.elapsed_seconds,
@@ -113,7 +116,7 @@ class ExplorationResult:
         summary = json.loads((out / SUMMARY).read_text())
         tensors = load_file(str(out / TRAJECTORY))
         return cls(
-            config=summary["config"],
+            config=ExploreConfig.from_dict(summary["config"]),
             probabilities=tensors["probabilities"],
             lambda_max=summary["lambda_max"],
             step_sizes=summary["step_sizes"],

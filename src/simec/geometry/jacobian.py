@@ -31,7 +31,7 @@ from torch.func import vjp, vmap
 
 from ..errors import InputError
 
-__all__ = ["batched_jacobian", "jacobian"]
+__all__ = ["batched_jacobian", "compile_from_environment", "jacobian"]
 
 #: relative Frobenius difference between the compiled and eager Jacobians accepted on first use
 _CHECK_RTOL = {torch.float32: 1e-4, torch.float64: 1e-9}
@@ -39,6 +39,17 @@ _FAILED = object()
 # fn (or the object a bound method belongs to) -> {(method, shape, dtype, device, ...): compiled}
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _WARNED: set[str] = set()
+
+
+def compile_from_environment() -> bool | None:
+    """The environment variable SIMEC_COMPILE: True ("1"/"true"/"yes"/"on"), False
+    ("0"/"false"/"no"/"off"), None when unset or anything else. The one place it is read."""
+    env = os.environ.get("SIMEC_COMPILE", "").strip().lower()
+    if env in ("1", "true", "yes", "on"):
+        return True
+    if env in ("0", "false", "no", "off"):
+        return False
+    return None
 
 
 @contextlib.contextmanager
@@ -183,7 +194,7 @@ def jacobian(
     if chunk_size is not None and chunk_size < 1:
         raise InputError(f"chunk_size must be a positive integer, got {chunk_size}")
     if compile is None:
-        compile = os.environ.get("SIMEC_COMPILE", "").strip().lower() in ("1", "true", "yes", "on")
+        compile = compile_from_environment() is True
     with torch.no_grad():
         out = _compiled_jacobian(fn, x, chunk_size, has_aux) if compile else None
         if out is None:

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError
+from ..registry import Registry
 
 __all__ = [
     "OutputMetric",
@@ -101,18 +102,16 @@ _OUTPUT_MAPS: dict[str, Callable[[Tensor], Tensor]] = {
     "logits": _identity,
 }
 
-_REGISTRY: dict[str, OutputMetric] = {}
+_REGISTRY: Registry[OutputMetric] = Registry("output metric")
 
 
 def register_output_metric(metric: OutputMetric, *, overwrite: bool = False) -> None:
     """Make a metric available by name (API and the CLI's --output-metric)."""
-    if metric.name in _REGISTRY and not overwrite:
-        raise InputError(f"output metric {metric.name!r} is already registered")
-    _REGISTRY[metric.name] = metric
+    _REGISTRY.register(metric.name, metric, replace=overwrite)
 
 
 def output_metric_names() -> list[str]:
-    return list(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def get_output_metric(metric: str | OutputMetric | Callable[[Tensor], Tensor]) -> OutputMetric:
@@ -120,12 +119,7 @@ def get_output_metric(metric: str | OutputMetric | Callable[[Tensor], Tensor]) -
     if isinstance(metric, OutputMetric):
         return metric
     if isinstance(metric, str):
-        try:
-            return _REGISTRY[metric]
-        except KeyError:
-            raise InputError(
-                f"unknown output metric {metric!r}; choose one of {output_metric_names()}"
-            ) from None
+        return _REGISTRY.get(metric)
     if callable(metric):
         return OutputMetric.from_callable(metric)
     raise InputError(f"output metric must be a name, an OutputMetric or a callable, got {metric!r}")

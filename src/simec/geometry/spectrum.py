@@ -1,4 +1,6 @@
-"""Spectrum of the pullback metric g = J^T G J (eq. 5 of the SiMEC paper), two back-ends.
+"""Spectrum of the pullback metric g = J^T G J (eq. 5 of the SiMEC paper, ``geometry.pullback``).
+
+Two back-ends:
 
 ``exact``   forms the n x n matrix g and calls ``torch.linalg.eigh`` (the paper, literally).
             O(n^3) time, O(n^2) memory. In float32 its "zero" eigenvalues are noise of size
@@ -26,7 +28,9 @@ import torch
 from torch import Tensor
 
 from ..errors import ExactTooLargeError, InputError, RankZeroMetricError
+from . import steps
 from .metrics import OutputMetric, get_output_metric
+from .pullback import pullback_factor, pullback_matrix
 
 __all__ = [
     "METHODS",
@@ -66,10 +70,12 @@ class PullbackSpectrum:
         return int(self.eigenvectors.shape[0])
 
     def step_size(self, scale: float = 1.0) -> float:
-        """delta = scale / sqrt(lambda_max): Algorithm 1 line 7 (scale 1), Algorithm 2 (scale 2)."""
+        """delta = scale / sqrt(lambda_max): Algorithm 1 line 7 (scale 1), Algorithm 2 (scale 2).
+
+        The explorer's rule, ``simec.geometry.steps.step_size``, without a cap."""
         if self.lambda_max <= 0:
             raise RankZeroMetricError("the pullback metric is zero: lambda_max = 0")
-        return scale / self.lambda_max**0.5
+        return steps.step_size(self.lambda_max, scale)
 
     def project_null(self, v: Tensor) -> Tensor:
         """Orthogonal projection of v (n,) onto the null space of g."""
@@ -77,38 +83,20 @@ class PullbackSpectrum:
         return v - basis @ (basis.T @ v)
 
     def null_direction(self, generator: torch.Generator | None = None) -> Tensor:
-        """A unit vector uniformly distributed in the null space (SiMEC, Algorithm 1 line 6).
-
-        The paper picks one null eigenvector at random; eigh returns an arbitrary orthonormal
-        basis of that space, so a Gaussian combination of it has the same role and, unlike one
-        basis vector, does not depend on the solver's choice of basis.
-        """
+        """A unit vector uniformly distributed in the null space (SiMEC, Algorithm 1 line 6);
+        the explorer's draw, ``simec.geometry.steps.null_direction``."""
         if self.rank >= self.dim:
             raise RankZeroMetricError(
                 "the pullback metric has full rank: there is no null direction"
             )
-        basis = self.eigenvectors
-        z = torch.randn(self.dim, generator=generator, dtype=basis.dtype, device=basis.device)
-        v = self.project_null(z)
-        return v / torch.linalg.vector_norm(v)
+        return steps.null_direction(self.eigenvectors, generator)
 
     def nonnull_direction(self, generator: torch.Generator | None = None) -> Tensor:
-        """One non-null eigenvector chosen uniformly, with a random sign (Algorithm 2 line 6)."""
+        """One non-null eigenvector chosen uniformly, with a random sign (Algorithm 2 line 6);
+        the explorer's draw, ``simec.geometry.steps.nonnull_direction``."""
         if self.rank == 0:
             raise RankZeroMetricError("the pullback metric is zero: there is no non-null direction")
-        device = self.eigenvectors.device
-        draws = torch.randint(0, 2 * self.rank, (1,), generator=generator, device=device)
-        index = int(draws.item())
-        sign = 1.0 if index % 2 == 0 else -1.0
-        return sign * self.eigenvectors[:, index // 2]
-
-
-def pullback_matrix(jacobian: Tensor, metric_matrix: Tensor | None = None) -> Tensor:
-    """g = J^T G J for J of shape (q, n); G = identity when not given."""
-    jac = jacobian.reshape(jacobian.shape[0], -1)
-    if metric_matrix is None:
-        return jac.T @ jac
-    return jac.T @ metric_matrix @ jac
+        return steps.nonnull_direction(self.eigenvectors, self.rank, generator)
 
 
 def _thin_svd(a: Tensor) -> tuple[Tensor, Tensor]:
@@ -169,6 +157,44 @@ def _check_exact_fits(n: int, dtype: torch.dtype, device: torch.device) -> None:
         raise ExactTooLargeError(_too_large(n, dtype, device, available))
 
 
+_Eigenpairs = tuple[Tensor, Tensor, float, float, Tensor | None]
+
+
+def _lowrank_eigenpairs(a: Tensor, rtol: float | None) -> _Eigenpairs:
+    """(eigenvalues kept, their eigenvectors, lambda_max, tolerance, None) from the SVD of A."""
+    q, n = a.shape
+    s, vectors_all = _thin_svd(a)
+    s_max = float(s[0]) if s.numel() else 0.0
+    lam_max = s_max**2
+    rel = rtol if rtol is not None else (max(q, n) * torch.finfo(a.dtype).eps) ** 2
+    tol = rel * lam_max
+    keep = s**2 > tol
+    return s[keep] ** 2, vectors_all[:, keep], lam_max, tol, None
+
+
+def _exact_eigenpairs(a: Tensor, rtol: float | None) -> _Eigenpairs:
+    """(eigenvalues kept, their eigenvectors, lambda_max, tolerance, the raw spectrum) from eigh
+    of g = A^T A (eq. 5), formed as an n x n matrix."""
+    n = a.shape[1]
+    _check_exact_fits(n, a.dtype, a.device)
+    try:
+        g = pullback_matrix(a)
+        g = 0.5 * (g + g.T)
+        w, v = torch.linalg.eigh(g)
+    except (MemoryError, RuntimeError) as exc:
+        # the estimate above passed but the allocator still ran out (memory taken meanwhile,
+        # fragmentation, a CUDA out-of-memory): the same advice, not a bare allocator error
+        if isinstance(exc, MemoryError) or "memory" in str(exc).lower():
+            raise ExactTooLargeError(_too_large(n, a.dtype, a.device, None)) from exc
+        raise
+    w, v = w.flip(0), v.flip(1)
+    lam_max = float(w[0]) if w.numel() else 0.0
+    rel = rtol if rtol is not None else n * torch.finfo(a.dtype).eps
+    tol = rel * lam_max
+    keep = w > tol
+    return w[keep], v[:, keep], lam_max, tol, w
+
+
 def pullback_spectrum(
     jacobian: Tensor,
     y: Tensor | None = None,
@@ -189,42 +215,12 @@ def pullback_spectrum(
     jac = jacobian.reshape(jacobian.shape[0], -1)
     if output_metric.factor is not None and y is None:
         raise InputError(f"metric {output_metric.name!r} depends on the output: pass y")
-    q, n = jac.shape
-    eps = torch.finfo(jac.dtype).eps
-    a = output_metric.apply_factor(y, jac) if y is not None else jac
+    a = pullback_factor(jac, y, output_metric)
     if not torch.isfinite(a).all():
         raise InputError("the Jacobian contains NaN or Inf")
 
-    if method == "lowrank":
-        s, vectors_all = _thin_svd(a)
-        s_max = float(s[0]) if s.numel() else 0.0
-        lam_max = s_max**2
-        rel = rtol if rtol is not None else (max(q, n) * eps) ** 2
-        tol = rel * lam_max
-        keep = s**2 > tol
-        values = s[keep] ** 2
-        vectors = vectors_all[:, keep]
-        raw = None
-    else:
-        _check_exact_fits(n, jac.dtype, jac.device)
-        try:
-            g = a.T @ a
-            g = 0.5 * (g + g.T)
-            w, v = torch.linalg.eigh(g)
-        except (MemoryError, RuntimeError) as exc:
-            # the estimate above passed but the allocator still ran out (memory taken meanwhile,
-            # fragmentation, a CUDA out-of-memory): the same advice, not a bare allocator error
-            if isinstance(exc, MemoryError) or "memory" in str(exc).lower():
-                raise ExactTooLargeError(_too_large(n, jac.dtype, jac.device, None)) from exc
-            raise
-        w, v = w.flip(0), v.flip(1)
-        lam_max = float(w[0]) if w.numel() else 0.0
-        rel = rtol if rtol is not None else n * eps
-        tol = rel * lam_max
-        keep = w > tol
-        values = w[keep]
-        vectors = v[:, keep]
-        raw = w
+    eigenpairs = _lowrank_eigenpairs if method == "lowrank" else _exact_eigenpairs
+    values, vectors, lam_max, tol, raw = eigenpairs(a, rtol)
     if lam_max <= 0 or values.numel() == 0:
         values = values[:0]
         vectors = vectors[:, :0]

@@ -16,7 +16,6 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError, ModelError
-from ..models.architectures import embeddings_module
 from ..models.hf_vision import HFImageClassifierAdapter
 
 __all__ = ["ViTDecoder"]
@@ -31,7 +30,7 @@ class ViTDecoder:
         self.adapter = adapter
         dtype, device = adapter.dtype, adapter.device
         self.space = adapter.space
-        module = embeddings_module(adapter.model)
+        module = adapter.embedding_module
         conv = getattr(getattr(module, "patch_embeddings", None), "projection", None)
         if not isinstance(conv, torch.nn.Conv2d):
             raise ModelError(
@@ -47,7 +46,7 @@ class ViTDecoder:
         self.pinv = torch.linalg.pinv(self.weight)  # (C*p*p, width)
         pos = getattr(module, "position_embeddings", None)
         self.position = pos.detach()[0].to(device=device, dtype=dtype) if pos is not None else None
-        self.num_patches = len(adapter._patch_names())
+        self.num_patches = adapter.num_patches
         # range(W) projector: the part of an embedding change that decoding can keep
         self._range = self.weight @ self.pinv
 

@@ -95,13 +95,8 @@ class NearestTokenDecoder:
             raise InputError("NearestTokenDecoder needs a Hugging Face text adapter")
         self.adapter = adapter
         self.chunk = chunk
-        module = adapter._embeddings
-        prefix = next(n for n, m in adapter.model.named_modules() if m is module)
-        self._params = {
-            k[len(prefix) + 1 :]: v
-            for k, v in adapter._params.items()
-            if k.startswith(prefix + ".")
-        }
+        module = adapter.embedding_module
+        self._params = adapter.submodule_weights(module)
         self._module = module
         config: Any = adapter.model.config
         vocab = int(config.vocab_size)
@@ -187,8 +182,8 @@ class MLMDecoder:
         for unmodified inputs); large values mean the decoded tokens are only indicative.
         """
         inputs = {k: v.to(self.mlm.device) for k, v in prepared.model_inputs.items()}
-        with capture_module_output(self.mlm._embeddings) as seen:
-            self.mlm._run(inputs)
+        with capture_module_output(self.mlm.embedding_module) as seen:
+            self.mlm.run(inputs)
         mine = seen[0][0].to(prepared.embeddings.dtype)
         ref = prepared.embeddings.to(mine.device)
         return float(torch.linalg.norm(mine - ref) / torch.linalg.norm(ref))
@@ -213,8 +208,8 @@ class MLMDecoder:
         for start in range(0, len(x), self.batch_size):
             chunk = x[start : start + self.batch_size]
             inputs = {name: v.expand(len(chunk), -1) for name, v in base.items()}
-            with replace_module_output(self.mlm._embeddings, chunk):
-                logits = self.mlm._run(inputs)  # (b, n, vocab)
+            with replace_module_output(self.mlm.embedding_module, chunk):
+                logits = self.mlm.run(inputs)  # (b, n, vocab)
             probs = torch.softmax(logits[:, pos], -1)  # (b, s, vocab)
             top = probs.topk(k, -1)
             out_ids[start : start + len(chunk)][:, :, pos] = top.indices.permute(0, 2, 1)

@@ -7,19 +7,23 @@ from .architectures import (
     register_embeddings_path,
 )
 from .base import ModelAdapter, PreparedInput
+from .hf_base import HFAdapter
 from .hf_text import HFMaskedLMAdapter, HFSequenceClassifierAdapter
-from .hf_vision import HFImageClassifierAdapter, load_image
+from .hf_vision import HFImageClassifierAdapter
+from .images import coerce_image, load_image
 from .loading import from_model, load_adapter
 from .torch_adapter import TorchAdapter
 
 __all__ = [
     "Architecture",
+    "HFAdapter",
     "HFImageClassifierAdapter",
     "HFMaskedLMAdapter",
     "HFSequenceClassifierAdapter",
     "ModelAdapter",
     "PreparedInput",
     "TorchAdapter",
+    "coerce_image",
     "embeddings_module",
     "from_model",
     "load_adapter",

@@ -38,6 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ModelError
+from ..registry import Registry
 
 __all__ = [
     "Architecture",
@@ -79,18 +80,21 @@ def _mae_inputs(config: Any, pixel_values: Tensor) -> dict[str, Tensor]:
     return {"noise": order.expand(pixel_values.shape[0], n)}
 
 
-_ARCHITECTURES: dict[str, Architecture] = {
-    "distilbert": Architecture(embeddings="distilbert.embeddings"),
-    "swin": Architecture(cls_token=False),
-    "vit_mae": Architecture(config_overrides={"mask_ratio": 0.0}, extra_inputs=_mae_inputs),
-    # CLIPForImageClassification / CLIPModel keep the vision tower in .vision_model
-    "clip": Architecture(
-        embeddings="vision_model.embeddings",
-        backbone="vision_model",
-        headless_class="CLIPVisionModel",
-    ),
-    "clip_vision_model": Architecture(),
-}
+_ARCHITECTURES: Registry[Architecture] = Registry(
+    "architecture",
+    {
+        "distilbert": Architecture(embeddings="distilbert.embeddings"),
+        "swin": Architecture(cls_token=False),
+        "vit_mae": Architecture(config_overrides={"mask_ratio": 0.0}, extra_inputs=_mae_inputs),
+        # CLIPForImageClassification / CLIPModel keep the vision tower in .vision_model
+        "clip": Architecture(
+            embeddings="vision_model.embeddings",
+            backbone="vision_model",
+            headless_class="CLIPVisionModel",
+        ),
+        "clip_vision_model": Architecture(),
+    },
+)
 
 
 def register_architecture(model_type: str, **fields: Any) -> Architecture:
@@ -99,9 +103,8 @@ def register_architecture(model_type: str, **fields: Any) -> Architecture:
     unknown = set(fields) - names
     if unknown:
         raise TypeError(f"unknown Architecture fields {sorted(unknown)}; known: {sorted(names)}")
-    entry = dataclasses.replace(_ARCHITECTURES.get(model_type, Architecture()), **fields)
-    _ARCHITECTURES[model_type] = entry
-    return entry
+    entry = dataclasses.replace(_ARCHITECTURES.find(model_type) or Architecture(), **fields)
+    return _ARCHITECTURES.register(model_type, entry, replace=True)
 
 
 def register_embeddings_path(model_type: str, path: str) -> None:
@@ -117,7 +120,7 @@ def _model_type(model_or_type: nn.Module | str | None) -> str:
 
 def architecture(model_or_type: nn.Module | str | None) -> Architecture:
     """The entry for a model (by its ``config.model_type``) or a model type; defaults if none."""
-    return _ARCHITECTURES.get(_model_type(model_or_type), Architecture())
+    return _ARCHITECTURES.find(_model_type(model_or_type)) or Architecture()
 
 
 def _resolve(model: nn.Module, path: str, what: str) -> nn.Module:

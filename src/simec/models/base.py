@@ -4,12 +4,31 @@ An adapter turns a raw input into the explored tensor x0 of shape (segments, wid
 rest of the model from any x of that shape to a logit vector (q,). It never mutates the model:
 weights are read through ``torch.func.functional_call`` with detached copies in the requested
 dtype/device, and any hook lives only for one call (removed in ``finally``).
+
+The protocol (``ModelAdapter``; everything other layers may use, nothing else):
+
+* ``labels``, ``device``, ``dtype``: output names, where and in which precision it runs;
+* ``prepare(raw)``: validate a raw input and embed it -> ``PreparedInput`` (x0, segment names);
+* ``logits(x, prepared)``: the model run from an explored point x (segments, width) -> (q,);
+* ``classify(raws)``: probabilities (m, q) of the model on raw inputs (the distribution an
+  exploration starts from);
+* ``run(model_inputs)``: logits of the whole model on a batch of its own inputs
+  (``PreparedInput.model_inputs``: pixel values, token ids); Hugging Face adapters only;
+* ``model_inputs(prepared)``: the model's own inputs for a prepared input (also in pixel space);
+* ``eager_copy()``: a cached eager-attention copy of the model, for attention-map explainers;
+  Hugging Face adapters only (the user's model is never modified);
+* ``describe()``: a JSON-able description recorded next to every run.
+
+The Hugging Face adapters add ``model``, ``weights``, ``submodule_weights(module)`` and
+``embedding_module`` (``hf_base.HFAdapter``); the vision adapter adds pixel geometry and
+normalisation (``hf_vision``). Modules outside ``models/`` never touch an adapter's
+underscore members (``tests/test_layering.py`` checks it).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import InputError
+from ..errors import InputError, ModelError
 
 __all__ = ["ModelAdapter", "PreparedInput", "replace_module_output", "check_finite"]
 
@@ -70,6 +89,38 @@ class ModelAdapter(ABC):
     @abstractmethod
     def logits(self, x: Tensor, prepared: PreparedInput) -> Tensor:
         """Logits (q,) of the model run from the explored tensor x (segments, width)."""
+
+    @torch.no_grad()
+    def classify(self, raws: Sequence[Any], *, batch_size: int = 32) -> Tensor:
+        """Probabilities (m, q) over ``labels`` for m raw inputs.
+
+        Row i is the softmax of ``logits`` at input i's x0: the output distribution an
+        exploration of that input starts from. This generic version prepares the inputs one
+        at a time (``batch_size`` is for adapters that batch, which override it).
+        """
+        if isinstance(raws, (str, bytes)) or len(raws) == 0:
+            raise InputError("classify takes a non-empty list of inputs")
+        rows = []
+        for raw in raws:
+            prepared = self.prepare(raw)
+            rows.append(torch.softmax(self.logits(prepared.embeddings, prepared), -1))
+        return torch.stack(rows)
+
+    def run(self, model_inputs: Mapping[str, Tensor]) -> Tensor:
+        """Logits of the whole model on a batch of its own inputs (``PreparedInput.model_inputs``
+        with a batch axis: pixel values, token ids, masks), through the adapter's weights."""
+        raise ModelError(f"{type(self).__name__} runs only from the explored tensor (logits)")
+
+    def model_inputs(self, prepared: PreparedInput) -> dict[str, Tensor]:
+        """The model's own inputs (batch of one) that give ``prepared``'s x0, for ``run`` or
+        the model itself (``eager_copy()(**inputs)``)."""
+        if not prepared.model_inputs:
+            raise InputError(f"{type(self).__name__} does not expose the model's inputs")
+        return dict(prepared.model_inputs)
+
+    def eager_copy(self) -> nn.Module:
+        """A copy of the model with eager attention (attention maps), made once and cached."""
+        raise InputError("attention explainers need a Hugging Face model adapter")
 
     def describe(self) -> dict[str, Any]:
         """A JSON-able description recorded next to every run."""

@@ -16,8 +16,8 @@ __all__ = ["CACHED_MODELS", "cache_dir", "resolve_model_path"]
 
 #: name -> command that trains it into the cache
 CACHED_MODELS = {
-    "minilm-hate": "simec train text-classifier --data ../shared/data/davidson",
-    "minilm-mlm": "simec train mlm-head --data ../shared/data/davidson",
+    "minilm-hate": "simec train text-classifier --data PATH/TO/davidson/labeled_data.csv",
+    "minilm-mlm": "simec train mlm-head --data PATH/TO/davidson/labeled_data.csv",
 }
 
 

@@ -2,35 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 
 from ..errors import InputError, ModelError
 from .architectures import embeddings_module
 from .base import (
-    ModelAdapter,
     PreparedInput,
     capture_module_output,
-    eval_mode,
     parameter_copies,
     replace_module_output,
     resolve_device,
     resolve_dtype,
 )
+from .hf_base import HFAdapter
 
 __all__ = ["HFMaskedLMAdapter", "HFSequenceClassifierAdapter"]
 
 
-class HFSequenceClassifierAdapter(ModelAdapter):
+class HFSequenceClassifierAdapter(HFAdapter):
     """Adapter for ``*ForSequenceClassification`` models.
 
     x0 is the embeddings module's output for the tokenised text (token + position + type
     embeddings after LayerNorm), one row per token, special tokens included. The explored tensor
     is injected in place of that output, so the attention mask and token type ids still apply.
     Texts longer than the model's positions raise an error unless ``truncation=True``.
+
+    Public protocol beyond ``HFAdapter``: ``tokenizer``, ``max_length``, ``truncation``,
+    ``classify(texts)`` (padded batches) and ``classify_ids(input_ids)``.
     """
 
     def __init__(
@@ -60,11 +62,6 @@ class HFSequenceClassifierAdapter(ModelAdapter):
         )
         self.truncation = truncation
         self.labels = [str(config.id2label[i]) for i in range(config.num_labels)]
-
-    def _run(self, inputs: dict[str, Tensor]) -> Tensor:
-        with eval_mode(self.model):
-            out = functional_call(self.model, self._params, (), inputs)
-        return out.logits if hasattr(out, "logits") else out[0]
 
     def prepare(self, raw: Any) -> PreparedInput:
         """Embed a text, or a list of words (then each segment's word index is recorded)."""
@@ -100,7 +97,7 @@ class HFSequenceClassifierAdapter(ModelAdapter):
             # forward has no data-dependent branch, so the Jacobian can be traced and compiled
             del inputs["attention_mask"]
         with torch.no_grad(), capture_module_output(self._embeddings) as seen:
-            self._run(inputs)
+            self.run(inputs)
         if not seen:
             raise ModelError("the embeddings module was not called by the model's forward")
         x0 = seen[0][0].detach()
@@ -110,7 +107,7 @@ class HFSequenceClassifierAdapter(ModelAdapter):
 
     def logits(self, x: Tensor, prepared: PreparedInput) -> Tensor:
         with replace_module_output(self._embeddings, x.unsqueeze(0)):
-            return self._run(prepared.model_inputs)[0]
+            return self.run(prepared.model_inputs)[0]
 
     @torch.no_grad()
     def classify_ids(self, input_ids: Tensor, *, batch_size: int = 64) -> Tensor:
@@ -121,35 +118,42 @@ class HFSequenceClassifierAdapter(ModelAdapter):
                 f"input_ids must be (m, length) with length > 0, got {tuple(ids.shape)}"
             )
         out = [
-            torch.softmax(self._run({"input_ids": ids[i : i + batch_size]}), -1)
+            self._probabilities({"input_ids": ids[i : i + batch_size]})
             for i in range(0, len(ids), batch_size)
         ]
         return torch.cat(out) if out else torch.zeros(0, len(self.labels))
 
     @torch.no_grad()
-    def classify(self, texts: list[str], *, batch_size: int = 32) -> Tensor:
+    def classify(self, texts: Sequence[str], *, batch_size: int = 32) -> Tensor:
         """Probabilities (m, q) for a list of texts, run as padded batches with attention masks.
 
         Texts longer than the model's positions are truncated only if the adapter was built with
         ``truncation=True``; otherwise they raise like ``prepare`` does.
         """
+        return torch.cat(
+            [self._probabilities(inputs) for inputs in self._batches(texts, batch_size)]
+        )
+
+    def _probabilities(self, inputs: dict[str, Tensor]) -> Tensor:
+        """The output distribution (B, q) for a batch of model inputs."""
+        return torch.softmax(self.run(inputs), -1)
+
+    def _batches(self, texts: Sequence[str], batch_size: int) -> Iterator[dict[str, Tensor]]:
+        """Tokenised, padded model inputs for the texts, ``batch_size`` at a time."""
         if isinstance(texts, str) or not texts:
             raise InputError("classify takes a non-empty list of texts")
         for t in texts:
             if not isinstance(t, str) or not t.strip():
                 raise InputError("the text is empty")
-        out = []
+        limit = {"truncation": True, "max_length": self.max_length} if self.truncation else {}
         for i in range(0, len(texts), batch_size):
-            chunk = texts[i : i + batch_size]
-            limit = {"truncation": True, "max_length": self.max_length} if self.truncation else {}
+            chunk = list(texts[i : i + batch_size])
             enc = self.tokenizer(chunk, return_tensors="pt", padding=True, **limit)
             if enc["input_ids"].shape[1] > self.max_length:
                 raise InputError(
                     f"a text has more than {self.max_length} tokens; pass truncation=True"
                 )
-            inputs = {k: v.to(self.device) for k, v in enc.items() if isinstance(v, Tensor)}
-            out.append(torch.softmax(self._run(inputs), -1))
-        return torch.cat(out)
+            yield {k: v.to(self.device) for k, v in enc.items() if isinstance(v, Tensor)}
 
     def describe(self) -> dict[str, Any]:
         cfg = self.model.config
@@ -171,6 +175,12 @@ class HFMaskedLMAdapter(HFSequenceClassifierAdapter):
     predicts for the original text; the restriction is chosen once, at x0, and kept for the whole
     exploration, so the explored distribution is the softmax over those k tokens (renormalised).
     The input's ``labels`` are those k tokens, most likely first.
+
+    ``classify(texts)`` and ``classify_ids(input_ids)`` return that distribution at each
+    input's start, (m, top_k), not vocabulary-sized logits: row i is the softmax over the
+    ``top_k`` tokens the model predicts at input i's mask, most likely first (column j is
+    ``labels[j]`` = "top-(j+1)"; which tokens those are differs per input:
+    ``prepare(text).labels`` names them). ``run`` gives the raw (B, tokens, vocabulary) logits.
     """
 
     def __init__(self, model: nn.Module, tokenizer: Any, *, top_k: int = 10, **options: Any):
@@ -196,15 +206,29 @@ class HFMaskedLMAdapter(HFSequenceClassifierAdapter):
             torch.no_grad(),
             replace_module_output(self._embeddings, prepared.embeddings.unsqueeze(0)),
         ):
-            full = self._run(prepared.model_inputs)[0, where[0]]
+            full = self.run(prepared.model_inputs)[0, where[0]]
         top = full.topk(self.top_k).indices
         prepared.extras.update(mask_index=where[0], top_ids=top)
         prepared.labels = self.tokenizer.convert_ids_to_tokens(top.tolist())
         return prepared
 
+    def _probabilities(self, inputs: dict[str, Tensor]) -> Tensor:
+        """Softmax (B, top_k) over each row's top_k tokens at its one mask, largest first."""
+        ids = inputs["input_ids"]
+        at_mask = ids == self.tokenizer.mask_token_id
+        counts = at_mask.sum(1)
+        bad = (counts != 1).nonzero().flatten()
+        if len(bad):
+            raise InputError(
+                f"a masked-LM input needs exactly one {self.tokenizer.mask_token} token, "
+                f"found {int(counts[bad[0]])}"
+            )
+        logits = self.run(inputs)[at_mask]  # (B, vocab): one mask per row, rows in order
+        return torch.softmax(logits.topk(self.top_k, -1).values, -1)
+
     def logits(self, x: Tensor, prepared: PreparedInput) -> Tensor:
         with replace_module_output(self._embeddings, x.unsqueeze(0)):
-            full = self._run(prepared.model_inputs)[0]
+            full = self.run(prepared.model_inputs)[0]
         return full[prepared.extras["mask_index"]].index_select(0, prepared.extras["top_ids"])
 
     def describe(self) -> dict[str, Any]:

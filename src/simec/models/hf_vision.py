@@ -8,11 +8,10 @@ states (``backbone_outputs``), which is all ``simec structure`` needs for its ``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
@@ -20,46 +19,23 @@ from torch.func import functional_call
 from ..errors import InputError, ModelError
 from .architectures import architecture, backbone_module, embeddings_module, vision_config
 from .base import (
-    ModelAdapter,
     PreparedInput,
     capture_module_output,
-    check_finite,
     eval_mode,
     parameter_copies,
     replace_module_output,
     resolve_device,
     resolve_dtype,
 )
+from .hf_base import HFAdapter
+from .images import coerce_image, load_image
 
 __all__ = ["HFImageClassifierAdapter", "load_image"]
 
 SPACES = ("embeddings", "pixels")
 
 
-def load_image(path: str | Path, *, channels: int | None = None) -> np.ndarray:
-    """Read a PNG/JPEG (via Pillow) or a .npy array.
-
-    With ``channels`` (1 or 3), image files are converted to grayscale or RGB, so an RGB(A)
-    PNG of a digit works with a one-channel model; .npy arrays are returned as stored.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"image file {str(path)!r} does not exist")
-    if path.suffix.lower() == ".npy":
-        return np.load(path, allow_pickle=False)
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as opened:
-            img: Image.Image = opened
-            if channels in (1, 3):
-                img = img.convert("L" if channels == 1 else "RGB")
-            return np.asarray(img)
-    except UnidentifiedImageError as exc:
-        raise InputError(f"{str(path)!r} is not an image Pillow can read") from exc
-
-
-class HFImageClassifierAdapter(ModelAdapter):
+class HFImageClassifierAdapter(HFAdapter):
     """Adapter for Hugging Face vision models whose embeddings module takes pixels.
 
     ``*ForImageClassification`` models are explored from their logits; a model without a
@@ -72,9 +48,17 @@ class HFImageClassifierAdapter(ModelAdapter):
     ``space="pixels"``: x0 is the normalised image cut into patches, one row of C*p*p pixels per
     patch, so every explored point is an image; the patch embedding maps it linearly.
 
-    Images are arrays (H, W), (C, H, W) or (H, W, C), uint8 in [0, 255] or floats in [0, 1];
-    they are normalised with ``image_mean``/``image_std`` when given (from the model directory's
+    Images are paths, PIL images, arrays or tensors (H, W), (C, H, W) or (H, W, C), uint8 in
+    [0, 255] or floats in [0, 1] (``images.coerce_image``); they are normalised with
+    ``image_mean``/``image_std`` when given (from the model directory's
     preprocessor_config.json when loaded by ``load_adapter``).
+
+    Public protocol beyond ``HFAdapter``: ``pixel_values``/``image``/``fit_image`` (raw image
+    -> model pixels), ``normalize``/``denormalize`` with ``image_mean``/``image_std``,
+    ``image_logits`` and ``classify`` (images -> logits / probabilities), patch geometry
+    (``patch_size``, ``patch_grid``, ``num_patches``, ``patch_names``, ``patchify``,
+    ``unpatchify``), ``with_space`` (the twin adapter in the other space) and
+    ``backbone_outputs`` (hidden states, heads or not).
     """
 
     def __init__(
@@ -128,43 +112,26 @@ class HFImageClassifierAdapter(ModelAdapter):
 
     # -- images ---------------------------------------------------------------------------
     def pixel_values(self, image: Any) -> Tensor:
-        """A raw image -> normalised pixel values (1, C, H, W) in the adapter's dtype/device."""
-        if isinstance(image, (str, Path)):
-            image = load_image(image, channels=self.num_channels)
-        if hasattr(image, "convert") and hasattr(image, "size"):  # PIL image
-            image = np.asarray(image)
-        arr = image.detach().cpu().numpy() if isinstance(image, Tensor) else np.asarray(image)
-        if arr.dtype == object or arr.size == 0:
-            raise InputError("the image is empty or not numeric")
-        c, (h, w) = self.num_channels, self.image_size
-        if arr.ndim == 4 and arr.shape[0] == 1:
-            arr = arr[0]
-        if arr.ndim == 2:
-            if c != 1:
-                raise InputError(
-                    f"got a single-channel {arr.shape} image; the model wants {c} channels"
-                )
-            arr = arr[None]
-        elif arr.ndim == 3 and arr.shape[0] != c and arr.shape[-1] == c:
-            arr = np.moveaxis(arr, -1, 0)
-        if arr.ndim != 3 or arr.shape != (c, h, w):
-            raise InputError(
-                f"image has shape {tuple(np.shape(image))}; the model wants {c} channel(s) of "
-                f"{h}x{w} pixels: (H, W) for one channel, (C, H, W) or (H, W, C)"
-            )
-        if arr.dtype == np.uint8:
-            x = torch.from_numpy(arr.astype(np.float32) / 255.0)
-        elif np.issubdtype(arr.dtype, np.number):
-            x = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float64))
-            check_finite(x, "the image")
-            if x.min() < 0 or x.max() > 1:
-                raise InputError(
-                    f"float images must lie in [0, 1]; got values in [{float(x.min()):.3g}, "
-                    f"{float(x.max()):.3g}] (use uint8 for 0..255)"
-                )
-        else:
-            raise InputError(f"unsupported image dtype {arr.dtype}")
+        """A raw image -> normalised pixel values (1, C, H, W) in the adapter's dtype/device.
+
+        The image must already have the model's channels and size (``fit_image`` makes it fit).
+        """
+        x = coerce_image(image, channels=self.num_channels, size=self.image_size)
+        return self._model_pixels(x)
+
+    def _model_pixels(self, x: Tensor) -> Tensor:
+        # normalised in the coerced precision (float32 for uint8 images), then converted
         return self.normalize(x).unsqueeze(0).to(device=self.device, dtype=self.dtype)
+
+    @property
+    def image_mean(self) -> tuple[float, ...]:
+        """Per-channel mean subtracted by ``normalize`` (on the [0, 1] pixel scale)."""
+        return tuple(float(v) for v in self._mean)
+
+    @property
+    def image_std(self) -> tuple[float, ...]:
+        """Per-channel standard deviation divided out by ``normalize``."""
+        return tuple(float(v) for v in self._std)
 
     def normalize(self, image: Tensor) -> Tensor:
         """Pixels in [0, 1] (C, H, W) -> the model's normalised pixel values."""
@@ -181,45 +148,50 @@ class HFImageClassifierAdapter(ModelAdapter):
     def fit_image(self, raw: Any) -> Tensor:
         """A raw image of any size made to fit the model, as (C, H, W) pixels in [0, 1] (CPU).
 
-        Accepts (H, W), (C, H, W) or (H, W, C) arrays (uint8 in [0, 255] or floats in [0, 1])
-        with 1 or 3 channels. The image is resized bilinearly (antialiased when shrinking) to
-        the model's image size; when the channel counts differ, the image is made gray (the
-        mean of its channels) and that channel is repeated as often as the model wants.
-        An image that already fits is returned unchanged (as ``image`` would).
+        Accepts what ``image`` accepts, with 1 or 3 channels and any size: it is resized
+        bilinearly (antialiased when shrinking) to the model's image size; when the channel
+        counts differ, the image is made gray (the mean of its channels) and that channel is
+        repeated as often as the model wants (``images.coerce_image(fit=True)``). An image that
+        already fits is returned unchanged (as ``image`` would).
         """
-        arr = raw.detach().cpu().numpy() if isinstance(raw, Tensor) else np.asarray(raw)
-        if arr.dtype == object or arr.size == 0 or not np.issubdtype(arr.dtype, np.number):
-            raise InputError("the image is empty or not numeric")
-        if arr.ndim == 4 and arr.shape[0] == 1:
-            arr = arr[0]
-        if arr.ndim == 2:
-            arr = arr[None]
-        elif arr.ndim == 3 and arr.shape[0] not in (1, 3) and arr.shape[-1] in (1, 3):
-            arr = np.moveaxis(arr, -1, 0)
-        if arr.ndim != 3 or arr.shape[0] not in (1, 3):
-            raise InputError(
-                f"image has shape {tuple(np.shape(raw))}; expected (H, W), or 1 or 3 channels "
-                "as (C, H, W) or (H, W, C)"
-            )
-        x = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float64))
-        check_finite(x, "the image")
-        if arr.dtype == np.uint8:
-            x = x / 255.0
-        elif x.min() < 0 or x.max() > 1:
-            raise InputError(
-                f"float images must lie in [0, 1]; got values in [{float(x.min()):.3g}, "
-                f"{float(x.max()):.3g}] (use uint8 for 0..255)"
-            )
-        c, (h, w) = self.num_channels, self.image_size
-        if x.shape[0] != c:
-            gray = x if x.shape[0] == 1 else x.mean(0, keepdim=True)
-            x = gray.expand(c, -1, -1)
-        if tuple(x.shape[1:]) != (h, w):
-            shrink = x.shape[1] > h or x.shape[2] > w
-            x = torch.nn.functional.interpolate(
-                x[None], size=(h, w), mode="bilinear", align_corners=False, antialias=shrink
-            )[0].clamp(0.0, 1.0)
-        return self.image(x.contiguous())
+        x = coerce_image(raw, channels=self.num_channels, size=self.image_size, fit=True)
+        return self.denormalize(self._model_pixels(x)[0]).cpu()
+
+    def image_logits(self, images: Tensor) -> Tensor:
+        """Logits for images in [0, 1]: (C, H, W) -> (q,), (B, C, H, W) -> (B, q)."""
+        single = images.ndim == 3
+        batch = images.unsqueeze(0) if single else images
+        batch = batch.to(device=self.device, dtype=self.dtype)
+        logits = self.run({"pixel_values": torch.stack([self.normalize(img) for img in batch])})
+        return logits[0] if single else logits
+
+    @torch.no_grad()
+    def classify(self, raws: Sequence[Any], *, batch_size: int = 32) -> Tensor:
+        """Probabilities (m, q) for m raw images (each as ``pixel_values`` takes it), batched."""
+        if isinstance(raws, (str, Path)) or len(raws) == 0:
+            raise InputError("classify takes a non-empty list of images")
+        if not self.has_head:
+            raise self._no_head()
+        pixels = torch.cat([self.pixel_values(raw) for raw in raws])
+        out = [
+            torch.softmax(self.run({"pixel_values": pixels[i : i + batch_size]}), -1)
+            for i in range(0, len(pixels), batch_size)
+        ]
+        return torch.cat(out)
+
+    def with_space(self, space: Literal["embeddings", "pixels"]) -> HFImageClassifierAdapter:
+        """The same model, normalisation, device and dtype explored in ``space`` (itself if
+        it already is): e.g. the pixel-space twin of an embeddings-space adapter."""
+        if space == self.space:
+            return self
+        return HFImageClassifierAdapter(
+            self.model,
+            space=space,
+            image_mean=self.image_mean,
+            image_std=self.image_std,
+            device=self.device,
+            dtype=self.dtype,
+        )
 
     def require_patch_size(self) -> int:
         """The patch side in pixels; a clear error for a model without patches."""
@@ -240,9 +212,22 @@ class HFImageClassifierAdapter(ModelAdapter):
         x = patches.reshape(h // p, w // p, c, p, p).permute(2, 0, 3, 1, 4)
         return x.reshape(c, h, w)
 
-    def _patch_names(self) -> list[str]:
+    @property
+    def patch_grid(self) -> tuple[int, int]:
+        """(rows, columns) of the patch grid (one patch per pixel without a patch size)."""
         (h, w), p = self.image_size, self.patch_size or 1
-        return [f"patch ({r},{col})" for r in range(h // p) for col in range(w // p)]
+        return h // p, w // p
+
+    @property
+    def num_patches(self) -> int:
+        """How many patch tokens the image makes (rows x columns of ``patch_grid``)."""
+        rows, cols = self.patch_grid
+        return rows * cols
+
+    def patch_names(self) -> list[str]:
+        """Names of the patches, row-major over the patch grid: ``patch (row,col)``."""
+        rows, cols = self.patch_grid
+        return [f"patch ({r},{c})" for r in range(rows) for c in range(cols)]
 
     # -- running -------------------------------------------------------------------------
     def _no_head(self) -> ModelError:
@@ -260,10 +245,8 @@ class HFImageClassifierAdapter(ModelAdapter):
         architecture has one, ``last_hidden_state`` and ``pooler_output``.
         """
         if self._backbone is None:
-            name, module = backbone_module(self.model)
-            prefix = f"{name}." if name else ""
-            params = {k[len(prefix) :]: v for k, v in self._params.items() if k.startswith(prefix)}
-            self._backbone = (module, params)
+            _, module = backbone_module(self.model)
+            self._backbone = (module, self.submodule_weights(module))
         module, params = self._backbone
         extra = self.architecture.extra_inputs
         kwargs = extra(self.vision_config, pixel_values) if extra is not None else {}
@@ -276,12 +259,11 @@ class HFImageClassifierAdapter(ModelAdapter):
             )
 
     # -- protocol ------------------------------------------------------------------------
-    def _run(self, pixel_values: Tensor) -> Tensor:
+    def run(self, model_inputs: Mapping[str, Tensor]) -> Tensor:
+        """Logits (B, q) for ``{"pixel_values": (B, C, H, W)}`` (normalised pixels)."""
         if not self.has_head:
             raise self._no_head()
-        with eval_mode(self.model):
-            out = functional_call(self.model, self._params, (), {"pixel_values": pixel_values})
-        return out.logits if hasattr(out, "logits") else out[0]
+        return super().run(model_inputs)
 
     def prepare(self, raw: Any) -> PreparedInput:
         if not self.has_head:
@@ -292,14 +274,14 @@ class HFImageClassifierAdapter(ModelAdapter):
             (h, w), p = self.image_size, self.patch_size
             if h % p or w % p:
                 raise InputError(f"space='pixels' needs image sides divisible by patch {p}")
-            return PreparedInput(self.patchify(pixels[0]), self._patch_names(), {}, str(desc))
+            return PreparedInput(self.patchify(pixels[0]), self.patch_names(), {}, str(desc))
         assert self._embeddings is not None
         with torch.no_grad(), capture_module_output(self._embeddings) as seen:
-            self._run(pixels)
+            self.run({"pixel_values": pixels})
         if not seen:
             raise ModelError("the embeddings module was not called by the model's forward")
         x0 = seen[0][0].detach()
-        patch_names = self._patch_names()
+        patch_names = self.patch_names()
         n_special = x0.shape[0] - len(patch_names)
         specials = ["[CLS]"] + [f"[special {i}]" for i in range(1, n_special)]
         names = (
@@ -311,10 +293,16 @@ class HFImageClassifierAdapter(ModelAdapter):
 
     def logits(self, x: Tensor, prepared: PreparedInput) -> Tensor:
         if self.space == "pixels":
-            return self._run(self.unpatchify(x).unsqueeze(0))[0]
+            return self.run({"pixel_values": self.unpatchify(x).unsqueeze(0)})[0]
         assert self._embeddings is not None
         with replace_module_output(self._embeddings, x.unsqueeze(0)):
-            return self._run(prepared.model_inputs["pixel_values"])[0]
+            return self.run({"pixel_values": prepared.model_inputs["pixel_values"]})[0]
+
+    def model_inputs(self, prepared: PreparedInput) -> dict[str, Tensor]:
+        """``{"pixel_values": (1, C, H, W)}`` for the prepared image, in either space."""
+        if self.space == "pixels":
+            return {"pixel_values": self.unpatchify(prepared.embeddings).unsqueeze(0)}
+        return {"pixel_values": prepared.model_inputs["pixel_values"]}
 
     def describe(self) -> dict[str, Any]:
         cfg = self.model.config

@@ -70,6 +70,16 @@ def _tokenizer(root: Path) -> Any:
         raise ModelError(f"no tokenizer could be loaded from {root}: {exc}") from exc
 
 
+def _normalisation(root: Path) -> tuple[Any, Any]:
+    """image_mean and image_std from preprocessor_config.json (None, None: no normalisation)."""
+    pre = root / "preprocessor_config.json"
+    if pre.is_file():
+        proc = _read_json(pre)
+        if proc.get("do_normalize", True):
+            return proc.get("image_mean"), proc.get("image_std")
+    return None, None
+
+
 def load_adapter(
     path: str | os.PathLike,
     *,
@@ -104,12 +114,7 @@ def load_adapter(
     if vision is not None:
         overrides = dict(architecture(config.get("model_type", "")).config_overrides)
         model = _from_pretrained(vision, root, **overrides)
-        pre = root / "preprocessor_config.json"
-        mean = std = None
-        if pre.is_file():
-            proc = _read_json(pre)
-            if proc.get("do_normalize", True):
-                mean, std = proc.get("image_mean"), proc.get("image_std")
+        mean, std = _normalisation(root)
         return HFImageClassifierAdapter(
             model.eval(), space=space, image_mean=mean, image_std=std, device=device, dtype=dtype
         )

@@ -8,18 +8,18 @@ backends produce the same folder layout.
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
-from ..errors import InputError, SimecError
-from ..explore import ExplorationResult, ExploreConfig, explore, explore_batch
-from ..models.base import ModelAdapter
-from .inputs import RunItem, materialize
+from ..errors import InputError
+from ..registry import Registry
+from .batches import chunks, explore_items
+from .inputs import RunItem
+from .types import ModelSpec, OnDone, Outcome, RunTask
 
 __all__ = [
+    "BACKENDS",
     "Backend",
     "LocalBackend",
     "ModelSpec",
@@ -32,126 +32,16 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """A model directory and how to load it: what a remote worker needs to build the adapter."""
-
-    path: str
-    space: str = "embeddings"
-    device: str = "cpu"
-    dtype: str = "float32"
-    truncation: bool = False
-
-    def load(self) -> ModelAdapter:
-        from ..models import load_adapter
-
-        return load_adapter(
-            self.path,
-            space=self.space,  # type: ignore[arg-type]
-            device=self.device,
-            dtype=self.dtype,
-            truncation=self.truncation,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "path": os.path.abspath(self.path),
-            "space": self.space,
-            "device": self.device,
-            "dtype": self.dtype,
-            "truncation": self.truncation,
-        }
-
-
-@dataclass
-class RunTask:
-    """Everything a worker needs: the model (a ModelSpec, an adapter, or a function returning
-    one), the exploration configuration and how many inputs to explore as one batch."""
-
-    model: ModelSpec | ModelAdapter | Callable[[], ModelAdapter]
-    config: ExploreConfig
-    batch_size: int = 1
-
-    def adapter(self) -> ModelAdapter:
-        if isinstance(self.model, ModelSpec):
-            return self.model.load()
-        if isinstance(self.model, ModelAdapter):
-            return self.model
-        return self.model()
-
-    @property
-    def device(self) -> str:
-        if isinstance(self.model, ModelSpec):
-            return self.model.device
-        return str(getattr(self.model, "device", "cpu"))
-
-
-@dataclass
-class Outcome:
-    """One finished input: its result, or the error that stopped it."""
-
-    item: RunItem
-    seed: int
-    result: ExplorationResult | None = None
-    error: str | None = None
-
-
-def explore_items(adapter: ModelAdapter, task: RunTask, items: list[RunItem]) -> Iterator[Outcome]:
-    """Explore ``items`` as one batch (seed of each: config.seed + its index).
-
-    An input that cannot be read fails alone. If the batch raises (an input that cannot be
-    explored, e.g. a flat output), its inputs are explored one at a time so that only the
-    bad one fails (any exception is recorded as that input's error). A walk interrupted by
-    Ctrl-C is not an outcome: KeyboardInterrupt is raised.
-    """
-    cfg = task.config
-    ready: list[tuple[RunItem, Any]] = []
-    for item in items:
-        try:
-            ready.append((item, materialize(item, adapter)))
-        except SimecError as exc:
-            yield Outcome(item, cfg.seed + item.index, error=f"{type(exc).__name__}: {exc}")
-    if not ready:
-        return
-    seeds = [cfg.seed + item.index for item, _ in ready]
-    try:
-        results: list[ExplorationResult] | None = explore_batch(
-            adapter, [raw for _, raw in ready], cfg, seeds=seeds, batch_size=task.batch_size
-        )
-    except Exception:  # noqa: BLE001 - explored one at a time below, each error recorded
-        results = None
-    if results is not None:
-        for (item, _), seed, result in zip(ready, seeds, results):
-            _check_not_interrupted(result)
-            yield Outcome(item, seed, result=result)
-        return
-    for (item, raw), seed in zip(ready, seeds):
-        try:
-            result = explore(adapter, raw, cfg, seed=seed)
-        except Exception as exc:  # noqa: BLE001 - recorded in the manifest, the run goes on
-            yield Outcome(item, seed, error=f"{type(exc).__name__}: {exc}")
-            continue
-        _check_not_interrupted(result)
-        yield Outcome(item, seed, result=result)
-
-
-def _check_not_interrupted(result: ExplorationResult) -> None:
-    if result.stop_reason.startswith("interrupted"):
-        raise KeyboardInterrupt
-
-
-def chunks(items: list[RunItem], size: int) -> list[list[RunItem]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
-
 class Backend(Protocol):
+    """Explores ``items`` and calls ``on_done`` once per input; the runner does every write."""
+
     name: str
 
     def run(
         self,
         task: RunTask,
         items: list[RunItem],
-        on_done: Callable[[Outcome], None],
+        on_done: OnDone,
         *,
         workers: int | None = None,
     ) -> None: ...
@@ -170,7 +60,7 @@ class LocalBackend:
         self,
         task: RunTask,
         items: list[RunItem],
-        on_done: Callable[[Outcome], None],
+        on_done: OnDone,
         *,
         workers: int | None = None,
     ) -> None:
@@ -187,27 +77,23 @@ class LocalBackend:
         self.timings = {"startup_s": t1 - t0, "explore_s": time.perf_counter() - t1}
 
 
-_BACKENDS: dict[str, Callable[[], Backend]] = {}
+#: backend factories by name (API ``backend=...`` and the CLI's ``--backend``)
+BACKENDS: Registry[Callable[[], Backend]] = Registry("backend")
 
 
 def register_backend(name: str, factory: Callable[[], Backend], *, overwrite: bool = False) -> None:
     """Make a backend available by name (API ``backend=...`` and the CLI's ``--backend``)."""
-    if name in _BACKENDS and not overwrite:
-        raise InputError(f"backend {name!r} is already registered")
-    _BACKENDS[name] = factory
+    BACKENDS.register(name, factory, replace=overwrite)
 
 
 def backend_names() -> list[str]:
-    return list(_BACKENDS)
+    return BACKENDS.names()
 
 
 def get_backend(name: str | Backend) -> Backend:
     if not isinstance(name, str):
         return name
-    try:
-        return _BACKENDS[name]()
-    except KeyError:
-        raise InputError(f"unknown backend {name!r}; choose one of {backend_names()}") from None
+    return BACKENDS.get(name)()
 
 
 def _ray() -> Backend:

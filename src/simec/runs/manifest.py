@@ -9,16 +9,53 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write_bytes
+from .inputs import RunItem
 
-__all__ = ["DONE", "MANIFEST", "Manifest"]
+__all__ = ["DONE", "MANIFEST", "Manifest", "manifest_entry"]
 
 MANIFEST = "manifest.jsonl"
 #: statuses of inputs whose result folder is complete (never recomputed on resume)
 DONE = ("completed", "stopped")
+
+
+def manifest_entry(
+    item: RunItem,
+    seed: int,
+    summary: Mapping[str, Any] | None,
+    *,
+    result_dir: str | None = None,
+    error: str | None = None,
+) -> dict[str, Any]:
+    """The manifest line of one input: ``summary`` is its result's summary (the content of
+    ``summary.json``, see ``ExplorationResult.summary``), or None for an input that failed."""
+    entry: dict[str, Any] = {
+        "id": item.id,
+        "index": item.index,
+        "input": item.description,
+        "seed": seed,
+        **item.meta,
+    }
+    if summary is None:
+        entry.update(status="failed", result=None, error=error)
+        return entry
+    stop = summary.get("stop_reason", "")
+    labels, predicted = summary.get("labels") or [], summary.get("predicted") or [0]
+    entry.update(
+        status="completed" if stop == "completed" else "stopped",
+        result=result_dir,
+        stop_reason=stop,
+        steps_completed=summary.get("steps_completed"),
+        predicted_start=labels[predicted[0]] if labels else None,
+        predicted_end=labels[predicted[-1]] if labels else None,
+        elapsed_seconds=summary.get("elapsed_seconds"),
+        batch_size=(summary.get("batch") or {}).get("size", 1),
+    )
+    return entry
 
 
 class Manifest:

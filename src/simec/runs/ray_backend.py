@@ -13,12 +13,12 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 from ..errors import InputError, ModelError, SimecError
-from .backends import Outcome, RunTask, chunks, explore_items
+from .batches import chunks, explore_items
 from .inputs import RunItem
+from .types import OnDone, Outcome, RunTask
 
 __all__ = ["RayBackend"]
 
@@ -64,7 +64,7 @@ class RayBackend:
         self,
         task: RunTask,
         items: list[RunItem],
-        on_done: Callable[[Outcome], None],
+        on_done: OnDone,
         *,
         workers: int | None = None,
     ) -> None:

@@ -29,9 +29,10 @@ from ..errors import InputError
 from ..explore import ExploreConfig
 from ..explore.result import SUMMARY, TRAJECTORY
 from ..models.base import ModelAdapter
-from .backends import Backend, ModelSpec, Outcome, RunTask, get_backend
+from .backends import Backend, get_backend
 from .inputs import RunItem, source_fingerprint
-from .manifest import DONE, Manifest
+from .manifest import DONE, Manifest, manifest_entry
+from .types import ModelSpec, Outcome, RunTask
 
 __all__ = ["RUN_FILE", "run_dataset"]
 
@@ -61,31 +62,6 @@ def _model_record(model: Any) -> dict[str, Any]:
     return {"factory": getattr(model, "__qualname__", type(model).__name__)}
 
 
-def _entry(outcome: Outcome, result_dir: str | None) -> dict[str, Any]:
-    item, result = outcome.item, outcome.result
-    entry: dict[str, Any] = {
-        "id": item.id,
-        "index": item.index,
-        "input": item.description,
-        "seed": outcome.seed,
-        **item.meta,
-    }
-    if result is None:
-        entry.update(status="failed", result=None, error=outcome.error)
-        return entry
-    entry.update(
-        status="completed" if result.stop_reason == "completed" else "stopped",
-        result=result_dir,
-        stop_reason=result.stop_reason,
-        steps_completed=result.steps_completed,
-        predicted_start=result.labels[result.predicted[0]] if result.labels else None,
-        predicted_end=result.labels[result.predicted[-1]] if result.labels else None,
-        elapsed_seconds=result.elapsed_seconds,
-        batch_size=result.batch.get("size", 1),
-    )
-    return entry
-
-
 def _adopt(out: Path, item: RunItem, seed: int) -> dict[str, Any] | None:
     """A complete result folder without a manifest line (killed in between): its entry."""
     folder = out / "inputs" / item.id
@@ -97,23 +73,7 @@ def _adopt(out: Path, item: RunItem, seed: int) -> dict[str, Any] | None:
         return None
     if summary.get("config", {}).get("seed") != seed:
         return None
-    stop = summary.get("stop_reason", "")
-    labels, predicted = summary.get("labels") or [], summary.get("predicted") or [0]
-    return {
-        "id": item.id,
-        "index": item.index,
-        "input": item.description,
-        "seed": seed,
-        **item.meta,
-        "status": "completed" if stop == "completed" else "stopped",
-        "result": f"inputs/{item.id}",
-        "stop_reason": stop,
-        "steps_completed": summary.get("steps_completed"),
-        "predicted_start": labels[predicted[0]] if labels else None,
-        "predicted_end": labels[predicted[-1]] if labels else None,
-        "elapsed_seconds": summary.get("elapsed_seconds"),
-        "batch_size": (summary.get("batch") or {}).get("size", 1),
-    }
+    return manifest_entry(item, seed, summary, result_dir=f"inputs/{item.id}")
 
 
 def _same_data(inputs: Any) -> Any:
@@ -242,11 +202,14 @@ def run_dataset(
         bar = tqdm(total=len(items), initial=resumed, desc="inputs", unit="input")
 
     def on_done(outcome: Outcome) -> None:
-        folder = None
+        folder, summary = None, None
         if outcome.result is not None:
             folder = f"inputs/{outcome.item.id}"
             outcome.result.save(out / folder)
-        entry = _entry(outcome, folder)
+            summary = outcome.result.summary()
+        entry = manifest_entry(
+            outcome.item, outcome.seed, summary, result_dir=folder, error=outcome.error
+        )
         manifest.append(entry)
         entries[outcome.item.id] = entry
         if bar is not None:

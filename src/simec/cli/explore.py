@@ -1,0 +1,257 @@
+"""``simec explore``: walk the input space of a model from one input or a data set."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..explore.config import ExploreConfig, parse_segments
+from .options import (
+    add_dataclass_arguments,
+    add_device,
+    add_dtype,
+    add_model,
+    add_out,
+    add_quiet,
+    at_least_one,
+    dataclass_from_args,
+)
+
+HELP = "walk the input space of a model from one input (SiMEC or SiMExp)"
+DESCRIPTION = (
+    "Explore the input space of a model from one input with SiMEC (stay in the "
+    "equivalence class) or SiMExp (move across classes)."
+)
+EPILOG = """\
+examples:
+  simec explore --model runs/vit --input digit.png --algorithm simec --steps 1000 --out out/a
+  simec explore --model runs/vit --input digit.npy --space pixels --algorithm simexp --out out/b
+  simec explore --model runs/bert --input "you are all corrupt" --segments 1-3 --out out/c
+  simec explore --model runs/vit --data ../shared/data/mnist --limit 100 --batch-size 4 --out out/d
+  simec explore --model runs/bert --inputs texts.txt --backend ray --workers 2 --out out/e
+  simec explore --model runs/vit --data ../shared/data/mnist --limit 100 --out out/d --resume
+
+outputs (in --out):
+  summary.json            the full configuration, package versions, per-step probabilities,
+                          predicted classes, lambda_max, step sizes, ranks, drift, stop reason
+  trajectory.safetensors  the explored points p_k (every --record-every steps, and the last)
+  dataset runs: inputs/<id>/ (the two files above, per input), manifest.jsonl (one line per
+  input: id, status, seed, result folder, stop reason), run.json (options, model, versions)
+"""
+
+#: ExploreConfig fields given as raw text and parsed when the config is built
+PARSE = {"segments": parse_segments}
+#: ExploreConfig fields per help group; every field but ``extra`` (recorded by the CLI itself)
+WALK_FIELDS = (
+    "algorithm",
+    "steps",
+    "method",
+    "output_metric",
+    "step_multiplier",
+    "max_step",
+    "projection",
+    "corrector",
+    "corrector_iterations",
+    "corrector_tolerance",
+    "rtol",
+    "seed",
+    "recover",
+    "divergence_ratio",
+)
+RUN_FIELDS = ("record_every", "chunk_size", "compile")
+#: ExploreConfig fields that are not options (documented exclusions)
+NOT_OPTIONS = ("extra",)
+#: dataset-run options and their defaults, refused with --input
+_DATASET_ONLY = {
+    "limit": None,
+    "batch_size": 1,
+    "backend": "local",
+    "workers": None,
+    "resume": False,
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    what = parser.add_argument_group("what to explore")
+    add_model(
+        what,
+        help="a model directory saved with save_pretrained() "
+        "(*ForImageClassification or *ForSequenceClassification)",
+    )
+    source = what.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--input",
+        metavar="FILE_OR_TEXT",
+        help="an image (.png/.jpg/.npy) for vision models; the text itself "
+        "(or a .txt file) for text models",
+    )
+    source.add_argument(
+        "--data",
+        metavar="DIR",
+        help="dataset run: the images of an IDX data set (MNIST layout, t10k-* or train-*)",
+    )
+    source.add_argument(
+        "--inputs",
+        metavar="FILE",
+        help="dataset run: one input per line (an image path, or a text for text models)",
+    )
+    what.add_argument(
+        "--space",
+        choices=["embeddings", "pixels"],
+        default="embeddings",
+        help="vision models: explore the embeddings output (default) or the pixels directly",
+    )
+    add_dataclass_arguments(what, ExploreConfig, include=["segments"], parse=PARSE)
+    what.add_argument(
+        "--truncate",
+        action="store_true",
+        help="text models: keep the first tokens of an over-long text instead of failing",
+    )
+
+    how = parser.add_argument_group("how to walk")
+    add_dataclass_arguments(how, ExploreConfig, include=WALK_FIELDS)
+
+    run = parser.add_argument_group("run")
+    add_out(run, help="folder for the results")
+    add_device(run)
+    add_dtype(run)
+    add_dataclass_arguments(run, ExploreConfig, include=RUN_FIELDS)
+    add_quiet(run, help="no progress bar")
+
+    many = parser.add_argument_group(
+        "dataset runs (--data / --inputs)",
+        "one result folder per input in OUT/inputs/<id>, OUT/manifest.jsonl, OUT/run.json; "
+        "input i uses seed --seed + i",
+    )
+    many.add_argument(
+        "--limit", type=at_least_one, default=None, metavar="N", help="the first N inputs only"
+    )
+    many.add_argument(
+        "--split",
+        choices=["test", "train"],
+        default="test",
+        help="--data: which IDX split, t10k-* or train-* (default: %(default)s)",
+    )
+    many.add_argument(
+        "--batch-size",
+        type=at_least_one,
+        default=_DATASET_ONLY["batch_size"],
+        metavar="B",
+        help="explore B inputs at once with batched Jacobians (default: %(default)s)",
+    )
+    many.add_argument(
+        "--backend",
+        default=_DATASET_ONLY["backend"],
+        metavar="NAME",
+        help="local (this process) or ray (pip install 'simec[ray]') (default: %(default)s)",
+    )
+    many.add_argument(
+        "--workers",
+        type=at_least_one,
+        default=None,
+        metavar="N",
+        help="--backend ray: number of workers, one CPU each (default: all CPUs)",
+    )
+    many.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the dataset run in --out; finished inputs are kept, never redone",
+    )
+
+
+def read_input(text: str, adapter: Any) -> Any:
+    """A text model's input: the text itself, or the contents of a .txt file; else the path."""
+    from ..models.hf_text import HFSequenceClassifierAdapter
+
+    if isinstance(adapter, HFSequenceClassifierAdapter):
+        path = Path(text)
+        if path.suffix == ".txt" and path.is_file():
+            return path.read_text().strip()
+        return text
+    return text  # an image path: the adapter reads and validates it
+
+
+def config_from_args(args: argparse.Namespace) -> ExploreConfig:
+    """The validated ExploreConfig of the parsed options (the CLI's context in ``extra``)."""
+    dataset_run = args.input is None
+    return dataclass_from_args(
+        ExploreConfig,
+        args,
+        parse=PARSE,
+        extra={
+            "model_dir": str(Path(args.model).resolve()),
+            "input": args.input if not dataset_run else (args.data or args.inputs),
+            "space": args.space,
+            "device": args.device,
+            "dtype": args.dtype,
+            "argv": sys.argv[1:],
+        },
+    ).validate()
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..explore import explore
+    from ..models import load_adapter
+
+    if args.input is not None:
+        for dest, default in _DATASET_ONLY.items():
+            if getattr(args, dest) != default:
+                flag = "--" + dest.replace("_", "-")
+                raise InputError(f"{flag} is for dataset runs (--data or --inputs), not --input")
+    config = config_from_args(args)
+    if args.input is None:
+        return run_dataset(args, config)
+    adapter = load_adapter(
+        args.model, space=args.space, device=args.device, dtype=args.dtype, truncation=args.truncate
+    )
+    result = explore(adapter, read_input(args.input, adapter), config, progress=not args.quiet)
+    out = result.save(args.out)
+    labels = result.labels
+    first, last = result.predicted[0], result.predicted[-1]
+    print(
+        f"{config.algorithm}: {result.steps_completed} steps in {result.elapsed_seconds:.1f} s "
+        f"({result.stop_reason}); predicted {labels[first]!r} "
+        f"(p={float(result.probabilities[0, first]):.4f}) -> {labels[last]!r} "
+        f"(p={float(result.probabilities[-1, last]):.4f}); results in {out}/"
+    )
+    return 0 if result.stop_reason == "completed" else 3
+
+
+def run_dataset(args: argparse.Namespace, config: ExploreConfig) -> int:
+    """`simec explore --data/--inputs`: one result folder per input, a manifest, resumable."""
+    from ..runs import ModelSpec, idx_items, line_items, run_dataset
+
+    if config.compile is True and args.batch_size > 1:
+        raise InputError("--compile on works with --batch-size 1 only (batches run eager)")
+    if args.data is not None:
+        items, source = idx_items(args.data, limit=args.limit, split=args.split)
+    else:
+        items, source = line_items(args.inputs, limit=args.limit)
+    spec = ModelSpec(
+        str(Path(args.model).resolve()),
+        space=args.space,
+        device=args.device,
+        dtype=args.dtype,
+        truncation=args.truncate,
+    )
+    counts = run_dataset(
+        spec,
+        items,
+        args.out,
+        config,
+        source=source,
+        backend=args.backend,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        resume=args.resume,
+        progress=not args.quiet,
+    )
+    print(
+        f"{counts['total']} inputs: {counts['completed']} completed, {counts['stopped']} "
+        f"stopped early, {counts['failed']} failed ({counts['resumed']} were already done); "
+        f"manifest {counts['manifest']}"
+    )
+    return 0 if counts["completed"] == counts["total"] else 3

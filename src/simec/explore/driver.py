@@ -1,0 +1,236 @@
+"""The batching driver: Jacobians and spectra of many walks at once, then one step of each.
+
+``drive`` steps walks in lockstep: their Jacobians are computed as one batch (``batched_jacobian``)
+and their low-rank spectra as one batch (``lowrank_spectra``), then every walk takes its own
+step with its own generator, through the same code as a single run. So B inputs explored
+together give the results of B separate runs with the same seeds, up to the round-off of
+batched kernels.
+
+Host reads: everything a step needs on the host (whether the point, the output and the
+Jacobian are finite, the largest singular value, the rank, the distance from the start) is
+packed into one small tensor and read back once per step for the whole batch; per-step records
+(probabilities, drift, points) stay on the model's device until the run ends.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import fields, replace
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..geometry.jacobian import batched_jacobian, jacobian
+from ..geometry.pullback import pullback_factors
+from ..geometry.spectrum import lowrank_spectra, pullback_spectrum
+from ..models.base import PreparedInput
+from .walk import Status, Walk
+
+__all__ = ["JacobianFn", "batch_key", "drive", "drive_group", "single_jacobian"]
+
+JacobianFn = Callable[[list[Walk]], tuple[Tensor, Tensor, Tensor]]
+
+
+def _lowrank_statuses(
+    a: Tensor, point_ok: Tensor, finite: Tensor, distance: Tensor, rtol: float | None
+) -> tuple[list[Status], list[Tensor]]:
+    spectra = lowrank_spectra(a, rtol=rtol)
+    packed = torch.stack(
+        [
+            point_ok.to(torch.float64),
+            (finite & spectra.finite).to(torch.float64),
+            spectra.singular_values[:, 0].to(torch.float64),
+            spectra.rank.to(torch.float64),
+            distance.to(torch.float64),
+        ],
+        dim=1,
+    ).tolist()
+    out = [Status(bool(p), bool(f), s**2, int(r), d) for p, f, s, r, d in packed]
+    return out, list(spectra.vectors.unbind(0))
+
+
+def _exact_statuses(
+    walk: Walk, flat: Tensor, y: Tensor, point_ok: Tensor, finite: Tensor, distance: Tensor
+) -> tuple[list[Status], list[Tensor]]:
+    """One eigendecomposition per walk (each reads its spectrum back; O(n^3) dominates)."""
+    packed = torch.stack(
+        [point_ok.to(torch.float64), finite.to(torch.float64), distance.to(torch.float64)], 1
+    ).tolist()
+    statuses, vectors = [], []
+    for i, (p, f, d) in enumerate(packed):
+        lam, rank, vec = 0.0, 0, flat.new_zeros(flat.shape[2], 0)
+        if p and f:
+            spec = pullback_spectrum(
+                flat[i], y[i], metric=walk.metric, method="exact", rtol=walk.cfg.rtol
+            )
+            lam, rank, vec = spec.lambda_max, spec.rank, spec.eigenvectors
+        statuses.append(Status(bool(p), bool(f), lam, rank, d))
+        vectors.append(vec)
+    return statuses, vectors
+
+
+def statuses(walks: list[Walk], y: Tensor, jac: Tensor) -> tuple[list[Status], list[Tensor]]:
+    """Spectra of every walk's pullback metric and the host facts of its step, one read-back."""
+    cfg, metric = walks[0].cfg, walks[0].metric
+    count, q = y.shape
+    flat = jac.reshape(count, q, -1)
+    xs = torch.stack([w.x for w in walks])
+    starts = torch.stack([w.start for w in walks])
+    point_ok = torch.isfinite(xs).flatten(1).all(dim=1)
+    distance = torch.linalg.vector_norm((xs - starts).flatten(1), dim=1)
+    a = pullback_factors(flat, y, metric)
+    finite = torch.isfinite(y).all(dim=1) & torch.isfinite(flat).flatten(1).all(dim=1)
+    if cfg.method == "lowrank":
+        return _lowrank_statuses(a, point_ok, finite, distance, cfg.rtol)
+    finite = finite & torch.isfinite(a).flatten(1).all(dim=1)
+    return _exact_statuses(walks[0], flat, y, point_ok, finite, distance)
+
+
+def drive(walks: list[Walk], jacobian_fn: JacobianFn, bar: Any = None) -> None:
+    """Step every walk until it stops or has taken its steps; Ctrl-C stops them all."""
+    try:
+        while True:
+            active = [w for w in walks if w.active]
+            if not active:
+                break
+            y, jac, logits = jacobian_fn(active)
+            found, vectors = statuses(active, y, jac)
+            before = sum(w.done for w in active)
+            for i, walk in enumerate(active):
+                walk.advance(found[i], y[i], jac[i], logits[i], vectors[i])
+            if bar is not None:
+                bar.update(max(sum(w.done for w in active) - before, 0))
+                bar.set_postfix(lmax=f"{found[0].lambda_max:.3g}")
+    except KeyboardInterrupt:
+        for walk in walks:
+            if walk.stop_reason is None:
+                walk.stop_reason = f"interrupted at step {walk.done}"
+
+
+def single_jacobian(walk: Walk, use_compile: bool) -> JacobianFn:
+    """The Jacobian of one walk (compiled if asked), shaped as a batch of one."""
+    cfg = walk.cfg
+
+    def fn(active: list[Walk]) -> tuple[Tensor, Tensor, Tensor]:
+        y, jac, logits = jacobian(  # type: ignore[misc]
+            walk.model_fn, walk.x, chunk_size=cfg.chunk_size, has_aux=True, compile=use_compile
+        )
+        return y[None], jac[None], logits[None]
+
+    return fn
+
+
+def _split_extras(prepared: PreparedInput) -> tuple[dict[str, Any], dict[str, Any]]:
+    extras = getattr(prepared, "extras", None) or {}
+    tensors = {k: v for k, v in extras.items() if isinstance(v, Tensor)}
+    return tensors, {k: v for k, v in extras.items() if k not in tensors}
+
+
+def _signature(value: Any) -> Any:
+    if isinstance(value, Tensor):
+        return ("tensor", tuple(value.shape), str(value.dtype), str(value.device))
+    try:
+        hash(value)
+        return ("value", value)
+    except TypeError:
+        return ("object", id(value))
+
+
+def batch_key(walk: Walk) -> tuple:
+    """Walks with equal keys can share one batched Jacobian (same shapes, same fixed values)."""
+    p = walk.prepared
+    tensors, others = _split_extras(p)
+    return (
+        tuple(p.embeddings.shape),
+        tuple(walk.segments.rows.tolist()),
+        tuple(sorted((k, _signature(v)) for k, v in p.model_inputs.items())),
+        tuple(sorted((k, _signature(v)) for k, v in tensors.items())),
+        tuple(sorted((k, _signature(v)) for k, v in others.items())),
+    )
+
+
+def _stacked_inputs(active: list[Walk]) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
+    preps = [w.prepared for w in active]
+    return (
+        torch.stack([p.embeddings for p in preps]),
+        {k: torch.stack([p.model_inputs[k] for p in preps]) for k in preps[0].model_inputs},
+        {
+            k: torch.stack([_split_extras(p)[0][k] for p in preps])
+            for k in _split_extras(preps[0])[0]
+        },
+    )
+
+
+def batched_jacobian_fn(group: list[Walk]) -> JacobianFn:
+    """The Jacobians of a group of walks with one ``batch_key``, as one batch."""
+    template = group[0]
+    adapter, metric, cfg = template.adapter, template.metric, template.cfg
+    segments = template.segments
+    _, static_extras = _split_extras(template.prepared)
+    has_extras = any(f.name == "extras" for f in fields(template.prepared))
+
+    def per_input(
+        xs: Tensor, x0: Tensor, inputs: dict[str, Tensor], extras: dict[str, Tensor]
+    ) -> tuple[Tensor, Tensor]:
+        point = xs if segments.all_rows else x0.index_copy(0, segments.rows, xs)
+        changes: dict[str, Any] = {"embeddings": x0, "model_inputs": inputs}
+        if has_extras:
+            changes["extras"] = {**static_extras, **extras}
+        logits = adapter.logits(point, replace(template.prepared, **changes))
+        return metric.output(logits), logits
+
+    cache: dict[tuple[int, ...], tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]] = {}
+
+    def fn(active: list[Walk]) -> tuple[Tensor, Tensor, Tensor]:
+        key = tuple(id(w) for w in active)
+        if key not in cache:  # the active set changes only when a walk stops
+            cache.clear()
+            cache[key] = _stacked_inputs(active)
+        x0s, inputs, extras = cache[key]
+        xs = torch.stack([w.x for w in active])
+        y, jac, logits = batched_jacobian(  # type: ignore[misc]
+            per_input, xs, x0s, inputs, extras, chunk_size=cfg.chunk_size, has_aux=True
+        )
+        return y, jac, logits
+
+    return fn
+
+
+class _NotBatchable(Exception):
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def drive_group(group: list[Walk], bar: Any) -> None:
+    """Drive walks that share a ``batch_key``: batched, or one at a time if the model cannot be
+    vmapped (found on the first call, with a warning)."""
+    if len(group) == 1:  # a batch of one is an explore() run, compiled Jacobian included
+        drive(group, single_jacobian(group[0], group[0].cfg.use_compile()), bar)
+        return
+    batched = batched_jacobian_fn(group)
+    first = {"call": True}
+
+    def fn(active: list[Walk]) -> tuple[Tensor, Tensor, Tensor]:
+        try:
+            return batched(active)
+        except (RuntimeError, NotImplementedError) as exc:
+            if not first["call"]:
+                raise
+            raise _NotBatchable(exc) from exc
+        finally:
+            first["call"] = False
+
+    try:
+        drive(group, fn, bar)
+    except _NotBatchable as exc:
+        warnings.warn(
+            f"simec: this model cannot be run as a batch ({type(exc.cause).__name__}: "
+            f"{str(exc.cause)[:160]}); exploring the inputs one at a time",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        for walk in group:
+            drive([walk], single_jacobian(walk, False), bar)

@@ -1,0 +1,67 @@
+"""The pure proposal of one step, lines 5-8 of Algorithms 1 and 2 of the SiMEC paper.
+
+(spectrum of g at p_k, generator) -> a direction and a step size -> the point p_k + delta v.
+No state: a ``StepRule`` (``simec.SIMEC``, ``simexp.SIMEXP``) says which eigenvectors to walk
+along; ``propose`` draws one with the walk's generator and sizes the step with the shared rule
+of ``simec.geometry.steps``; ``move`` is line 8. What to do with the point reached (accept it,
+retry with a smaller step, stop) is ``simec.explore.policy``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..geometry import steps
+
+__all__ = ["Proposal", "StepRule", "move", "propose"]
+
+
+@dataclass(frozen=True)
+class StepRule:
+    """How one algorithm steps: ``c`` in delta = c / sqrt(lambda_max) (line 7), which
+    eigenvectors it walks along (``directions``), and how it draws one (line 6)."""
+
+    name: str
+    title: str
+    c: float
+    directions: str
+
+    def blocked(self, rank: int, dim: int) -> bool:
+        """True when no direction of this kind exists at a metric of this rank."""
+        return False
+
+    def direction(self, vectors: Tensor, rank: int, generator: torch.Generator) -> Tensor:
+        """A unit direction (n,) from the eigenvectors ``vectors`` (n, >= rank), non-null first."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A step from p_k: unit ``direction`` (n,) and ``step_size`` delta."""
+
+    direction: Tensor
+    step_size: float
+
+
+def propose(
+    rule: StepRule,
+    vectors: Tensor,
+    rank: int,
+    lambda_max: float,
+    generator: torch.Generator,
+    *,
+    multiplier: float,
+    cap: float,
+) -> Proposal:
+    """Lines 6-7: a direction drawn by ``rule`` and delta = min(multiplier * c / sqrt(lambda_max),
+    cap) (``simec.geometry.steps.step_size``)."""
+    direction = rule.direction(vectors, rank, generator)
+    return Proposal(direction, steps.step_size(lambda_max, rule.c * multiplier, cap))
+
+
+def move(x: Tensor, proposal: Proposal) -> Tensor:
+    """Line 8: p_{k+1} = p_k + delta v."""
+    return x + proposal.step_size * proposal.direction.reshape(x.shape)

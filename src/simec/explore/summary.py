@@ -1,0 +1,80 @@
+"""From a settled walk to its ``ExplorationResult``: the per-step lists, the stored trajectory
+(Algorithms 1/2 line 10) projected onto the feasible box (line 11), the model's outputs there."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.func import vmap
+
+from .._io import environment
+from ..geometry.jacobian import quiet_vmap
+from ..models.base import ModelAdapter, PreparedInput
+from .box import project
+from .config import ExploreConfig
+from .result import ExplorationResult
+from .walk import Walk
+
+__all__ = ["batched_logits", "walk_result"]
+
+
+def batched_logits(
+    adapter: ModelAdapter, prepared: PreparedInput, points: Tensor, *, chunk: int = 64
+) -> Tensor:
+    """Logits (m, q) of the model at m explored points (m, segments, width)."""
+    fn = vmap(lambda x: adapter.logits(x, prepared))
+    with torch.no_grad(), quiet_vmap():
+        return torch.cat([fn(points[i : i + chunk]) for i in range(0, len(points), chunk)])
+
+
+def _trajectory(walk: Walk) -> tuple[Tensor, Tensor, list[int]]:
+    """The stored points (whole inputs), their probabilities and their step indices."""
+    stored = [s for s in walk.steps if s.point is not None]
+    trajectory = torch.stack([walk.segments.full(s.point) for s in stored])  # type: ignore[arg-type]
+    if walk.cfg.projection == "end":
+        # Algorithm 1 line 11: project the stored points onto the feasible region
+        rows = walk.segments.rows
+        trajectory[:, rows] = project(trajectory[:, rows], walk.lower, walk.upper)
+        logits = batched_logits(walk.adapter, walk.prepared, trajectory)
+        probabilities = torch.softmax(logits, -1)
+    else:
+        probabilities = torch.stack([s.probabilities for s in stored])
+    return trajectory, probabilities, [s.index for s in stored]
+
+
+def walk_result(
+    walk: Walk, elapsed: float, batch: dict[str, Any] | None = None
+) -> ExplorationResult:
+    """The result of a settled walk (``Walk.settle``)."""
+    adapter, steps = walk.adapter, walk.steps
+    taken = steps[1:]
+    trajectory, traj_probs, stored_steps = _trajectory(walk)
+    labels = getattr(walk.prepared, "output_labels", None)
+    return ExplorationResult(
+        config=ExploreConfig.from_dict(walk.cfg.to_dict()),  # as saved: plain values, a copy
+        probabilities=torch.stack([s.probabilities for s in steps]).detach().cpu(),
+        lambda_max=[s.lambda_max for s in taken],  # type: ignore[misc]
+        step_sizes=[s.step_size for s in taken],  # type: ignore[misc]
+        ranks=[s.rank for s in taken],  # type: ignore[misc]
+        drift=torch.stack([s.drift for s in steps]).tolist(),
+        trajectory=trajectory.detach().cpu(),
+        trajectory_steps=stored_steps,
+        trajectory_probabilities=traj_probs.detach().cpu(),
+        stop_reason=walk.stop_reason or "completed",
+        elapsed_seconds=elapsed,
+        segment_names=walk.prepared.segment_names,
+        explored_segments=walk.segments.rows.tolist(),
+        labels=labels(adapter) if labels is not None else list(adapter.labels),
+        uncorrected_drift=[s.uncorrected_drift for s in taken] if walk.cfg.corrector else [],  # type: ignore[misc]
+        input_description=walk.prepared.description,
+        model={
+            **adapter.describe(),
+            "dtype": str(adapter.dtype).replace("torch.", ""),
+            "device": str(adapter.device),
+        },
+        environment=environment(),
+        recoveries=walk.recoveries,
+        batch=batch or {},
+    )

@@ -1,0 +1,235 @@
+"""One walk of SiMEC or SiMExp: a list of frozen records, one per accepted point.
+
+``Walk.steps[k]`` is the k-th accepted point p_k (its output, probabilities, drift) and the step
+that reached it (lambda_max, step size, rank at p_{k-1}, drift before the corrector, retries).
+A step just taken is a ``Candidate`` until its point passes the checks of ``policy``: then it
+becomes a record (one ``append``); a failed candidate is retried (a new candidate) or dropped.
+Nothing is ever undone in place, so an interrupt (Ctrl-C) between two statements leaves a walk
+whose records are consistent; it is settled like any other.
+
+Which step to take is ``proposal`` (with the rules of ``simec`` / ``simexp``), what to do with
+the point reached is ``policy``; the Jacobians and spectra come from ``driver``, batched.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from ..geometry.metrics import OutputMetric
+from ..models.base import ModelAdapter, PreparedInput
+from . import policy
+from .box import Box, project, resolve_box
+from .config import RULES, ExploreConfig
+from .corrector import Corrector
+from .proposal import Proposal, move, propose
+from .segments import Segments
+
+__all__ = ["Candidate", "Status", "Step", "Walk"]
+
+
+class Status(NamedTuple):
+    """What one step of one walk needs on the host, read back once per step for the batch."""
+
+    point_ok: bool  # the current point is finite
+    finite: bool  # the output, the Jacobian and G^1/2 J are finite there
+    lambda_max: float
+    rank: int
+    distance: float  # ||x - x0|| over the explored segments
+
+
+@dataclass(frozen=True)
+class Step:
+    """Accepted point p_k (``index`` k) and the step from p_{k-1} that reached it (None for p_0).
+
+    ``point`` (explored rows) is kept for the stored trajectory (every ``record_every``-th
+    point) and for the last record; dropped (None) otherwise, to save memory."""
+
+    index: int
+    point: Tensor | None
+    output: Tensor
+    probabilities: Tensor
+    drift: Tensor
+    lambda_max: float | None = None
+    step_size: float | None = None
+    rank: int | None = None
+    uncorrected_drift: float | None = None
+    retries: int = 0
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A step taken from the last accepted point ``start`` to ``point``, not yet accepted;
+    ``checked``: the point passed ``policy.point_failure`` (its output is not known yet)."""
+
+    start: Tensor
+    proposal: Proposal
+    jacobian: Tensor
+    lambda_max: float
+    rank: int
+    point: Tensor
+    uncorrected_drift: float | None
+    retries: int = 0
+    checked: bool = False
+
+
+class Walk:
+    """One exploration: its settings, its generator, its records and the step in flight."""
+
+    def __init__(
+        self,
+        adapter: ModelAdapter,
+        prepared: PreparedInput,
+        cfg: ExploreConfig,
+        metric: OutputMetric,
+        box: Box | None,
+    ) -> None:
+        self.adapter, self.prepared, self.cfg, self.metric = adapter, prepared, cfg, metric
+        self.rule = RULES[cfg.algorithm]
+        x0 = prepared.embeddings
+        self.segments = Segments.select(x0, cfg.segments)
+        self.lower, self.upper = resolve_box(box, x0, self.segments.rows)
+        self.generator = torch.Generator(device=x0.device).manual_seed(cfg.seed)
+        self.start = x0[self.segments.rows].clone()
+        start_norm = float(torch.linalg.vector_norm(self.start))
+        self.cap = cfg.max_step * start_norm if cfg.max_step is not None else math.inf
+        self.bound = cfg.divergence_ratio * start_norm
+        self.corrector: Corrector | None = None
+        self.steps: list[Step] = []
+        self.candidate: Candidate | None = None
+        self.recoveries: list[dict[str, Any]] = []  # a log of events, never undone
+        self.stop_reason: str | None = None
+
+    def model_fn(self, xs: Tensor) -> tuple[Tensor, Tensor]:
+        """(metric output coordinates y, logits) at the explored rows ``xs``."""
+        logits = self.adapter.logits(self.segments.full(xs), self.prepared)
+        return self.metric.output(logits), logits
+
+    @property
+    def x(self) -> Tensor:
+        """The current point: the candidate's, else the last accepted one, else the start."""
+        if self.candidate is not None:
+            return self.candidate.point
+        return self.steps[-1].point if self.steps else self.start  # type: ignore[return-value]
+
+    @property
+    def done(self) -> int:
+        """Steps taken: accepted ones, plus the candidate in flight."""
+        return max(len(self.steps) - 1, 0) + (self.candidate is not None)
+
+    @property
+    def active(self) -> bool:
+        """Still needs Jacobians: not stopped and fewer than ``steps`` steps taken."""
+        return self.stop_reason is None and self.done < self.cfg.steps
+
+    # -- one iteration ---------------------------------------------------------------------------
+    def advance(
+        self, status: Status, y: Tensor, jac: Tensor, logits: Tensor, vectors: Tensor
+    ) -> None:
+        """One iteration at the current point x: check it, then step (Algorithm 1/2, lines 3-9).
+
+        ``vectors`` (n, >= rank): the metric's non-null eigenvectors first, canonical signs.
+        """
+        if self.candidate is not None and not self.candidate.checked:
+            if not self._check(status.point_ok, status.distance):
+                return
+        k = self.done
+        if not status.finite:
+            self._fail(policy.output_failure(k))
+            return
+        self._accept(y, logits)
+        stop = policy.spectrum_stop(self.rule, status.rank, int(vectors.shape[0]), k)
+        if stop is not None:
+            self.stop_reason = stop
+            return
+        proposal = propose(
+            self.rule,
+            vectors,
+            status.rank,
+            status.lambda_max,
+            self.generator,
+            multiplier=self.cfg.step_multiplier,
+            cap=self.cap,
+        )
+        jac = jac.reshape(jac.shape[0], -1)
+        self._take(self.x, proposal, jac, status.lambda_max, status.rank, 0)
+
+    def _take(
+        self, x: Tensor, proposal: Proposal, jac: Tensor, lam: float, rank: int, retries: int
+    ) -> None:
+        """Take a proposed step from x (line 8, then the corrector and the per-step box)."""
+        x_new = move(x, proposal)
+        before = None
+        if self.corrector is not None:
+            x_new, before = self.corrector(x_new, jac)
+        if self.cfg.projection == "step":
+            x_new = project(x_new, self.lower, self.upper)
+        self.candidate = Candidate(x, proposal, jac, lam, rank, x_new, before, retries)
+
+    def _check(self, point_ok: bool, distance: float) -> bool:
+        """Check the point the candidate reached; False if the walk retried or stopped."""
+        assert self.candidate is not None
+        failure = policy.point_failure(
+            point_ok, distance, self.bound, self.cfg.divergence_ratio, self.done
+        )
+        if failure is not None:
+            self._fail(failure)
+            return False
+        self.candidate = replace(self.candidate, checked=True)
+        return True
+
+    def _fail(self, failure: policy.Failure) -> None:
+        """A failed candidate: retry it with half the step size (``recover``), or stop."""
+        c = self.candidate
+        if c is not None and policy.retry(c.retries, self.cfg.recover):
+            half = Proposal(c.proposal.direction, c.proposal.step_size / 2)
+            entry = {"step": len(self.steps) - 1, "reason": failure.reason}
+            self.recoveries.append({**entry, "step_size": half.step_size})
+            self._take(c.start, half, c.jacobian, c.lambda_max, c.rank, c.retries + 1)
+            return
+        self.stop_reason = failure.stop_reason
+        if c is not None:
+            self.candidate = None if failure.rollback else replace(c, checked=True)
+
+    def _accept(self, y: Tensor, logits: Tensor) -> None:
+        """The current point is good: append its record (with the candidate's step, if any)."""
+        c, k = self.candidate, self.done
+        if not self.steps and self.cfg.corrector:
+            self.corrector = Corrector(self.model_fn, y, self.cfg)
+        y0 = self.steps[0].output if self.steps else y
+        record = Step(k, self.x, y, torch.softmax(logits, -1), torch.linalg.vector_norm(y - y0))
+        if c is not None:
+            record = replace(
+                record,
+                lambda_max=c.lambda_max,
+                step_size=c.proposal.step_size,
+                rank=c.rank,
+                uncorrected_drift=c.uncorrected_drift,
+                retries=c.retries,
+            )
+        self.candidate = None
+        self.steps.append(record)
+        if len(self.steps) > 1 and self.steps[-2].index % self.cfg.record_every:
+            self.steps[-2] = replace(self.steps[-2], point=None)
+
+    # -- the end -------------------------------------------------------------------------------
+    def settle(self) -> None:
+        """Check the last point reached and evaluate the model there (no Jacobian needed)."""
+        with torch.no_grad():
+            while self.candidate is not None or not self.steps:
+                c = self.candidate
+                if c is not None and not c.checked:
+                    ok = bool(torch.isfinite(c.point).all())
+                    distance = float(torch.linalg.vector_norm(c.point - self.start))
+                    if not self._check(ok, distance):
+                        continue
+                y, logits = self.model_fn(self.x)
+                n = self.done
+                if n > 0 and not (torch.isfinite(y).all() and torch.isfinite(logits).all()):
+                    self._fail(policy.output_failure(n, "non-finite output"))
+                    continue
+                self._accept(y, logits)

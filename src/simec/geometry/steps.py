@@ -1,0 +1,48 @@
+"""Step size and step directions of SiMEC and SiMExp (Algorithms 1 and 2 of the SiMEC paper).
+
+These are the functions the explorer runs (``simec.explore.simec`` / ``simec.explore.simexp``)
+and the ones ``PullbackSpectrum.step_size/null_direction/nonnull_direction`` delegate to: one
+implementation, called by both the code and its tests.
+
+* ``step_size``: lines 7 of Algorithms 1 and 2, delta = c / sqrt(lambda_max), here with an
+  optional cap (``ExploreConfig.max_step``).
+* ``null_direction``: line 6 of Algorithm 1, a random unit vector of the null space of g.
+* ``nonnull_direction``: line 6 of Algorithm 2, a random non-null eigenvector of g, random sign.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = ["nonnull_direction", "null_direction", "step_size"]
+
+
+def step_size(lambda_max: float, scale: float, cap: float = math.inf) -> float:
+    """delta = min(scale / sqrt(lambda_max), cap): Algorithm 1 line 7 (scale c = 1), Algorithm 2
+    line 7 (c = 2); the caller multiplies c by its step multiplier. ``lambda_max`` > 0."""
+    return min(scale / lambda_max**0.5, cap)
+
+
+def null_direction(basis: Tensor, generator: torch.Generator | None) -> Tensor:
+    """A unit vector uniformly distributed in the null space of g (Algorithm 1 line 6).
+
+    ``basis`` (n, r): orthonormal non-null eigenvectors of g, r < n. The paper picks one null
+    eigenvector at random; eigh returns an arbitrary orthonormal basis of that space, so a
+    Gaussian vector projected off the non-null eigenvectors has the same role and, unlike one
+    basis vector, does not depend on the solver's choice of basis. One ``randn`` draw of n values.
+    """
+    z = torch.randn(basis.shape[0], generator=generator, dtype=basis.dtype, device=basis.device)
+    v = z - basis @ (basis.T @ z)
+    return v / torch.linalg.vector_norm(v)
+
+
+def nonnull_direction(vectors: Tensor, rank: int, generator: torch.Generator | None) -> Tensor:
+    """One of the ``rank`` first columns of ``vectors`` chosen uniformly, with a random sign
+    (Algorithm 2 line 6). One ``randint`` draw in [0, 2 rank): index // 2 picks the column, the
+    parity the sign; the choice stays on the device (no read-back of the index)."""
+    draw = torch.randint(0, 2 * rank, (1,), generator=generator, device=vectors.device)
+    sign = 1 - 2 * (draw % 2).to(vectors.dtype)
+    return sign * vectors.index_select(1, draw // 2)[:, 0]
