@@ -58,6 +58,8 @@ class ExplorationResult:
     environment: dict[str, Any] = field(default_factory=dict)
     recoveries: list[dict[str, Any]] = field(default_factory=list)
     batch: dict[str, Any] = field(default_factory=dict)
+    #: guided walks (``walk_toward``): ||p_k - target|| / ||p_0 - target|| per point
+    remaining_distance: list[float] = field(default_factory=list)
 
     @property
     def predicted(self) -> list[int]:
@@ -95,6 +97,7 @@ class ExplorationResult:
             "environment": self.environment,
             "recoveries": self.recoveries,
             "batch": self.batch,
+            **({"remaining_distance": self.remaining_distance} if self.remaining_distance else {}),
         }
 
     def save(self, out_dir: str | os.PathLike) -> Path:
@@ -136,4 +139,5 @@ class ExplorationResult:
             environment=summary.get("environment", {}),
             recoveries=summary.get("recoveries", []),
             batch=summary.get("batch", {}),
+            remaining_distance=summary.get("remaining_distance", []),
         )
