@@ -22,6 +22,12 @@ def test_demo_runs_end_to_end_on_the_shipped_model(tmp_path, capsys):
         assert png in html
     summary = json.loads((out / "simec" / "summary.json").read_text())
     assert summary["steps_completed"] == 12
+    assert 'href="viewer.html"' in html  # the viewer of the three walks, side by side
+    from tests.report.test_viewer import _blocks
+
+    (view,) = _blocks((out / "viewer.html").read_text())
+    assert [r["name"] for r in view["runs"]] == ["simec", "simexp", "simec-pixels"]
+    assert all(r["frames"]["kind"] == "image" for r in view["runs"])
     assert "report written to" in capsys.readouterr().out
     # the text describes the shipped model: 4 layers, MNIST, 197 tokens of 48, patch 2 x 2 x 1
     assert "A 4-layer ViT trained on MNIST (shipped with simec)" in html

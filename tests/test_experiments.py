@@ -27,6 +27,7 @@ def test_vit_exploration_runs_and_resumes(mnist_vit_dir, fake_mnist, tmp_path, c
     assert first["simec"]["images"] == 5 and first["baseline"]["images"] > 0
     assert (out / "figure1_importance_0.png").is_file()
     assert (out / "figure3_decoded_0.png").is_file()
+    assert 'id="simec-view-0"' in (out / "viewer.html").read_text()  # simec view of image 1
     stamp = rows[0].stat().st_mtime_ns
     argv[argv.index("--images") + 1] = "3"  # resume: two rows kept, one more computed
     assert main(argv) == 0
@@ -109,6 +110,7 @@ def test_text_exploration_runs_and_resumes(bert_dir, tmp_path):
         "figure2_importance_mlm.png",
         "report.html",
         "table.md",
+        "viewer.html",
     ):
         assert (out / name).is_file(), name
     assert "Y_c" in (out / "table.md").read_text()

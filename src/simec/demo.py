@@ -24,6 +24,7 @@ from .models.cache import resolve_model_path
 from .models.hf_vision import HFImageClassifierAdapter
 from .report import plots
 from .report.html import Report
+from .report.viewer import write_viewer
 
 __all__ = ["run_demo", "shipped_model", "sample_digit"]
 
@@ -75,7 +76,7 @@ def run_demo(
     frames: int = 6,
     progress: bool = True,
 ) -> Path:
-    """Run the demo and write ``out_dir/report.html``; returns its path."""
+    """Run the demo and write ``out_dir/report.html`` (and ``viewer.html``); returns its path."""
     t_start = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -135,6 +136,13 @@ def run_demo(
         plots.save_figure(fig, out / f"{name}_decoded.png")
         runs[name] = (result, decoder.surviving_fraction(result.trajectory))
 
+    write_viewer(  # simec view of the three walks, side by side with one slider
+        [out / name for name in runs],
+        out / "viewer.html",
+        adapter=adapter,
+        inputs=[raw] * 3,
+        titles=["SiMEC, embeddings", "SiMExp, embeddings", "SiMEC, pixels"],
+    )
     fig, _ = plots.plot_probability_traces(
         {alg: res.probabilities[:, top].tolist() for alg, (res, _) in runs.items()},
         ylabel=f"p({labels[top]})",
@@ -150,6 +158,7 @@ def run_demo(
         f"the class probabilities back onto the {tokens} x {width} input embeddings and walks "
         "inside the input's equivalence class (SiMEC) and across classes (SiMExp)."
     )
+    report.link("viewer.html", "Scrub through the three walks: the interactive viewer")
     report.heading("Input and patch importance (Algorithm 3)")
     report.image("input.png", "input digit")
     report.image("importance.png", "patch importance heatmap")

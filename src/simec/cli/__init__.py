@@ -10,6 +10,7 @@ module             command
 ``experiment``     ``simec experiment vit-exploration|vision-explainers|text-exploration``
 ``evaluate``       ``simec evaluate plausibility``
 ``structure``      ``simec structure match|spectrum|lipschitz``
+``view``           ``simec view`` (the interactive viewer of runs, one HTML file)
 ``options``        options generated from config dataclasses; the shared options
 =================  ===========================================================
 
@@ -25,7 +26,7 @@ import sys
 from types import ModuleType
 
 from ..errors import SimecError
-from . import demo, evaluate, experiment, explore, importance, structure, train
+from . import demo, evaluate, experiment, explore, importance, structure, train, view
 
 __all__ = ["COMMANDS", "DESCRIPTION", "build_parser", "main"]
 
@@ -44,6 +45,7 @@ COMMANDS: dict[str, ModuleType] = {
     "evaluate": evaluate,
     "structure": structure,
     "train": train,
+    "view": view,
 }
 
 

@@ -24,7 +24,7 @@ import torch
 from .._io import atomic_write_bytes, atomic_write_json, environment
 from ..data import load_hatexplain_posts
 from ..errors import InputError
-from ..explore import explore
+from ..explore import ExplorationResult, explore
 from ..interpret import segment_importance
 from ..interpret.decode_text import MLMDecoder, NearestTokenDecoder, alternative_prompts
 from ..models import load_adapter
@@ -157,7 +157,8 @@ def _walk(
     algorithm: str,
     cfg: TextExplorationConfig,
     seed: int,
-) -> TextWalk:
+) -> tuple[TextWalk, ExplorationResult]:
+    """One walk of the post and its decoded prompts; also the run itself (for the viewer)."""
     prepared = classifier.prepare(text)
     words = [i for i, t in enumerate(prepared.segment_names) if t not in _specials(classifier)]
     result = explore(
@@ -183,7 +184,7 @@ def _walk(
         )
         for j in range(decoded.ids.shape[1])
     ]
-    return TextWalk(
+    walk = TextWalk(
         seconds=result.elapsed_seconds,
         decode_seconds=decode_seconds,
         steps=len(result.trajectory_steps) - 1,
@@ -206,6 +207,7 @@ def _walk(
         ),
         p_original_embedding=[round(float(v), 5) for v in result.probabilities[:, p0]],
     )
+    return walk, result
 
 
 def _specials(adapter: HFSequenceClassifierAdapter) -> set[str]:
@@ -329,7 +331,10 @@ def _importance_figures(
 
 
 def run_text_exploration(cfg: TextExplorationConfig, *, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) the experiment; writes rows/, table.md, results.json, figures, report."""
+    """Run (or resume) the experiment; writes rows/, table.md, results.json, figures, report
+    and viewer.html (the SiMEC and SiMExp walks of the first post explored, side by side)."""
+    from ..report.viewer import write_viewer
+
     if not cfg.data:
         raise InputError("text-exploration needs the HateXplain posts: pass --data FILE.jsonl")
     out = Path(cfg.out)
@@ -359,6 +364,8 @@ def run_text_exploration(cfg: TextExplorationConfig, *, progress: bool = True) -
             prepared = classifier.prepare(text)
             with torch.no_grad():
                 p = torch.softmax(classifier.logits(prepared.embeddings, prepared), -1)
+            simec, simec_run = _walk(classifier, decoder, nearest, text, "simec", cfg, seed)
+            simexp, simexp_run = _walk(classifier, decoder, nearest, text, "simexp", cfg, seed)
             row = PostRow(
                 id=pid,
                 text=text,
@@ -367,9 +374,18 @@ def run_text_exploration(cfg: TextExplorationConfig, *, progress: bool = True) -
                 tokens=prepared.segment_names,
                 predicted=classifier.labels[int(p.argmax())],
                 label_name=["hate speech", "offensive", "normal"][label],
-                simec=_walk(classifier, decoder, nearest, text, "simec", cfg, seed),
-                simexp=_walk(classifier, decoder, nearest, text, "simexp", cfg, seed),
+                simec=simec,
+                simexp=simexp,
             )
+            if not (out / "viewer.html").is_file():  # the first post explored: both walks
+                write_viewer(
+                    [simec_run, simexp_run],
+                    out / "viewer.html",
+                    adapter=classifier,
+                    inputs=[text] * 2,
+                    mlm=mlm,
+                    alternatives=cfg.alternatives,
+                )
             save_row(path, row)
         if bar is not None:
             bar.update(1)

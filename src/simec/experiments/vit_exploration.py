@@ -26,7 +26,7 @@ import torch
 
 from .._io import atomic_write_bytes, atomic_write_json, environment
 from ..data import load_idx_dataset
-from ..explore import ExploreConfig, explore
+from ..explore import ExplorationResult, ExploreConfig, explore
 from ..explore.perturbation import INFORMATIVE_VARIANCE, perturbation_explore
 from ..interpret import ViTDecoder, segment_importance
 from ..models import HFImageClassifierAdapter, load_adapter
@@ -180,7 +180,8 @@ def _row(
     *,
     index: int,
     label: int,
-) -> tuple[ImageRow, DecodedImages]:
+) -> tuple[ImageRow, DecodedImages, list[ExplorationResult]]:
+    """One image's row, its Figure 3 images, and the SiMEC and SiMExp runs (for the viewer)."""
     t0 = time.perf_counter()
     seed = cfg.seed + index
     original = adapter.image(image)
@@ -250,7 +251,7 @@ def _row(
         label=label,
         seconds_total=time.perf_counter() - t0,
     )
-    return row, figure
+    return row, figure, [sim, exp]
 
 
 def _time_stats(values: list[float]) -> str:
@@ -303,8 +304,10 @@ def summarize(rows: list[ImageRow], cfg: VitExplorationConfig) -> tuple[str, dic
 
 
 def run_vit_exploration(cfg: VitExplorationConfig, *, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) the experiment; writes rows/, table.md, results.json and figures."""
+    """Run (or resume) the experiment; writes rows/, table.md, results.json, figures and
+    viewer.html (the SiMEC and SiMExp walks of the first image explored, side by side)."""
     from ..report import plots
+    from ..report.viewer import write_viewer
 
     out = Path(cfg.out)
     (out / "rows").mkdir(parents=True, exist_ok=True)
@@ -323,7 +326,11 @@ def run_vit_exploration(cfg: VitExplorationConfig, *, progress: bool = True) -> 
     for image, label, index in zip(images, labels, indices):
         path = out / "rows" / f"{int(index):05d}.json"
         if not path.is_file():
-            row, figure = _row(adapter, decoder, image, cfg, index=int(index), label=int(label))
+            row, figure, walks = _row(
+                adapter, decoder, image, cfg, index=int(index), label=int(label)
+            )
+            if not (out / "viewer.html").is_file():  # the first image explored: both walks
+                write_viewer(walks, out / "viewer.html", adapter=adapter, inputs=[image] * 2)
             if len(figures) < 2:
                 figures.append((image, figure))
             save_row(path, row, indent=1)

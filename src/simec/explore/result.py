@@ -141,3 +141,19 @@ class ExplorationResult:
             batch=summary.get("batch", {}),
             remaining_distance=summary.get("remaining_distance", []),
         )
+
+    def _repr_html_(self) -> str:
+        """A compact view in Jupyter: the facts of the run and p(i*) along the walk."""
+        from ..report.viewer_repr import compact_html
+
+        return compact_html(self)
+
+    def view(self, path: str | os.PathLike, **options: Any) -> Path:
+        """Write the interactive viewer of this run (as ``simec view``) to ``path``.
+
+        ``options`` go to ``simec.report.viewer.write_viewer`` (``adapter=`` or ``model=`` to
+        decode the stored points when the run does not record its model directory).
+        """
+        from ..report.viewer import write_viewer
+
+        return write_viewer(self, path, **options)

@@ -37,6 +37,9 @@ class Report:
     def image(self, filename: str, alt: str) -> None:
         self.parts.append(f'<img src="{html.escape(filename)}" alt="{html.escape(alt)}">')
 
+    def link(self, href: str, text: str) -> None:
+        self.parts.append(f'<p><a href="{html.escape(href)}">{html.escape(text)}</a></p>')
+
     def table(self, header: list[str], rows: list[list[Any]]) -> None:
         head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
         body = "".join(
