@@ -10,6 +10,7 @@ module             command
 ``experiment``     ``simec experiment vit-exploration|vision-explainers|text-exploration``
 ``evaluate``       ``simec evaluate plausibility``
 ``structure``      ``simec structure match|spectrum|lipschitz``
+``equivalence``    ``simec equivalence A B`` (bounds on the pseudodistance, Definitions 4-5)
 ``view``           ``simec view`` (the interactive viewer of runs, one HTML file)
 ``options``        options generated from config dataclasses; the shared options
 =================  ===========================================================
@@ -26,7 +27,17 @@ import sys
 from types import ModuleType
 
 from ..errors import SimecError
-from . import demo, evaluate, experiment, explore, importance, structure, train, view
+from . import (
+    demo,
+    equivalence,
+    evaluate,
+    experiment,
+    explore,
+    importance,
+    structure,
+    train,
+    view,
+)
 
 __all__ = ["COMMANDS", "DESCRIPTION", "build_parser", "main"]
 
@@ -44,6 +55,7 @@ COMMANDS: dict[str, ModuleType] = {
     "experiment": experiment,
     "evaluate": evaluate,
     "structure": structure,
+    "equivalence": equivalence,
     "train": train,
     "view": view,
 }

@@ -1,4 +1,4 @@
-"""``simec experiment vit-exploration|vision-explainers|text-exploration``: the papers' runs."""
+"""``simec experiment vit-exploration|vision-explainers|text-exploration|equivalence``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import inspect
 from pathlib import Path
 from typing import Any
 
+from ..experiments.equivalence_pairs import EquivalencePairsConfig
 from ..experiments.text_exploration import TextExplorationConfig
 from ..experiments.vit_exploration import VitExplorationConfig
 from .options import (
@@ -53,6 +54,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         include=TEXT_FIELDS,
         required=["out"],
     )
+
+    eq = exps.add_parser(
+        "equivalence",
+        help="bounds on the pseudodistance of four kinds of image pairs (SiMEC endpoints, "
+        "embedding-matched, same class, different classes)",
+        description="Pairs of each kind from an IDX data set, bounded by `simec equivalence` "
+        "in the embedding space: lower and upper bounds, verdicts, the guided walks' closest "
+        "approach, seconds per pair. Writes rows/, table.md and results.json. Resumable.",
+    )
+    add_dataclass_arguments(eq, EquivalencePairsConfig)
+    add_quiet(eq)
+    eq.set_defaults(func=run_equivalence_pairs)
 
 
 def _add_vision_explainers(commands: Any) -> None:
@@ -114,6 +127,15 @@ def run_vision_explainers(args: argparse.Namespace) -> int:
     for name, corr in res["mean_spearman_vs_simec"].items():
         print(f"{name:>22}: mean Spearman with simec {corr:+.3f}")
     print(f"heatmaps in {args.out}/explainers_heatmaps.png")
+    return 0
+
+
+def run_equivalence_pairs(args: argparse.Namespace) -> int:
+    from ..experiments.equivalence_pairs import run_equivalence_pairs
+
+    cfg = dataclass_from_args(EquivalencePairsConfig, args)
+    run_equivalence_pairs(cfg, progress=not args.quiet)
+    print((Path(cfg.out) / "table.md").read_text())
     return 0
 
 

@@ -24,6 +24,7 @@ from ..models.base import ModelAdapter
 from .box import Box, feasible_box
 from .config import ExploreConfig
 from .driver import batch_key, drive, drive_group, single_jacobian
+from .guided import walk_toward
 from .result import ExplorationResult
 from .summary import batched_logits, walk_result
 from .walk import Walk
@@ -50,9 +51,13 @@ def explore(
     *,
     box: Box | None = None,
     progress: bool = False,
+    toward: Any = None,
     **options: Any,
 ) -> ExplorationResult:
     """Walk the input space of ``adapter``'s model from ``raw_input``.
+
+    ``toward``: a target (raw input, or a tensor of the explored shape): the walk is then the
+    guided SiMEC of ``simec.explore.guided`` (toward the target inside the class; no box).
 
     ``config`` holds every option (see :class:`ExploreConfig`); keyword ``options`` override its
     fields, e.g. ``explore(adapter, image, algorithm="simexp", steps=500, seed=1)``. ``box`` is a
@@ -60,6 +65,10 @@ def explore(
     range of the original embeddings. Ctrl-C stops the walk and returns what was done so far
     (stop_reason "interrupted").
     """
+    if toward is not None:
+        if box is not None:
+            raise InputError("a guided walk (toward=...) does not take a box")
+        return walk_toward(adapter, raw_input, toward, config, **options)
     cfg = _prepare_config(config, options)
     metric = get_output_metric(cfg.output_metric)
     walk = Walk(adapter, adapter.prepare(raw_input), cfg, metric, box)

@@ -77,6 +77,8 @@ class ExplorationResult:
     recoveries: list[dict[str, Any]] = field(default_factory=list)
     batch: dict[str, Any] = field(default_factory=dict)
     fidelity: Fidelity | None = None
+    #: guided walks (``walk_toward``): ||p_k - target|| / ||p_0 - target|| per point
+    remaining_distance: list[float] = field(default_factory=list)
 
     @property
     def predicted(self) -> list[int]:
@@ -115,6 +117,7 @@ class ExplorationResult:
             "recoveries": self.recoveries,
             "batch": self.batch,
             "fidelity": self.fidelity.to_dict() if self.fidelity is not None else None,
+            **({"remaining_distance": self.remaining_distance} if self.remaining_distance else {}),
         }
 
     def save(self, out_dir: str | os.PathLike) -> Path:
@@ -145,6 +148,7 @@ class ExplorationResult:
             **{name: summary[name] for name in JSON_FIELDS},
             **{name: summary[name] for name in LATER_JSON_FIELDS if name in summary},
             fidelity=Fidelity.from_dict(summary["fidelity"]) if summary.get("fidelity") else None,
+            remaining_distance=summary.get("remaining_distance", []),
         )
 
     def _repr_html_(self) -> str:

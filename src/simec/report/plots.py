@@ -21,6 +21,7 @@ __all__ = [
     "mask_scale",
     "plot_prompt_probabilities",
     "plot_token_importance",
+    "plot_curve_outputs",
     "save_figure",
 ]
 
@@ -98,6 +99,30 @@ def plot_probability_traces(
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     ax.legend()
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig, ax
+
+
+def plot_curve_outputs(
+    outputs: Any,
+    labels: Sequence[str],
+    *,
+    ax: Any = None,
+    title: str | None = None,
+    top: int = 4,
+) -> tuple[Any, Any]:
+    """The model's outputs (m, q) along a curve of m points: one line per class (the ``top``
+    classes with the largest values anywhere on the curve)."""
+    fig, ax = _axes(ax, (6.5, 3.2))
+    values = np.asarray(torch.as_tensor(outputs).detach().cpu(), dtype=float)
+    t = np.linspace(0.0, 1.0, len(values))
+    for c in np.argsort(-values.max(0))[:top]:
+        ax.plot(t, values[:, c], label=str(labels[c]) if c < len(labels) else str(c))
+    ax.set_xlabel("position along the curve (A = 0, B = 1)")
+    ax.set_ylabel("output")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     if title:
         ax.set_title(title, fontsize=10)
     return fig, ax
