@@ -269,6 +269,6 @@ def test_every_command_dispatches_to_a_run_function():
                 walk(child, [*path, name])
 
     walk(build_parser(), [])
-    assert len(leaves) == 14  # view included
+    assert len(leaves) == 17  # + view, equivalence, experiment equivalence, train mlm
     for path, func in leaves:
         assert callable(func) and func.__module__.startswith("simec.cli."), path

@@ -55,17 +55,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         required=["out"],
     )
 
-    eq = exps.add_parser(
+    add_config_command(
+        exps,
         "equivalence",
+        EquivalencePairsConfig,
+        run_equivalence_pairs,
         help="bounds on the pseudodistance of four kinds of image pairs (SiMEC endpoints, "
         "embedding-matched, same class, different classes)",
         description="Pairs of each kind from an IDX data set, bounded by `simec equivalence` "
         "in the embedding space: lower and upper bounds, verdicts, the guided walks' closest "
         "approach, seconds per pair. Writes rows/, table.md and results.json. Resumable.",
     )
-    add_dataclass_arguments(eq, EquivalencePairsConfig)
-    add_quiet(eq)
-    eq.set_defaults(func=run_equivalence_pairs)
 
 
 def _add_vision_explainers(commands: Any) -> None:
