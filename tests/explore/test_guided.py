@@ -80,7 +80,7 @@ def test_guided_direction_and_errors(linear, tmp_path):
     res = explore(adapter, x0, toward=x0 + 1.0, steps=3, output_metric="euclidean-logits")
     res.save(tmp_path / "run")
     again = ExplorationResult.load(tmp_path / "run")
-    assert again.remaining_distance == res.remaining_distance and again.config.extra["toward"]
+    assert again.remaining_distance == res.remaining_distance and again.config.extra["guided"]
 
 
 @pytest.mark.parametrize("space", ["embeddings", "pixels"])
@@ -109,3 +109,28 @@ def test_tiny_vit_with_segments_in_both_spaces(space):
     assert torch.equal(res.trajectory[-1][fixed], x0[fixed])  # only the chosen rows moved
     assert res.remaining_distance[-1] < res.remaining_distance[0]
     assert max(res.drift) < 1e-6
+
+
+def test_cli_toward(vit_dir, tmp_path, capsys):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from simec.cli import main
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for n in range(2):
+        paths.append(tmp_path / f"img{n}.png")
+        Image.fromarray(rng.integers(20, 235, size=(8, 8), dtype=np.uint8)).save(paths[-1])
+    out = tmp_path / "guided"
+    argv = ["explore", "--model", str(vit_dir), "--input", str(paths[0])]
+    code = main([*argv, "--toward", str(paths[1]), "--steps", "5", "--out", str(out)])
+    assert code in (0, 3)
+    summary = json.loads((out / "summary.json").read_text())
+    dist = summary["remaining_distance"]
+    assert len(dist) == summary["steps_completed"] + 1 and dist[-1] < dist[0] == 1.0
+    assert summary["config"]["extra"]["guided"] is True
+    assert summary["config"]["extra"]["toward"] == str(paths[1])
+    assert "remaining distance to the target" in capsys.readouterr().out

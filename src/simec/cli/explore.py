@@ -107,6 +107,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_dataclass_arguments(what, ExploreConfig, include=["segments"], parse=PARSE)
     what.add_argument(
+        "--toward",
+        metavar="FILE_OR_TEXT",
+        help="guided SiMEC (--input only): walk toward this target input inside the class of "
+        "--input (null-space projection of target - x, corrector on); stops when no null "
+        "direction brings it closer",
+    )
+    what.add_argument(
         "--truncate",
         action="store_true",
         help="text models: keep the first tokens of an over-long text instead of failing",
@@ -186,6 +193,7 @@ def config_from_args(args: argparse.Namespace) -> ExploreConfig:
             "model_dir": str(Path(args.model).resolve()),
             "input": args.input if not dataset_run else (args.data or args.inputs),
             "space": args.space,
+            "toward": args.toward,
             "device": args.device,
             "dtype": args.dtype,
             "argv": sys.argv[1:],
@@ -204,11 +212,16 @@ def run(args: argparse.Namespace) -> int:
                 raise InputError(f"{flag} is for dataset runs (--data or --inputs), not --input")
     config = config_from_args(args)
     if args.input is None:
+        if args.toward is not None:
+            raise InputError("--toward is for one input (--input), not dataset runs")
         return run_dataset(args, config)
     adapter = load_adapter(
         args.model, space=args.space, device=args.device, dtype=args.dtype, truncation=args.truncate
     )
-    result = explore(adapter, read_input(args.input, adapter), config, progress=not args.quiet)
+    toward = read_input(args.toward, adapter) if args.toward is not None else None
+    result = explore(
+        adapter, read_input(args.input, adapter), config, progress=not args.quiet, toward=toward
+    )
     out = result.save(args.out)
     labels = result.labels
     first, last = result.predicted[0], result.predicted[-1]
@@ -218,7 +231,10 @@ def run(args: argparse.Namespace) -> int:
         f"(p={float(result.probabilities[0, first]):.4f}) -> {labels[last]!r} "
         f"(p={float(result.probabilities[-1, last]):.4f}); results in {out}/"
     )
-    return 0 if result.stop_reason == "completed" else 3
+    if result.remaining_distance:
+        print(f"remaining distance to the target: {result.remaining_distance[-1]:.4g} of the start")
+    natural = ("completed", "projected distance vanished")
+    return 0 if result.stop_reason.startswith(natural) else 3
 
 
 def run_dataset(args: argparse.Namespace, config: ExploreConfig) -> int:

@@ -155,7 +155,7 @@ def walk_toward(
     trajectory = torch.stack(stored)
     description = f"{prepared.description} -> toward target"
     return ExplorationResult(
-        config=replace(ExploreConfig.from_dict(cfg.to_dict()), extra={"toward": True}),
+        config=replace(ExploreConfig.from_dict(cfg.to_dict()), extra={**cfg.extra, "guided": True}),
         probabilities=torch.stack(probs).detach().cpu(),
         lambda_max=lams,
         step_sizes=sizes,
