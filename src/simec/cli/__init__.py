@@ -26,8 +26,11 @@ import sys
 from types import ModuleType
 from typing import Any, NoReturn
 
+import torch
+
 from ..errors import SimecError
 from . import demo, evaluate, experiment, explore, importance, structure, train
+from .threads import configure_threads
 
 __all__ = ["COMMANDS", "DESCRIPTION", "build_parser", "main"]
 
@@ -60,19 +63,25 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C: finished work is kept."""
 
 
+#: the SIGTERMs this process received (a walk turns any KeyboardInterrupt into its own stop)
+_TERMINATED: list[int] = []
+
+
 def _terminate(signum: int, frame: Any) -> None:
+    _TERMINATED.append(signum)
     raise Terminated()
 
 
 def _quiet_loading(args: argparse.Namespace) -> None:
     """No "Loading weights" bars with --quiet, or when stderr is not a terminal."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        return
     if getattr(args, "quiet", False) or not sys.stderr.isatty():
-        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-        try:
-            from transformers.utils import logging as hf_logging
-        except ImportError:  # pragma: no cover - transformers is a dependency
-            return
         hf_logging.disable_progress_bar()
+    else:
+        hf_logging.enable_progress_bar()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sub = getattr(args, _SUBCOMMAND.get(args.command, ""), None)
     command = f"{args.command} {sub}" if isinstance(sub, str) else args.command
-    previous = None
+    previous, threads_before = None, None
+    _TERMINATED.clear()
     try:
         previous = signal.signal(signal.SIGTERM, _terminate)
     except ValueError:  # not the main thread: leave SIGTERM alone
@@ -127,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_common_options(args)
         _quiet_loading(args)
+        threads_before = torch.get_num_threads()
+        configure_threads(getattr(args, "threads", None))
         return int(args.func(args))
     except SimecError as exc:
         print(f"simec {command}: error: {exc}", file=sys.stderr)
@@ -139,15 +151,20 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    except Terminated:
-        print(f"simec {command}: terminated (SIGTERM); finished results are kept", file=sys.stderr)
-        return 143
     except KeyboardInterrupt:
-        print("simec: interrupted", file=sys.stderr)
+        if _TERMINATED:
+            print(
+                f"simec {command}: terminated (SIGTERM); finished results are kept",
+                file=sys.stderr,
+            )
+            return 143
+        print(f"simec {command}: interrupted; finished results are kept", file=sys.stderr)
         return 130
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if threads_before is not None:  # main() called in-process leaves torch as it was
+            torch.set_num_threads(threads_before)
 
 
 def check_common_options(args: argparse.Namespace) -> None:

@@ -142,6 +142,24 @@ def _normalisation(root: Path) -> tuple[Any, Any]:
     return None, None
 
 
+def _checked_root(path: Any, *, space: str, device: Any, dtype: Any) -> Path:
+    """The model folder, after the options: a bad device, dtype, space or folder is an error
+    before anything loads."""
+    resolve_device(device)
+    resolve_dtype(dtype)
+    if space not in ("embeddings", "pixels"):
+        raise InputError(f"space must be 'embeddings' or 'pixels', got {space!r}")
+    root = resolve_model_path(path)
+    if not root.exists():
+        raise ModelError(f"model directory {str(root)!r} does not exist")
+    if not root.is_dir() or not (root / "config.json").is_file():
+        raise ModelError(
+            f"{str(root)!r} is not a model directory: expected a config.json written by "
+            "save_pretrained()"
+        )
+    return root
+
+
 def load_adapter(
     path: str | os.PathLike,
     *,
@@ -159,18 +177,7 @@ def load_adapter(
     or ``pooled`` embedding, and raise ``ModelError`` when asked for logits.
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    resolve_device(device)  # a bad device or dtype is an InputError before anything loads
-    resolve_dtype(dtype)
-    if space not in ("embeddings", "pixels"):
-        raise InputError(f"space must be 'embeddings' or 'pixels', got {space!r}")
-    root = resolve_model_path(path)
-    if not root.exists():
-        raise ModelError(f"model directory {str(root)!r} does not exist")
-    if not root.is_dir() or not (root / "config.json").is_file():
-        raise ModelError(
-            f"{str(root)!r} is not a model directory: expected a config.json written by "
-            "save_pretrained()"
-        )
+    root = _checked_root(path, space=space, device=device, dtype=dtype)
     config = _read_json(root / "config.json")
     architectures = config.get("architectures") or []
     arch = architectures[0] if architectures else ""
