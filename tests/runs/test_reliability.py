@@ -4,6 +4,7 @@ output locations checked before computing, write failures, and the thread policy
 from __future__ import annotations
 
 import errno
+import importlib
 import json
 import os
 import signal
@@ -63,6 +64,11 @@ RESULT_CHANGING = [
 ]
 
 
+def _stamps(out):
+    """Every file of a run but its lock (which holds the PID of the last process to lock)."""
+    return {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != ".lock"}
+
+
 def test_every_result_changing_option_is_in_the_resume_check():
     tested = {key for _, _, key in RESULT_CHANGING}
     assert {*WALK_FIELDS, *RUN_FIELDS, *PARSE} <= tested
@@ -73,14 +79,14 @@ def test_resume_with_another_result_changing_option_is_refused(
     finished_run, tmp_path, capsys, flag, value, key
 ):
     model, data, out = finished_run
-    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    stamps = _stamps(out)
     capsys.readouterr()
     extra = [flag] if value is None else [flag, value]
     assert main(_run_argv(model, data, out, *extra, "--resume")) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert f"{key}: " in err and err.count(" then, ") == 1, err  # only the differing key
-    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == stamps
+    assert _stamps(out) == stamps
 
 
 def test_resume_with_the_same_options_keeps_every_finished_input(finished_run, capsys):
@@ -268,7 +274,7 @@ def test_a_single_result_is_only_replaced_with_overwrite(vit_dir, image, tmp_pat
 def test_a_write_failure_mid_run_is_one_line_and_keeps_what_was_written(
     vit_dir, idx_data, tmp_path, capsys, monkeypatch
 ):
-    import simec.explore.result as result_module
+    result_module = importlib.import_module("simec.explore.result")
 
     real, calls = result_module.atomic_write_bytes, []
 
