@@ -9,6 +9,7 @@ The model folders are built once per module (tiny random models, so the corpus s
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -509,3 +510,26 @@ def test_the_corpus_is_large_and_covers_every_command():
     for prefix in ("importance-", "demo-", "structure-", "train-", "resume-", "out-"):
         assert any(n.startswith(prefix) for n in names), prefix
     assert len(CLI_CASES) + len(API_CASES) >= 50
+
+
+@pytest.mark.parametrize(
+    "broken", [_truncated_safetensors, _pickle_bin], ids=["truncated", "pickle"]
+)
+def test_a_real_process_prints_one_line_and_no_traceback(models, tmp_path, broken):
+    """The same contract outside pytest's capture: stderr of ``python -m simec`` itself."""
+    import subprocess
+    import sys
+
+    env = Env(work=tmp_path, models=models)
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-m", "simec", *env.explore(broken(env), "--input", env.image())],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(root / "src"), "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "weights" in lines[0], done.stderr
+    assert "weights_only=False" not in done.stderr

@@ -24,7 +24,6 @@ from .hf_base import HFAdapter
 __all__ = ["HFMaskedLMAdapter", "HFSequenceClassifierAdapter"]
 
 
-
 #: suffixes of files that are never a text model's input
 _NOT_TEXT = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".npy", ".npz")
 
@@ -41,6 +40,7 @@ def _refuse_file_path(text: str) -> None:
             f"{candidate!r} is an image or array file, but this is a text model: give the text "
             "itself (or a .txt file), or use a vision model"
         )
+
 
 class HFSequenceClassifierAdapter(HFAdapter):
     """Adapter for ``*ForSequenceClassification`` models.

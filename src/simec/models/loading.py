@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,9 +50,9 @@ def _load_failure(path: Path, exc: BaseException) -> ModelError:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if "weights_only" in str(exc) or "pickle" in str(exc).lower():
         return ModelError(
-            f"cannot load the weights in {path}: they are a pickle that safe loading refuses; "
-            "simec loads safetensors only: save the model with save_pretrained() "
-            "(which writes model.safetensors) from code you trust"
+            f"cannot load the weights in {path}: they are a pickle that safe loading refuses "
+            "(simec reads safetensors, or a .bin of plain tensors): save the model again with "
+            "save_pretrained(), which writes model.safetensors"
         )
     return ModelError(
         f"cannot load the weights in {path} ({text[:200]}): the files are damaged or cut "
@@ -71,9 +72,11 @@ def _from_pretrained(auto_class: Any, path: Path, **overrides: Any) -> nn.Module
     last: Exception | None = None
     for impl in ("sdpa", "eager"):
         try:
-            return auto_class.from_pretrained(
-                path, local_files_only=True, attn_implementation=impl, **overrides
-            )
+            with warnings.catch_warnings():  # the refusal below says it in one line
+                warnings.filterwarnings("ignore", module="torch._weights_only_unpickler")
+                return auto_class.from_pretrained(
+                    path, local_files_only=True, attn_implementation=impl, **overrides
+                )
         except (SafetensorError, OSError, EOFError, RuntimeError, pickle.UnpicklingError) as exc:
             raise _load_failure(path, exc) from None
         except (ValueError, ImportError) as exc:

@@ -287,9 +287,7 @@ def _run_locked(
         history[-1]["finished"] = finished
         try:
             write_manifest()
-            atomic_write_json(
-                run_path, {**info, "environment": environment(), "history": history}
-            )
+            atomic_write_json(run_path, {**info, "environment": environment(), "history": history})
         except OSError:
             if finished:
                 raise
