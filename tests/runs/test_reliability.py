@@ -354,3 +354,24 @@ def test_the_cli_leaves_torch_threads_as_they_were(vit_dir, tmp_path, monkeypatc
     before = torch.get_num_threads()
     main(["explore", "--model", str(vit_dir), "--input", "nope.png", "--out", str(tmp_path / "o")])
     assert torch.get_num_threads() == before
+
+
+def test_ray_workers_watch_their_driver_and_end_with_it():
+    """A Ray worker ends once its driver has ended (SIGKILL included), not two minutes later."""
+    import socket
+    import threading
+
+    from simec.runs.ray_backend import watch_driver
+
+    driver = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    gone = threading.Event()
+    try:
+        thread = watch_driver(socket.gethostname(), driver.pid, interval=0.05, on_gone=gone.set)
+        assert thread is not None and not gone.wait(0.5)  # the driver lives: the worker too
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=30)
+        assert gone.wait(30)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert watch_driver("another-host", driver.pid, on_gone=gone.set) is None
