@@ -374,6 +374,24 @@ CLI_CASES: list[Case] = [
                                             e.png("p.png", 28), "--target",
                                             str(e.work / "none.png"), "--out", str(e.out)],
      ("none.png",), None),
+    # ---- experiment, evaluate -------------------------------------------------------------
+    ("experiment-model-missing", lambda e: ["experiment", "vit-exploration", "--model",
+                                            str(e.work / "none"), "--data", e.mnist, "--images",
+                                            "1", "--steps", "1", "--out", str(e.out), "--quiet"],
+     ("does not exist",), None),
+    ("experiment-out-under-a-file", lambda e: ["experiment", "vit-exploration", "--model",
+                                               e.mvit, "--data", e.mnist, "--out",
+                                               _under_a_file(e), "--quiet"], ("is a file",), None),
+    ("experiment-seed-huge", lambda e: ["experiment", "vit-exploration", "--model", e.mvit,
+                                        "--data", e.mnist, "--seed", str(2**64), "--out",
+                                        str(e.out), "--quiet"], ("--seed",), None),
+    ("evaluate-device-mps", lambda e: ["evaluate", "plausibility", "--model", e.bert, "--data",
+                                       e.file("p.jsonl", "{}\n"), "--device", "mps", "--out",
+                                       str(e.out), "--quiet"], ("mps",), None),
+    ("evaluate-out-is-a-file", lambda e: ["evaluate", "plausibility", "--model", e.bert,
+                                          "--data", e.file("p.jsonl", "{}\n"), "--out",
+                                          e.file("o.txt", "keep"), "--quiet"],
+     ("is a file",), None),
     # ---- train ------------------------------------------------------------------------------
     ("train-data-missing", lambda e: ["train", "vit", "--data", str(e.work / "none"), "--out",
                                       str(e.out), "--quiet"], ("does not exist",), None),
@@ -507,7 +525,8 @@ def test_bad_api_input_raises_the_documented_error(models, tmp_path, call, error
 
 def test_the_corpus_is_large_and_covers_every_command():
     names = [c[0] for c in CLI_CASES]
-    for prefix in ("importance-", "demo-", "structure-", "train-", "resume-", "out-"):
+    prefixes = ("importance-", "demo-", "structure-", "train-", "experiment-", "evaluate-")
+    for prefix in (*prefixes, "resume-", "out-", "model-", "npy-", "png-", "txt-", "segments-"):
         assert any(n.startswith(prefix) for n in names), prefix
     assert len(CLI_CASES) + len(API_CASES) >= 50
 
