@@ -224,8 +224,6 @@ CLI_CASES: list[Case] = [
      ("segments", "0,3,5-9"), None),
     ("segments-reversed", lambda e: e.explore(e.bert, "--input", "the cat", "--segments", "5-2"),
      ("segments",), None),
-    ("masked-lm-without-mask", lambda e: e.explore(e.bert, "--input", "the [PAD] cat"),
-     ("--input",), "skip"),
     # ---- model folders ----------------------------------------------------------------------
     ("model-missing", lambda e: e.explore(str(e.work / "nomodel"), "--input", "x"),
      ("does not exist",), None),
@@ -414,8 +412,6 @@ def _snapshot(*roots: Path, skip: Path) -> dict[str, tuple[int, int]]:
 )
 def test_bad_cli_input_is_one_clean_line(models, tmp_path, monkeypatch, capsys, argv_of, words,
                                          setup):  # fmt: skip
-    if setup == "skip":
-        pytest.skip("needs a masked-LM model (covered in tests/models)")
     env = Env(work=tmp_path / "work", models=models)
     env.work.mkdir()
     cwd = tmp_path / "cwd"
