@@ -9,10 +9,22 @@ inside the input's equivalence class (SiMEC) or across classes (SiMExp).
     >>> result.save("runs/digit")
 """
 
+# ruff: noqa: E402
+
+import os as _os
+import sys as _sys
+
+# OpenMP threads that wait for work sleep instead of spinning: on a machine whose cores are
+# busy, spinning threads made runs ~10x slower (README, "Reliability"). Only before torch is
+# imported (OpenMP reads it once) and only if the environment does not say otherwise.
+if "torch" not in _sys.modules:
+    _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from .errors import (
     ExactTooLargeError,
     InputError,
     ModelError,
+    OutputError,
     RankZeroMetricError,
     SimecError,
 )
@@ -46,6 +58,7 @@ __all__ = [
     "InputError",
     "ModelAdapter",
     "ModelError",
+    "OutputError",
     "OutputMetric",
     "PullbackSpectrum",
     "RankZeroMetricError",

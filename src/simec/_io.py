@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from .errors import OutputError
+
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write via a temporary file in the same folder and rename: readers never see half a file."""
@@ -31,6 +33,61 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_output_dir(
+    path: str | os.PathLike,
+    *,
+    results: tuple[str, ...] = (),
+    overwrite: bool = False,
+    option: str = "--out",
+) -> Path:
+    """Refuse an output folder that cannot hold results, before anything is computed.
+
+    ``path`` must be a folder or not exist yet; no part of it may be a file; the folder (or
+    its nearest existing parent) must be writable (``os.access``, which also sees read-only
+    file systems, for root too). With ``results`` (file names that mean "a result is here"),
+    a folder holding one of them is refused unless ``overwrite``. Nothing is created.
+    Raises ``OutputError`` with a one-line message.
+    """
+    path = Path(path)
+    shown = str(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{option} {shown!r} is a file, not a folder: choose another {option}")
+    probe = path
+    while not probe.exists():
+        parent = probe.parent
+        if parent == probe:
+            break
+        probe = parent
+    if probe != path and not probe.is_dir():
+        raise OutputError(
+            f"{option} {shown!r} cannot be created: {str(probe)!r} is a file, not a folder"
+        )
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise OutputError(
+            f"{option} {shown!r} is not writable (no write permission or a read-only file "
+            f"system at {str(probe)!r}): choose another {option}"
+        )
+    if results and path.is_dir() and not overwrite:
+        held = [name for name in results if (path / name).exists()]
+        if held:
+            raise OutputError(
+                f"{option} {shown!r} already holds a result ({held[0]}): pass --overwrite "
+                f"(overwrite=True) to replace it, or choose another {option}"
+            )
+    return path
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> int:
+    """Delete the ``.<name>.*.tmp`` files that writes cut short by a kill left in ``folder``
+    (and its sub-folders); only call this while holding the folder's lock. Returns the count."""
+    removed = 0
+    for tmp in Path(folder).rglob(".*.tmp"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:

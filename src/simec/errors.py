@@ -21,3 +21,8 @@ class RankZeroMetricError(SimecError, ArithmeticError):
 
 class ExactTooLargeError(SimecError, MemoryError):
     """The `exact` back-end would need more memory than is available."""
+
+
+class OutputError(SimecError, OSError):
+    """The output location cannot be used: a file where a folder should be, not writable,
+    already holding a result, locked by another run, or a write failed."""

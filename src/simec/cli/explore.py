@@ -7,14 +7,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .._io import check_output_dir
 from ..errors import InputError
 from ..explore.config import ExploreConfig, parse_segments
+from ..explore.result import SUMMARY, TRAJECTORY
 from .options import (
     add_dataclass_arguments,
     add_device,
     add_dtype,
     add_model,
     add_out,
+    add_overwrite,
     add_quiet,
     at_least_one,
     dataclass_from_args,
@@ -124,6 +127,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     run = parser.add_argument_group("run")
     add_out(run, help="folder for the results")
+    add_overwrite(run)
     add_device(run)
     add_dtype(run)
     add_dataclass_arguments(run, ExploreConfig, include=RUN_FIELDS)
@@ -175,11 +179,24 @@ def read_input(text: str, adapter: Any) -> Any:
     from ..models.hf_text import HFSequenceClassifierAdapter
 
     if isinstance(adapter, HFSequenceClassifierAdapter):
-        path = Path(text)
-        if path.suffix == ".txt" and path.is_file():
-            return path.read_text().strip()
-        return text
+        return read_text_input(text)
     return text  # an image path: the adapter reads and validates it
+
+
+def read_text_input(text: str) -> str:
+    """``--input`` of a text model: the contents of a .txt file (UTF-8), else the text itself
+    (a path to an image or array file is refused by the adapter)."""
+    path = Path(text)
+    if path.suffix.lower() != ".txt" or "\n" in text:
+        return text
+    if path.is_dir():
+        raise InputError(f"{text!r} is a folder: give a .txt file or the text itself")
+    if not path.is_file():
+        raise InputError(f"text file {text!r} does not exist (give the text itself, or a file)")
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError:
+        raise InputError(f"{text!r} is not UTF-8 text: save it as UTF-8") from None
 
 
 def config_from_args(args: argparse.Namespace) -> ExploreConfig:
@@ -214,7 +231,13 @@ def run(args: argparse.Namespace) -> int:
     if args.input is None:
         if args.toward is not None:
             raise InputError("--toward is for one input (--input), not dataset runs")
+        if args.overwrite:
+            raise InputError(
+                "--overwrite is for --input; a dataset run continues with --resume, or "
+                "choose a new --out"
+            )
         return run_dataset(args, config)
+    check_output_dir(args.out, results=(SUMMARY, TRAJECTORY), overwrite=args.overwrite)
     adapter = load_adapter(
         args.model, space=args.space, device=args.device, dtype=args.dtype, truncation=args.truncate
     )

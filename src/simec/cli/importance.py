@@ -8,7 +8,14 @@ from typing import Any
 
 from ..explore.config import ExploreConfig
 from .explore import read_input
-from .options import add_dataclass_arguments, add_device, add_dtype, add_model, add_out
+from .options import (
+    add_dataclass_arguments,
+    add_device,
+    add_dtype,
+    add_model,
+    add_out,
+    add_overwrite,
+)
 
 HELP = "rank tokens/patches by sensitivity (Algorithm 3)"
 DESCRIPTION = (
@@ -24,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_device(parser)
     add_dtype(parser)
     add_out(parser, help="folder for the results")
+    add_overwrite(parser)
 
 
 def text_importance_views(imp: Any, out: Path, mask_token: str | None = None) -> None:
@@ -60,10 +68,11 @@ def text_importance_views(imp: Any, out: Path, mask_token: str | None = None) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from .._io import atomic_write_json, environment
+    from .._io import atomic_write_json, check_output_dir, environment
     from ..interpret import segment_importance
     from ..models import HFImageClassifierAdapter, HFSequenceClassifierAdapter, load_adapter
 
+    check_output_dir(args.out, results=("importance.json",), overwrite=args.overwrite)
     adapter = load_adapter(args.model, device=args.device, dtype=args.dtype)
     raw = read_input(args.input, adapter)
     imp = segment_importance(adapter, raw, output_metric=args.output_metric, method=args.method)
@@ -77,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
             "probabilities": imp.probabilities.tolist(),
             "labels": imp.labels,
             "predicted": imp.labels[imp.predicted],
-            "config": {k: v for k, v in vars(args).items() if k != "func"},
+            "config": {k: v for k, v in vars(args).items() if k not in ("func", "overwrite")},
             "environment": environment(),
         },
     )

@@ -39,6 +39,7 @@ __all__ = [
     "add_dtype",
     "add_model",
     "add_out",
+    "add_overwrite",
     "add_quiet",
     "add_seed",
     "at_least_one",
@@ -65,6 +66,7 @@ SHARED_HELP = {
     "seed": "random seed; the same seed gives the same results",
     "out": "output folder (created; config and package versions are written next to results)",
     "quiet": "no progress bars",
+    "overwrite": "replace the result already in --out (without it, such an --out is refused)",
     "threads": "CPU threads for torch (default: torch's choice)",
     "model": "model: a save_pretrained() directory or a cached name",
     "dataset": "which IDX data set the folder holds",
@@ -391,3 +393,8 @@ def add_quiet(
 ) -> argparse.Action:
     """``--quiet``: no progress bars."""
     return parser.add_argument("--quiet", action="store_true", help=help or SHARED_HELP["quiet"])
+
+
+def add_overwrite(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> argparse.Action:
+    """``--overwrite``: replace a result already in --out."""
+    return parser.add_argument("--overwrite", action="store_true", help=SHARED_HELP["overwrite"])

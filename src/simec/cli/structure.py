@@ -22,7 +22,9 @@ HELP = "embedding-space structure of a vision transformer"
 DESCRIPTION = (
     "Embedding-space structure of a Hugging Face vision model: ViT, DeiT, BEiT, "
     "Swin, ViT-MSN classifiers, or ViT-MAE / CLIP vision models without a head "
-    "(--embedding cls or pooled). Images are resized to the model's input size."
+    "(--embedding cls or pooled). The images: an IDX data set (--data), or your own image "
+    "files or folders (--input; match: --source and --target). Images are resized to the "
+    "model's input size."
 )
 #: analysis -> (help, its config, the function that runs it)
 ANALYSES: dict[str, tuple[str, type[StructureConfig], Callable[[Any], dict[str, Any]]]] = {
@@ -44,7 +46,7 @@ ANALYSES: dict[str, tuple[str, type[StructureConfig], Callable[[Any], dict[str, 
 }
 #: options in --help order: the shared ones, the analysis' own, then seed, device, out
 FIRST = ("model", "data", "dataset", "count", "kind")
-LAST = ("seed", "device", "out")
+LAST = ("seed", "device", "out", "overwrite")
 RENAME = {"kind": "embedding"}
 
 

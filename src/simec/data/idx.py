@@ -90,6 +90,8 @@ def load_idx_dataset(
         raise InputError(f"split must be 'train' or 'test', got {split!r}")
     prefix = "train" if split == "train" else "t10k"
     hint = WHERE_FROM.get(kind, "")
+    if root.is_file():
+        raise InputError(f"data {str(root)!r} is a file, not a folder; {hint}")
     if not root.is_dir():
         raise InputError(f"data directory {str(root)!r} does not exist; {hint}")
     images = _find(root, f"{prefix}-images-idx3-ubyte")

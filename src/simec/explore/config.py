@@ -6,6 +6,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+import numpy as np
+
+from ..checks import check_seed
 from ..errors import InputError
 from ..fields import option
 from ..geometry.jacobian import compile_from_environment
@@ -223,10 +226,9 @@ class ExploreConfig:
                 "jacobian_reuse is for SiMEC (it keeps the output fixed with a corrector); "
                 f"use jacobian_reuse='off' with {self.algorithm}"
             )
+        check_seed(self.seed)
         if self.segments is not None:
-            self.segments = tuple(int(s) for s in self.segments)
-            if not self.segments:
-                raise InputError("segments is empty: select at least one segment, or None for all")
+            self.segments = _segment_tuple(self.segments)
         return self
 
     def reuse_age(self) -> int | None:
@@ -270,23 +272,54 @@ class ExploreConfig:
         return out
 
 
+#: the most segment indices one can select (more is a typo, e.g. '0-99999999')
+MAX_SEGMENTS = 100_000
+
+
+def _segment_tuple(segments: Any) -> tuple[int, ...]:
+    """``segments`` as a non-empty tuple of ints; a string or non-integers are an InputError
+    (a string would be read character by character: '12' as (1, 2))."""
+    if isinstance(segments, (str, bytes)):
+        raise InputError(
+            f"segments={segments!r} is a string: give indices such as (1, 2), or "
+            "parse_segments('1-3') for the command-line form, or None for all"
+        )
+    try:
+        values = tuple(segments)
+    except TypeError:
+        raise InputError(
+            f"segments must be a sequence of indices or None, got {segments!r}"
+        ) from None
+    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, np.integer))]
+    if bad:
+        raise InputError(f"segments must be whole numbers, got {bad[0]!r}")
+    if not values:
+        raise InputError("segments is empty: select at least one segment, or None for all")
+    return tuple(int(v) for v in values)
+
+
 def parse_segments(spec: str | None) -> tuple[int, ...] | None:
-    """'all' / None -> None; '0,3,5-9' -> (0, 3, 5, 6, 7, 8, 9)."""
-    if spec is None or spec.strip().lower() in ("", "all"):
+    """'all' / None -> None; '0,3,5-9' -> (0, 3, 5, 6, 7, 8, 9); '' is an InputError."""
+    if spec is None or spec.strip().lower() == "all":
         return None
+    if not spec.strip():
+        raise InputError(
+            "--segments is empty: give indices like '0,3,5-9', or 'all' (or leave it out) "
+            "for all segments"
+        )
     out: list[int] = []
     for part in spec.split(","):
         part = part.strip()
         try:
-            if "-" in part:
-                lo, hi = (int(v) for v in part.split("-", 1))
-                if hi < lo:
-                    raise ValueError
-                out.extend(range(lo, hi + 1))
-            else:
-                out.append(int(part))
+            lo, hi = (int(v) for v in part.split("-", 1)) if "-" in part else (int(part),) * 2
         except ValueError:
+            lo, hi = 1, 0
+        if hi < lo:
+            raise InputError(f"cannot read segments {spec!r}: use 'all' or indices like '0,3,5-9'")
+        if hi - lo >= MAX_SEGMENTS:
             raise InputError(
-                f"cannot read segments {spec!r}: use 'all' or indices like '0,3,5-9'"
-            ) from None
+                f"segments {part!r} selects {hi - lo + 1} indices; an input has far fewer "
+                "segments: check the range"
+            )
+        out.extend(range(lo, hi + 1))
     return tuple(out)

@@ -11,7 +11,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save
 
-from .._io import atomic_write_bytes, atomic_write_json
+from .._io import atomic_write_bytes, atomic_write_json, check_output_dir
+from ..errors import OutputError
 from .config import ExploreConfig
 from .reuse import Fidelity
 
@@ -122,8 +123,11 @@ class ExplorationResult:
 
     def save(self, out_dir: str | os.PathLike) -> Path:
         """Write ``summary.json`` and ``trajectory.safetensors`` atomically into ``out_dir``."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        out = check_output_dir(out_dir, option="out_dir")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create {str(out)!r}: {exc.strerror or exc}") from None
         tensors = {
             "trajectory": self.trajectory.detach().cpu().contiguous(),
             "trajectory_steps": torch.tensor(self.trajectory_steps, dtype=torch.int64),

@@ -26,8 +26,9 @@ def resolve_rows(segments: tuple[int, ...] | None, count: int, device: torch.dev
         return torch.arange(count, device=device)
     bad = [s for s in segments if not -count <= s < count]
     if bad:
+        shown = ", ".join(map(str, bad[:5])) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
         raise InputError(
-            f"segments {bad} out of range: the input has {count} segments (0..{count - 1})"
+            f"segments {shown} out of range: the input has {count} segments (0..{count - 1})"
         )
     rows = sorted({s % count for s in segments})
     return torch.tensor(rows, device=device)

@@ -178,8 +178,17 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise InputError(f"unknown device {device!r}: use 'cpu', 'cuda' or 'cuda:N'") from exc
+    if dev.type not in ("cpu", "cuda"):
+        raise InputError(f"device {device!r} is not supported: use 'cpu', 'cuda' or 'cuda:N'")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("device 'cuda' was requested but no CUDA device is available")
+        raise InputError(
+            f"device {device!r} was requested but no CUDA device is available: use --device cpu"
+        )
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise InputError(
+            f"device {device!r} does not exist: this machine has {torch.cuda.device_count()} "
+            "CUDA device(s)"
+        )
     return dev
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -21,6 +22,24 @@ from .base import (
 from .hf_base import HFAdapter
 
 __all__ = ["HFMaskedLMAdapter", "HFSequenceClassifierAdapter"]
+
+
+#: suffixes of files that are never a text model's input
+_NOT_TEXT = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".npy", ".npz")
+
+
+def _refuse_file_path(text: str) -> None:
+    """A text that names an existing image or array file is a mistake, not a text to explore."""
+    candidate = text.strip()
+    if (
+        "\n" not in candidate
+        and candidate.lower().endswith(_NOT_TEXT)
+        and os.path.isfile(candidate)
+    ):
+        raise InputError(
+            f"{candidate!r} is an image or array file, but this is a text model: give the text "
+            "itself (or a .txt file), or use a vision model"
+        )
 
 
 class HFSequenceClassifierAdapter(HFAdapter):
@@ -77,6 +96,8 @@ class HFSequenceClassifierAdapter(HFAdapter):
             )
         elif not raw.strip():
             raise InputError("the text is empty")
+        else:
+            _refuse_file_path(raw)
         options = {"return_tensors": "pt", "is_split_into_words": words}
         enc = self.tokenizer(list(raw) if words else raw, truncation=False, **options)
         length = int(enc["input_ids"].shape[1])

@@ -31,10 +31,19 @@ def load_image(path: str | Path, *, channels: int | None = None) -> np.ndarray:
     PNG of a digit works with a one-channel model; .npy arrays are returned as stored.
     """
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{str(path)!r} is a folder: give an image file (.png, .jpg or .npy)")
     if not path.is_file():
         raise InputError(f"image file {str(path)!r} does not exist")
     if path.suffix.lower() == ".npy":
-        return np.load(path, allow_pickle=False)
+        try:
+            return np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            reason = "it holds Python objects" if "allow_pickle" in str(exc) else str(exc)
+            raise InputError(
+                f"{str(path)!r} is not a .npy array of numbers simec can read ({reason}): save "
+                "the image with numpy.save as uint8 or float in [0, 1]"
+            ) from None
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -43,8 +52,15 @@ def load_image(path: str | Path, *, channels: int | None = None) -> np.ndarray:
             if channels in (1, 3):
                 img = img.convert("L" if channels == 1 else "RGB")
             return np.asarray(img)
-    except UnidentifiedImageError as exc:
-        raise InputError(f"{str(path)!r} is not an image Pillow can read") from exc
+    except UnidentifiedImageError:
+        raise InputError(
+            f"{str(path)!r} is not an image Pillow can read: give a PNG, JPEG or .npy file"
+        ) from None
+    except (OSError, ValueError, SyntaxError) as exc:  # truncated or damaged image data
+        raise InputError(
+            f"{str(path)!r} cannot be read as an image ({exc}): the file is damaged or cut "
+            "short; save it again"
+        ) from None
 
 
 def _as_array(raw: Any, channels: int | None) -> np.ndarray:
@@ -53,8 +69,17 @@ def _as_array(raw: Any, channels: int | None) -> np.ndarray:
     if hasattr(raw, "convert") and hasattr(raw, "size"):  # a PIL image
         raw = np.asarray(raw)
     arr = raw.detach().cpu().numpy() if isinstance(raw, Tensor) else np.asarray(raw)
-    if arr.dtype == object or arr.size == 0 or not np.issubdtype(arr.dtype, np.number):
-        raise InputError("the image is empty or not numeric")
+    if np.iscomplexobj(arr):
+        raise InputError(
+            "the image is complex-valued: give real pixel values (uint8, or float in [0, 1])"
+        )
+    if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
+        raise InputError(
+            f"the image holds {arr.dtype} values, which are not numeric: give numbers (uint8, "
+            "or float in [0, 1])"
+        )
+    if arr.size == 0:
+        raise InputError(f"the image is empty (shape {tuple(arr.shape)})")
     return arr
 
 

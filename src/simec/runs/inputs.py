@@ -75,6 +75,11 @@ def line_items(
 ) -> tuple[list[RunItem], dict[str, Any]]:
     """One input per non-blank line of a UTF-8 text file: an image path, or a text."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(
+            f"inputs {str(path)!r} is a folder, not a file: give a text file with one input "
+            "per line (an image path or a text)"
+        )
     if not path.is_file():
         raise InputError(f"inputs file {str(path)!r} does not exist")
     if limit is not None and limit < 1:

@@ -5,14 +5,18 @@ yet, a local instance with ``workers`` CPUs is started and shut down at the end;
 running instance (``ray.init(address=...)`` done by the caller) is used. Each actor reserves one
 CPU (and 1/workers of a GPU when the model runs on CUDA), loads the model once, and explores
 one batch at a time; the driver hands the next batch to whichever actor finishes first and
-writes every result itself, so the folder layout is the local backend's.
+writes every result itself, so the folder layout is the local backend's. Workers on the
+driver's machine end within a second of the driver, even one killed with SIGKILL.
 """
 
 from __future__ import annotations
 
 import os
+import socket
+import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import InputError, ModelError, SimecError
@@ -23,12 +27,44 @@ from .types import OnDone, Outcome, RunTask
 __all__ = ["RayBackend"]
 
 
-class _RayWorker:
-    """Lives in a Ray actor: one adapter, many batches."""
+def watch_driver(
+    host: str, pid: int, *, interval: float = 1.0, on_gone: Callable[[], None] | None = None
+) -> threading.Thread | None:
+    """End this process (or call ``on_gone``) once process ``pid`` on ``host`` has ended.
 
-    def __init__(self, task: RunTask, threads: int) -> None:
+    Ray notices a driver killed with SIGKILL only after about two minutes; its workers would
+    go on exploring until then. A worker on another machine cannot see the driver's PID: no
+    watch there (returns None)."""
+    if socket.gethostname() != host:
+        return None
+
+    def alive() -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # pragma: no cover - exists, owned by someone else
+            return True
+        return True
+
+    def watch() -> None:
+        while alive():
+            time.sleep(interval)
+        (on_gone or (lambda: os._exit(0)))()
+
+    thread = threading.Thread(target=watch, name="simec-driver-watch", daemon=True)
+    thread.start()
+    return thread
+
+
+class _RayWorker:
+    """Lives in a Ray actor: one adapter, many batches; ends with its driver."""
+
+    def __init__(self, task: RunTask, threads: int, driver: tuple[str, int] | None = None) -> None:
         import torch
 
+        if driver is not None:
+            watch_driver(*driver)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         torch.set_num_threads(max(1, threads))
         self.task = task
@@ -91,7 +127,10 @@ class RayBackend:
         if task.device.startswith("cuda"):
             options["num_gpus"] = 1.0 / count
         actor_class = ray.remote(**options)(_RayWorker)
-        actors = [actor_class.remote(task, threads) for _ in range(min(count, len(batches)))]
+        driver = (socket.gethostname(), os.getpid())
+        actors = [
+            actor_class.remote(task, threads, driver) for _ in range(min(count, len(batches)))
+        ]
         pending: dict[Any, Any] = {}
         try:
             for ready in [actor.ready.remote() for actor in actors]:

@@ -24,13 +24,20 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write_json, environment, setting_differences
-from ..errors import InputError
+from .._io import (
+    atomic_write_json,
+    check_output_dir,
+    environment,
+    remove_stale_temporaries,
+    setting_differences,
+)
+from ..errors import InputError, OutputError
 from ..explore import ExploreConfig
 from ..explore.result import SUMMARY, TRAJECTORY
 from ..models.base import ModelAdapter
 from .backends import Backend, get_backend
 from .inputs import RunItem, source_fingerprint
+from .lock import RunLock
 from .manifest import DONE, Manifest, manifest_entry
 from .types import ModelSpec, Outcome, RunTask
 
@@ -47,11 +54,22 @@ def _complete(folder: Path) -> bool:
 
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """The settings that change results, flat: every config field (the seed included) and the
+    result-changing entries of ``extra`` under their own names (dtype, device, space, ...)."""
     out = dict(config)
-    out.pop("seed", None)
     extra = {k: v for k, v in (out.pop("extra", None) or {}).items() if k not in _RUN_LEVEL_EXTRA}
-    out["extra"] = extra
+    for key, value in extra.items():
+        out.setdefault(key, value)
     return json.loads(json.dumps(out, default=str))
+
+
+def _flat(value: Any, prefix: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        return {prefix: value}
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        out.update(_flat(item, f"{prefix}.{key}"))
+    return out
 
 
 def _model_record(model: Any) -> dict[str, Any]:
@@ -88,8 +106,14 @@ def _check_resumable(previous: dict[str, Any], current: dict[str, Any], out: Pat
     if previous.get("format") != FORMAT:
         raise InputError(f"{out}/{RUN_FILE} was not written by a simec dataset run")
     differences = setting_differences(_comparable(previous["config"]), current["comparable"])
-    if previous.get("model") != current["model"]:
-        differences.append("the model")
+    shown = {d.split(":", 1)[0] for d in differences}
+    differences += [
+        d
+        for d in setting_differences(
+            _flat(previous.get("model"), "model"), _flat(current["model"], "model")
+        )
+        if d.split(":", 1)[0].rsplit(".", 1)[-1] not in shown  # dtype, device: said above
+    ]
     if _same_data(previous.get("inputs")) != _same_data(current["inputs"]):
         differences.append("the inputs")
     if differences:
@@ -141,13 +165,50 @@ def run_dataset(
         "seeds": "config.seed + input index",
     }
     run_path = out / RUN_FILE
+    check_output_dir(out)
+    if run_path.is_file() and not resume:
+        raise InputError(
+            f"{out} already holds a dataset run: pass --resume (resume=True) to continue "
+            "it, or choose another output folder"
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {str(out)!r}: {exc.strerror or exc}") from None
+    with RunLock(out):
+        return _run_locked(
+            runner, task_model=model, items=items, out=out, cfg=cfg, info=info,
+            backend=backend, batch_size=batch_size, workers=workers, resume=resume,
+            progress=progress,
+        )  # fmt: skip
+
+
+def _run_locked(
+    runner: Backend,
+    *,
+    task_model: Any,
+    items: list[RunItem],
+    out: Path,
+    cfg: ExploreConfig,
+    info: dict[str, Any],
+    backend: str | Backend,
+    batch_size: int,
+    workers: int | None,
+    resume: bool,
+    progress: bool,
+) -> dict[str, Any]:
+    """``run_dataset`` once the folder is checked and locked (see there)."""
+    model = task_model
+    run_path = out / RUN_FILE
+    config_record = info["config"]
     history: list[dict[str, Any]] = []
     if run_path.is_file():
-        if not resume:
+        if not resume:  # written since the check by a run that has ended
             raise InputError(
                 f"{out} already holds a dataset run: pass --resume (resume=True) to continue "
                 "it, or choose another output folder"
             )
+        remove_stale_temporaries(out)
         try:
             previous = json.loads(run_path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
@@ -162,7 +223,6 @@ def run_dataset(
             "workers": workers,
         }
     )
-    out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_path, {**info, "environment": environment(), "history": history})
 
     manifest = Manifest(out)
@@ -223,10 +283,16 @@ def run_dataset(
     finally:
         if bar is not None:
             bar.close()
-        write_manifest()
         history[-1]["ended"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         history[-1]["finished"] = finished
-        atomic_write_json(run_path, {**info, "environment": environment(), "history": history})
+        try:
+            write_manifest()
+            atomic_write_json(run_path, {**info, "environment": environment(), "history": history})
+        except OSError:
+            if finished:
+                raise
+            # a write failed (e.g. a full disk) and the run stops on it: the appended manifest
+            # lines and complete result folders stay, and --resume rebuilds the rest
     counts = {s: sum(e["status"] == s for e in entries.values()) for s in (*DONE, "failed")}
     return {
         "total": len(items),
