@@ -416,49 +416,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev = commands.add_parser("evaluate", help="score explanations against human rationales")
     evs = ev.add_subparsers(dest="evaluation", metavar="EVALUATION")
     evs.required = True
+    from .evaluate import command as plausibility_command
+
     pl = evs.add_parser(
         "plausibility",
-        help="explainers vs HateXplain rationales (cosine, token-F1, IOU-F1, AUPRC, AOPC)",
-        description="Run every explainer on every HateXplain post with rationales; write a "
-        "table (markdown, CSV, JSON) with mean ± std per metric and seconds per post, and a "
-        "plot. Resumable: finished posts are kept.",
+        help=plausibility_command.HELP,
+        description=plausibility_command.DESCRIPTION,
     )
-    from .explainers import explainer_names
-
-    pl.add_argument("--model", required=True, metavar="DIR", help="a sequence classifier")
-    pl.add_argument(
-        "--data",
-        required=True,
-        metavar="FILE.jsonl",
-        help="HateXplain JSONL (e.g. ../shared/data/hatexplain/validation.jsonl)",
-    )
-    pl.add_argument(
-        "--explainers",
-        default="simec,rollout,relevancy,grad_x_input,random",
-        help=f"comma list from: {', '.join(explainer_names())}",
-    )
-    pl.add_argument(
-        "--limit",
-        type=_at_least_one,
-        default=None,
-        metavar="N",
-        help="only the first N posts with rationales",
-    )
-    pl.add_argument(
-        "--no-faithfulness", action="store_true", help="skip comprehensiveness/sufficiency (faster)"
-    )
-    pl.add_argument(
-        "--faithfulness-posts",
-        type=_at_least_one,
-        default=None,
-        metavar="N",
-        help="compute faithfulness on the first N posts only (it costs ~10 model calls per "
-        "explainer and post)",
-    )
-    pl.add_argument("--device", default="cpu")
-    pl.add_argument("--truncate", action="store_true", help="truncate over-long posts")
-    pl.add_argument("--out", required=True, metavar="DIR")
-    pl.add_argument("--quiet", action="store_true")
+    plausibility_command.add_plausibility_arguments(pl)
 
     st = commands.add_parser(
         "structure",
@@ -923,23 +888,9 @@ def run_experiment(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate.hatexplain import run_plausibility
-    from .models import load_adapter
+    from .evaluate.command import run_plausibility
 
-    adapter = load_adapter(args.model, device=args.device, truncation=args.truncate)
-    explainers = [e.strip() for e in args.explainers.split(",") if e.strip()]
-    run_plausibility(
-        adapter,
-        args.data,
-        args.out,
-        explainers=explainers,
-        limit=args.limit,
-        faithfulness=not args.no_faithfulness,
-        faithfulness_posts=args.faithfulness_posts,
-        progress=not args.quiet,
-    )
-    print((Path(args.out) / "table.md").read_text())
-    return 0
+    return run_plausibility(args)
 
 
 def run_structure_command(args: argparse.Namespace) -> int:
