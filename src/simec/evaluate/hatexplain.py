@@ -111,8 +111,11 @@ def load_hatexplain(path: str | Path) -> list[dict[str, Any]]:
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             raise InputError(f"{path}:{n}: not a HateXplain record ({exc})") from None
         marks = [[int(bool(v)) for v in m] for m in marks if len(m) == len(words)]
-        top = votes.most_common(1)[0] if votes else (None, 0)
-        label = LABELS.get(top[0], str(top[0])) if top[1] * 2 > sum(votes.values()) else None
+        label = None  # the majority label (more than half of the votes), if any
+        if votes:
+            value, count = votes.most_common(1)[0]
+            if count * 2 > sum(votes.values()):
+                label = LABELS.get(value, str(value))
         if not marks or not words or label not in RATIONALE_LABELS:
             continue
         posts.append(
