@@ -95,7 +95,15 @@ def test_evaluate_plausibility_end_to_end_resume_and_rescore(bert_dir, tmp_path,
     assert "BERT [Attn]" in results["hatexplain_published"]
     for name in explainers.split(","):
         entry = results["table"][name]
-        for metric in ("cosine", "iou_f1", "token_f1", "auprc", "comprehensiveness"):
+        for metric in (
+            "cosine",
+            "iou_f1",
+            "token_f1",
+            "auprc",
+            "comprehensiveness",
+            "comprehensiveness_top5",
+            "sufficiency_top5",
+        ):
             assert set(entry[metric]) == {"value", "std", "n"}
             assert entry[metric]["n"] == 2
         for metric in ("cosine", "iou_f1", "token_f1", "auprc"):
@@ -138,3 +146,34 @@ def test_faithfulness_can_be_limited_to_the_first_posts(bert_dir, tmp_path):
     assert table["simec"]["comprehensiveness"]["n"] == 1
     assert table["random"]["sufficiency"]["n"] == 1
     assert "comprehensiveness n = 1" in (out / "table.md").read_text()
+
+
+def test_piece_predictor_runs_the_model_on_the_kept_piece_ids(bert_dir):
+    import torch
+
+    from simec.evaluate.hatexplain import _piece_predictor
+    from simec.models import load_adapter
+
+    adapter = load_adapter(str(bert_dir))
+
+    def probs(words):
+        prepared = adapter.prepare(words)
+        with torch.no_grad():
+            return torch.softmax(adapter.logits(prepared.embeddings, prepared), -1).numpy()
+
+    words = ["bad", "dogs", "sat", "here"]
+    prepared = adapter.prepare(words)
+    predict = _piece_predictor(adapter, prepared)
+    ids = prepared.word_ids
+    n = len(ids)
+    np.testing.assert_allclose(predict(np.ones(n, bool)), probs(words), atol=1e-5)
+    # keeping every non-special piece "alone" re-wraps them in [CLS] ... [SEP]: the same input
+    inner = np.array([w is not None for w in ids])
+    np.testing.assert_allclose(predict(inner, only=True), probs(words), atol=1e-5)
+    # deleting the pieces of word 0 runs the post without it
+    np.testing.assert_allclose(
+        predict(np.array([w != 0 for w in ids])), probs(words[1:]), atol=1e-5
+    )
+    # the pieces of words 1 and 2 alone
+    alone = np.array([w in (1, 2) for w in ids])
+    np.testing.assert_allclose(predict(alone, only=True), probs(words[1:3]), atol=1e-5)

@@ -34,9 +34,15 @@ import torch
 from .._io import atomic_write_bytes, atomic_write_json, environment
 from ..errors import InputError
 from ..explainers import explain, explainer_names
-from ..models.base import ModelAdapter
-from .faithfulness import FAITHFULNESS, aopc_comprehensiveness, aopc_sufficiency
-from .plausibility import MetricInfo
+from ..models.base import ModelAdapter, eval_mode
+from .faithfulness import (
+    FAITHFULNESS,
+    aopc_comprehensiveness,
+    aopc_sufficiency,
+    hard_comprehensiveness,
+    hard_sufficiency,
+)
+from .plausibility import MetricInfo, top_k
 from .protocols import PROTOCOLS, Protocol, mean_std
 from .scores import ScoreLine, read_scores, word_scores, write_scores
 
@@ -355,8 +361,42 @@ def _predictor(adapter: ModelAdapter, words: list[str], filler: str):
     return predict
 
 
+def _piece_predictor(adapter: ModelAdapter, prepared: Any):
+    """p(classes | pieces) for a keep mask over the post's pieces, as HateXplain's
+    ``convert_data``: comprehensiveness deletes pieces (the rest, specials included, is run
+    as is); sufficiency (``only=True``) runs [CLS] + the kept pieces + [SEP]. An empty
+    remainder is run as [CLS] [SEP]."""
+    model = getattr(adapter, "model", None)
+    tokenizer = getattr(adapter, "tokenizer", None)
+    ids = prepared.model_inputs.get("input_ids")
+    if model is None or tokenizer is None or ids is None:
+        return None
+    ids = ids[0]
+    cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
+
+    def run(selected: list[int]) -> np.ndarray:
+        tensor = torch.tensor([selected], dtype=ids.dtype, device=ids.device)
+        with torch.no_grad(), eval_mode(model):
+            out = model(input_ids=tensor)
+        logits = out.logits if hasattr(out, "logits") else out[0]
+        return torch.softmax(logits[0].float(), -1).cpu().numpy()
+
+    def predict(keep: np.ndarray, only: bool = False) -> np.ndarray:
+        kept = [int(t) for t, k in zip(ids.tolist(), keep) if k]
+        if only or not kept:
+            kept = [cls_id, *kept, sep_id]
+        return run(kept)
+
+    return predict
+
+
 def _post_row(
-    adapter: ModelAdapter, post: dict, explainers: list[str], faithful: bool, filler: str
+    adapter: ModelAdapter,
+    post: dict,
+    explainers: list[str],
+    faithful: bool,
+    filler: str,
+    faithful_top5: bool = False,
 ) -> dict[str, Any]:
     words = post["words"]
     prepared = adapter.prepare(words)
@@ -376,6 +416,7 @@ def _post_row(
         "explainers": {},
     }
     predict = _predictor(adapter, words, filler) if faithful else None
+    by_piece = _piece_predictor(adapter, prepared) if faithful_top5 else None
     for name in explainers:
         t0 = time.perf_counter()
         exp = explain(adapter, words, name, target=target)
@@ -386,6 +427,12 @@ def _post_row(
             scores = word_scores(pieces, prepared.word_ids, len(words))
             result["comprehensiveness"] = aopc_comprehensiveness(predict, scores, target)
             result["sufficiency"] = aopc_sufficiency(predict, scores, target)
+        if by_piece is not None:
+            hard = top_k(np.asarray(pieces), 5)
+            result["comprehensiveness_top5"] = hard_comprehensiveness(by_piece, hard, target)
+            result["sufficiency_top5"] = hard_sufficiency(
+                by_piece, hard, target, alone=lambda keep: by_piece(keep, only=True)
+            )
         row["explainers"][name] = result
     return row
 
@@ -451,7 +498,7 @@ def evaluate_model(
             or any(e not in row["explainers"] for e in explainers)
         ):
             faithful = faithfulness and (faithfulness_posts is None or i < faithfulness_posts)
-            row = _post_row(adapter, post, explainers, faithful, filler)
+            row = _post_row(adapter, post, explainers, faithful, filler, faithfulness)
             atomic_write_bytes(path, (json.dumps(row) + "\n").encode())
         rows.append(row)
         if bar is not None:
