@@ -352,11 +352,17 @@ def evaluate_scores(
 
 
 def _predictor(adapter: ModelAdapter, words: list[str], filler: str):
+    seen: dict[tuple[bool, ...], np.ndarray] = {}  # the full post is asked for by every metric
+
     def predict(keep: np.ndarray) -> np.ndarray:
-        kept = [w if k else filler for w, k in zip(words, keep)]
-        prepared = adapter.prepare(kept)
-        with torch.no_grad():
-            return torch.softmax(adapter.logits(prepared.embeddings, prepared), -1).cpu().numpy()
+        key = tuple(bool(k) for k in keep)
+        if key not in seen:
+            kept = [w if k else filler for w, k in zip(words, keep)]
+            prepared = adapter.prepare(kept)
+            with torch.no_grad():
+                logits = adapter.logits(prepared.embeddings, prepared)
+            seen[key] = torch.softmax(logits, -1).cpu().numpy()
+        return seen[key]
 
     return predict
 
@@ -374,12 +380,17 @@ def _piece_predictor(adapter: ModelAdapter, prepared: Any):
     ids = ids[0]
     cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
 
+    seen: dict[tuple[int, ...], np.ndarray] = {}  # the full post is asked for by every metric
+
     def run(selected: list[int]) -> np.ndarray:
-        tensor = torch.tensor([selected], dtype=ids.dtype, device=ids.device)
-        with torch.no_grad(), eval_mode(model):
-            out = model(input_ids=tensor)
-        logits = out.logits if hasattr(out, "logits") else out[0]
-        return torch.softmax(logits[0].float(), -1).cpu().numpy()
+        key = tuple(selected)
+        if key not in seen:
+            tensor = torch.tensor([selected], dtype=ids.dtype, device=ids.device)
+            with torch.no_grad(), eval_mode(model):
+                out = model(input_ids=tensor)
+            logits = out.logits if hasattr(out, "logits") else out[0]
+            seen[key] = torch.softmax(logits[0].float(), -1).cpu().numpy()
+        return seen[key]
 
     def predict(keep: np.ndarray, only: bool = False) -> np.ndarray:
         kept = [int(t) for t, k in zip(ids.tolist(), keep) if k]
