@@ -20,12 +20,14 @@ from simec.cli.options import (
     add_dataclass_arguments,
     dataclass_from_args,
 )
-from simec.evaluate.hatexplain import PlausibilityConfig
+from simec.experiments.equivalence_pairs import EquivalencePairsConfig
 from simec.experiments.text_exploration import TextExplorationConfig
 from simec.experiments.vit_exploration import VitExplorationConfig
 from simec.explore.config import ALGORITHMS, ExploreConfig, parse_segments
 from simec.geometry.metrics import output_metric_names
+from simec.structure.equivalence import EquivalenceConfig
 from simec.structure.run import LipschitzConfig, MatchConfig, SpectrumConfig
+from simec.train.mlm import MLMTrainConfig
 from simec.train.text import MLMHeadTrainConfig, TextClassifierTrainConfig
 from simec.train.vit import ViTTrainConfig
 
@@ -43,7 +45,9 @@ CONFIGS: dict[tuple[str, ...], type] = {
     ("train", "mlm-head"): MLMHeadTrainConfig,
     ("experiment", "vit-exploration"): VitExplorationConfig,
     ("experiment", "text-exploration"): TextExplorationConfig,
-    ("evaluate", "plausibility"): PlausibilityConfig,
+    ("train", "mlm"): MLMTrainConfig,
+    ("experiment", "equivalence"): EquivalencePairsConfig,
+    ("equivalence",): EquivalenceConfig,
 }
 
 

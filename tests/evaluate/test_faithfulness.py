@@ -38,3 +38,20 @@ def test_declared_directions_and_bad_input():
         aopc_comprehensiveness(reader_of(0), np.array([]), 1)
     with pytest.raises(InputError):
         aopc_sufficiency(reader_of(0), np.ones(10), 1, fractions=(0.0,))
+
+
+def test_hard_rationale_comprehensiveness_and_sufficiency():
+    from simec.evaluate.faithfulness import hard_comprehensiveness, hard_sufficiency
+
+    predict = reader_of(3)
+    right = np.zeros(10, bool)
+    right[[3, 5]] = True
+    wrong = np.zeros(10, bool)
+    wrong[[0, 1]] = True
+    assert hard_comprehensiveness(predict, right, 1) == pytest.approx(0.7)
+    assert hard_sufficiency(predict, right, 1) == pytest.approx(0.0)
+    assert hard_comprehensiveness(predict, wrong, 1) == pytest.approx(0.0)
+    assert hard_sufficiency(predict, wrong, 1) == pytest.approx(0.7)
+    # "alone" runs the rationale on its own (e.g. wrapped in [CLS] ... [SEP])
+    alone = reader_of(3)
+    assert hard_sufficiency(predict, wrong, 1, alone=lambda k: alone(~k)) == pytest.approx(0.0)

@@ -61,6 +61,7 @@ RESULT_CHANGING = [
     ("--segments", "0-3", "segments"),
     ("--space", "pixels", "space"),
     ("--dtype", "float64", "dtype"),
+    ("--jacobian-reuse", "5", "jacobian_reuse"),
 ]
 
 

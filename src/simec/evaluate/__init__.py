@@ -1,17 +1,32 @@
 """Evaluation of explanations: plausibility against human rationales, faithfulness to the model."""
 
 from .faithfulness import FAITHFULNESS, aopc_comprehensiveness, aopc_sufficiency
-from .plausibility import METRICS, Metric, MetricInfo, auprc, cosine, iou_f1, token_f1
+from .plausibility import (
+    MetricInfo,
+    cosine,
+    gold_spans,
+    mean_marks,
+    partial_match,
+    pr_auc,
+    token_prf,
+    top_k,
+    union_marks,
+)
+from .protocols import PROTOCOLS, Protocol
 
 __all__ = [
     "FAITHFULNESS",
-    "METRICS",
-    "Metric",
+    "PROTOCOLS",
     "MetricInfo",
+    "Protocol",
     "aopc_comprehensiveness",
     "aopc_sufficiency",
-    "auprc",
     "cosine",
-    "iou_f1",
-    "token_f1",
+    "gold_spans",
+    "mean_marks",
+    "partial_match",
+    "pr_auc",
+    "token_prf",
+    "top_k",
+    "union_marks",
 ]

@@ -18,7 +18,14 @@ import numpy as np
 from ..errors import InputError
 from .plausibility import MetricInfo
 
-__all__ = ["FRACTIONS", "FAITHFULNESS", "aopc_comprehensiveness", "aopc_sufficiency"]
+__all__ = [
+    "FRACTIONS",
+    "FAITHFULNESS",
+    "aopc_comprehensiveness",
+    "aopc_sufficiency",
+    "hard_comprehensiveness",
+    "hard_sufficiency",
+]
 
 FRACTIONS = (0.01, 0.05, 0.1, 0.2, 0.5)
 Predict = Callable[[np.ndarray], np.ndarray]
@@ -59,6 +66,27 @@ def aopc_sufficiency(
     return float(np.mean(drops))
 
 
+def hard_comprehensiveness(predict: Predict, hard: np.ndarray, label: int) -> float:
+    """ERASER's comprehensiveness of one hard rationale: p(label | all) - p(label | all but it)
+    (``score_classifications``; HateXplain: the top 5 word pieces deleted)."""
+    keep = np.asarray(hard, dtype=bool)
+    full = float(predict(np.ones(keep.size, dtype=bool))[label])
+    return full - float(predict(~keep)[label])
+
+
+def hard_sufficiency(
+    predict: Predict, hard: np.ndarray, label: int, *, alone: Predict | None = None
+) -> float:
+    """ERASER's sufficiency of one hard rationale: p(label | all) - p(label | only it).
+
+    ``alone`` runs the rationale on its own when that differs from keeping it in place
+    (HateXplain wraps the kept pieces in [CLS] ... [SEP]); default ``predict``.
+    """
+    keep = np.asarray(hard, dtype=bool)
+    full = float(predict(np.ones(keep.size, dtype=bool))[label])
+    return full - float((alone or predict)(keep)[label])
+
+
 #: declared ranges and directions (same Metric record as the plausibility metrics)
 FAITHFULNESS = {
     "comprehensiveness": MetricInfo(
@@ -66,5 +94,19 @@ FAITHFULNESS = {
     ),
     "sufficiency": MetricInfo(
         "sufficiency", -1.0, 1.0, False, "AOPC drop in p(y) when only the top segments stay"
+    ),
+    "comprehensiveness_top5": MetricInfo(
+        "comprehensiveness_top5",
+        -1.0,
+        1.0,
+        True,
+        "HateXplain: drop in p(y) when the top 5 word pieces are deleted",
+    ),
+    "sufficiency_top5": MetricInfo(
+        "sufficiency_top5",
+        -1.0,
+        1.0,
+        False,
+        "HateXplain: drop in p(y) when only [CLS] + the top 5 word pieces + [SEP] stay",
     ),
 }
