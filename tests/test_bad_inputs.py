@@ -390,6 +390,9 @@ CLI_CASES: list[Case] = [
                                           "--data", e.file("p.jsonl", "{}\n"), "--out",
                                           e.file("o.txt", "keep"), "--quiet"],
      ("is a file",), None),
+    ("evaluate-vision-model", lambda e: ["evaluate", "plausibility", "--model", e.vit,
+                                         "--data", e.file("p.jsonl", "{}\n"), "--out",
+                                         str(e.out), "--quiet"], ("text classifier",), None),
     # ---- train ------------------------------------------------------------------------------
     ("train-data-missing", lambda e: ["train", "vit", "--data", str(e.work / "none"), "--out",
                                       str(e.out), "--quiet"], ("does not exist",), None),
