@@ -207,3 +207,14 @@ def fake_mnist(tmp_path):
     write_idx(root / "t10k-images-idx3-ubyte.gz", images)
     write_idx(root / "t10k-labels-idx1-ubyte.gz", labels)
     return root
+
+
+@pytest.fixture
+def idx_data(tmp_path):
+    """12 random 8x8 'digits' in MNIST's IDX layout (the test split)."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "digits"
+    root.mkdir()
+    write_idx(root / "t10k-images-idx3-ubyte.gz", rng.integers(10, 245, size=(12, 8, 8)))
+    write_idx(root / "t10k-labels-idx1-ubyte.gz", np.arange(12) % 3)
+    return root

@@ -8,6 +8,7 @@ import torch
 from simec.errors import InputError
 from simec.structure.equivalence import (
     EquivalenceConfig,
+    Refinement,
     batched_output_fn,
     curve_length,
     equivalence_bounds,
@@ -100,11 +101,11 @@ def test_curve_length_of_an_arc_converges_from_below():
     """A quarter circle of radius 2 (length pi): inscribed polygons grow towards it."""
     fn = lambda t: torch.stack([2 * torch.cos(t[:, 0]), 2 * torch.sin(t[:, 0])], 1)  # noqa: E731
     points = torch.tensor([[0.0], [math.pi / 2]], dtype=torch.float64)
-    measured = curve_length(fn, points, "euclidean-logits", refine_rtol=1e-6)
+    measured = curve_length(fn, points, "euclidean-logits", Refinement(rtol=1e-6))
     lengths = [length for _, length in measured.history]
     assert lengths == sorted(lengths) and all(v <= math.pi for v in lengths)
     assert measured.converged and measured.length == pytest.approx(math.pi, rel=1e-5)
-    capped = curve_length(fn, points, "euclidean-logits", refine_rtol=1e-9, max_segments=8)
+    capped = curve_length(fn, points, "euclidean-logits", Refinement(rtol=1e-9, max_segments=8))
     assert not capped.converged and capped.segments == 8
 
 

@@ -130,19 +130,22 @@ class FerretProtocol(Protocol):
         }
 
 
+def _unit_interval(**descriptions: str) -> dict[str, MetricInfo]:
+    """Metrics in [0, 1], higher is better: name -> MetricInfo with its description."""
+    return {name: MetricInfo(name, 0.0, 1.0, True, text) for name, text in descriptions.items()}
+
+
 PROTOCOLS: dict[str, Protocol] = {
     "hatexplain": HateXplainProtocol(
         "hatexplain",
         "HateXplain/ERASER: union gold, top-5 units as 1-unit spans, ERASER metrics",
         {
             "cosine": COSINE,
-            "iou_f1": MetricInfo(
-                "iou_f1", 0.0, 1.0, True, "ERASER partial-match F1 (IOU >= 0.5, macro)"
+            **_unit_interval(
+                iou_f1="ERASER partial-match F1 (IOU >= 0.5, macro)",
+                token_f1="ERASER instance-macro token F1 of the top 5",
+                auprc="ERASER AUPRC, mean over posts",
             ),
-            "token_f1": MetricInfo(
-                "token_f1", 0.0, 1.0, True, "ERASER instance-macro token F1 of the top 5"
-            ),
-            "auprc": MetricInfo("auprc", 0.0, 1.0, True, "ERASER AUPRC, mean over posts"),
         },
     ),
     "ferret": FerretProtocol(
@@ -150,13 +153,11 @@ PROTOCOLS: dict[str, Protocol] = {
         "ferret: union gold, top-7 positive scores, specials dropped",
         {
             "cosine": COSINE,
-            "token_f1": MetricInfo(
-                "token_f1", 0.0, 1.0, True, "token F1 of the top-7 positive scores"
+            **_unit_interval(
+                token_f1="token F1 of the top-7 positive scores",
+                token_iou="token IOU of the top-7 positive scores",
+                auprc="AUPRC of the scores clipped at 0",
             ),
-            "token_iou": MetricInfo(
-                "token_iou", 0.0, 1.0, True, "token IOU of the top-7 positive scores"
-            ),
-            "auprc": MetricInfo("auprc", 0.0, 1.0, True, "AUPRC of the scores clipped at 0"),
         },
         drop_specials=True,
     ),

@@ -55,6 +55,7 @@ __all__ = [
     "Embedded",
     "EquivalenceConfig",
     "EquivalenceResult",
+    "Refinement",
     "batched_output_fn",
     "compare_inputs",
     "curve_length",
@@ -170,17 +171,24 @@ class CurveLength:
     history: tuple[tuple[int, float], ...]  # (segments, length) per subdivision
 
 
+@dataclass(frozen=True)
+class Refinement:
+    """When a subdivided polyline's length counts as converged: one more halving changes it by
+    at most ``rtol`` of itself (or ``atol``); never beyond ``max_segments`` segments."""
+
+    rtol: float = 0.01
+    atol: float = 0.0
+    max_segments: int = 1024
+
+
 def curve_length(
     fn: PointsFn,
     points: Tensor,
     metric: str | OutputMetric,
-    *,
-    refine_rtol: float = 0.01,
-    atol: float = 0.0,
-    max_segments: int = 1024,
+    refine: Refinement = Refinement(),
 ) -> CurveLength:
-    """Pseudolength of the polyline through ``points`` (m+1, ...), subdividing until the
-    inscribed length changes by at most ``refine_rtol`` of itself (or ``atol``)."""
+    """Pseudolength of the polyline through ``points`` (m+1, ...), subdividing it as
+    ``refine`` says (the inscribed length grows towards the curve's pseudolength)."""
     name = _metric_name(metric)
     with torch.no_grad():
         ys = fn(points)
@@ -188,14 +196,14 @@ def curve_length(
         history = [(len(points) - 1, length)]
         while True:
             segments = 2 * (len(points) - 1)
-            if segments > max_segments:
+            if segments > refine.max_segments:
                 return CurveLength(length, len(points) - 1, False, tuple(history))
             points = subdivide(points)
             ys = fn(points)
             finer = float(output_distance(name, ys[:-1], ys[1:]).sum())
             history.append((segments, finer))
             change, length = abs(finer - length), finer
-            if change <= max(refine_rtol * finer, atol):
+            if change <= max(refine.rtol * finer, refine.atol):
                 return CurveLength(length, segments, True, tuple(history))
 
 
@@ -260,23 +268,20 @@ def shortest_curve(
     fn: PointsFn,
     start: Tensor,
     metric: str | OutputMetric,
+    refine: Refinement = Refinement(),
     *,
     iterations: int = 50,
-    refine_rtol: float = 0.01,
-    atol: float = 0.0,
-    max_segments: int = 1024,
 ) -> tuple[Tensor, CurveLength]:
     """Minimise the energy of ``start``, then subdivide and minimise again, until one halving
-    of the optimised polyline changes its length by at most ``refine_rtol`` (the discretisation
-    resolves the curve) or ``max_segments`` is reached. Returns the curve and its length."""
+    of the optimised polyline changes its length as little as ``refine`` asks (the
+    discretisation resolves the curve) or its ``max_segments`` is reached. Returns the curve and
+    its length."""
     curve = start
     while True:
         curve = minimise_energy(fn, curve, metric, iterations=iterations)
-        measured = curve_length(
-            fn, curve, metric, refine_rtol=refine_rtol, atol=atol, max_segments=max_segments
-        )
+        measured = curve_length(fn, curve, metric, refine)
         resolved = measured.converged and len(measured.history) == 2
-        if resolved or 2 * (len(curve) - 1) > max_segments:
+        if resolved or 2 * (len(curve) - 1) > refine.max_segments:
             return curve, measured
         curve = subdivide(curve)
 
@@ -356,14 +361,8 @@ def equivalence_bounds(
     lower = float(output_distance(name, ya, yb))
     weights = torch.linspace(0, 1, cfg.segments + 1, dtype=a.dtype, device=a.device)
     line = a + weights.reshape(-1, *([1] * a.ndim)) * (b - a)
-    straight = curve_length(
-        fn,
-        line,
-        name,
-        refine_rtol=cfg.refine_rtol,
-        atol=cfg.tol / 10,
-        max_segments=cfg.max_segments,
-    )
+    refine = Refinement(cfg.refine_rtol, cfg.tol / 10, cfg.max_segments)
+    straight = curve_length(fn, line, name, refine)
     starts = {"straight line": line}
     for key, points in (curves or {}).items():
         if points.shape[1:] != a.shape:
@@ -373,15 +372,7 @@ def equivalence_bounds(
     best: tuple[float, bool, str, Tensor] | None = None
     candidates: dict[str, float] = {}
     for key, start in starts.items():
-        curve, measured = shortest_curve(
-            fn,
-            start,
-            name,
-            iterations=cfg.energy_iterations,
-            refine_rtol=cfg.refine_rtol,
-            atol=cfg.tol / 10,
-            max_segments=cfg.max_segments,
-        )
+        curve, measured = shortest_curve(fn, start, name, refine, iterations=cfg.energy_iterations)
         candidates[key] = measured.length
         rank = (not measured.converged, measured.length)
         if best is None or rank < (not best[1], best[0]):
