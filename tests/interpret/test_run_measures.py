@@ -37,8 +37,16 @@ def _vit(space="embeddings"):
 def test_vision_record_matches_an_independent_decoding(image, tmp_path):
     adapter = _vit()
     result = explore(
-        adapter, image, algorithm="simexp", steps=12, record_every=3, step_multiplier=3.0,
-        max_step=None, seed=1, box="embedding-bounds", projection="step",
+        adapter,
+        image,
+        algorithm="simexp",
+        steps=12,
+        record_every=3,
+        step_multiplier=3.0,
+        max_step=None,
+        seed=1,
+        box="embedding-bounds",
+        projection="step",
     )
     assert result.stop_reason == "completed"
     interpreter = vision_interpreter(adapter, image, result.explored_segments)
@@ -82,8 +90,16 @@ def test_pixel_space_interpretations_are_the_points_themselves(image):
     # exploring pixels inside the pixel box: decoding is exact, so both sides agree
     adapter = _vit("pixels")
     result = explore(
-        adapter, image, algorithm="simexp", steps=10, record_every=2, step_multiplier=30.0,
-        max_step=None, box="embedding-bounds", projection="step", seed=2,
+        adapter,
+        image,
+        algorithm="simexp",
+        steps=10,
+        record_every=2,
+        step_multiplier=30.0,
+        max_step=None,
+        box="embedding-bounds",
+        projection="step",
+        seed=2,
     )
     record = measure_run(result, vision_interpreter(adapter, image, result.explored_segments))
     assert max(record.l1) < 1e-9 and max(record.w1) < 1e-9

@@ -14,6 +14,7 @@ nearest point of the box (a clamp). ``ExploreConfig.projection`` says when it ap
 from __future__ import annotations
 
 import math
+
 import torch
 from torch import Tensor, nn
 

@@ -70,10 +70,11 @@ class ExploreConfig:
     sqrt(lambda_max(p_k)) (the v1 paper's rule, c = 1 for SiMEC and 2 for SiMExp);
     ``step_rule="paper-final"``: delta_k = step_multiplier * eta * sqrt(lambda_min(p_k) /
     lambda_max(p_k)) (the final version's rule, lambda_min the smallest eigenvalue the spectrum
-    keeps as non-null, so ``rtol`` moves it; ``simec.geometry.steps``). Either is capped at ``max_step * ||x0_P||`` where x0_P is the starting
-    embedding of the explored segments. The cap exists because LayerNorm makes lambda_max shrink
-    like 1/||x||^2 as ||x|| grows, so the uncapped rule grows geometrically and overflows; with it,
-    ||x|| can grow at most linearly. ``max_step=None`` restores the uncapped paper rule.
+    keeps as non-null, so ``rtol`` moves it; ``simec.geometry.steps``). Either is capped at
+    ``max_step * ||x0_P||`` where x0_P is the starting embedding of the explored segments. The
+    cap exists because LayerNorm makes lambda_max shrink like 1/||x||^2 as ||x|| grows, so the
+    uncapped rule grows geometrically and overflows; with it, ||x|| can grow at most linearly.
+    ``max_step=None`` restores the uncapped paper rule.
 
     ``box``: the feasible region. "input" (default) is the range the original embeddings span
     per dimension; "embedding-bounds" is the final version's analytic bounds of the embedding

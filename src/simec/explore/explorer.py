@@ -71,8 +71,8 @@ def explore(
     fields, e.g. ``explore(adapter, image, algorithm="simexp", steps=500, seed=1)``. ``box`` is a
     (lower, upper) pair broadcastable to the embedding shape, or a name of ``ExploreConfig.box``
     ("input": the per-dimension range of the original embeddings, the default;
-    "embedding-bounds": the final version's analytic bounds, ``simec.explore.box``). Ctrl-C stops the walk and returns what was done so far
-    (stop_reason "interrupted").
+    "embedding-bounds": the final version's analytic bounds, ``simec.explore.box``). Ctrl-C
+    stops the walk and returns what was done so far (stop_reason "interrupted").
     """
     box = _named_box(box, options)
     if toward is not None:

@@ -341,9 +341,7 @@ def top_class_correlation(embedding_probs: Any, interpretation_probs: Any) -> di
 # ---- M4: explored hyper-volume ------------------------------------------------------------------
 
 
-def pca_coordinates(
-    points: Any, fit: Any, *, variance: float = 0.9
-) -> tuple[np.ndarray, int]:
+def pca_coordinates(points: Any, fit: Any, *, variance: float = 0.9) -> tuple[np.ndarray, int]:
     """Coordinates of ``points`` (t, d) on the first n principal components of ``fit`` (f, d),
     n the fewest reaching ``variance`` of its total variance; returns (z (t, n), n)."""
     x, f = _array(points, "points", 2), _array(fit, "fit", 2)

@@ -109,9 +109,7 @@ def text_interpreter(
     def classify(ids: Tensor) -> Tensor:
         return classifier.classify_ids(ids).cpu()
 
-    return Interpreter(
-        "text", decode, classify, lambda ids: m.token_diversity(ids, positions)
-    )
+    return Interpreter("text", decode, classify, lambda ids: m.token_diversity(ids, positions))
 
 
 def _floats(values: Any) -> list[float]:
@@ -163,6 +161,7 @@ class InterpretationRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able (nan written as None)."""
+
         def clean(v: Any) -> Any:
             if isinstance(v, float) and not math.isfinite(v):
                 return None
