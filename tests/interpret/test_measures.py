@@ -184,3 +184,10 @@ def test_pca_keeps_components_to_90_percent_variance():
     reference = np.stack([ref, ref + 1], axis=1)
     ratios = m.patch_volume_ratios(explore, reference)
     assert ratios.tolist() == pytest.approx([4.0, 4.0])
+
+
+def test_original_vs_top():
+    orig, top = m.original_vs_top(P, 0)
+    assert orig.tolist() == [0.5, 0.3, 0.2, 0.2] and top.tolist() == [0.5, 0.5, 0.5, 0.5]
+    with pytest.raises(InputError):
+        m.original_vs_top(P, 3)

@@ -48,6 +48,7 @@ __all__ = [
     "cuboid_volume",
     "first_change",
     "l1_distance",
+    "original_vs_top",
     "per_1000",
     "pca_coordinates",
     "patch_volume_ratios",
@@ -80,6 +81,18 @@ def _probs(probs: Any, name: str = "probs") -> np.ndarray:
     if arr.shape[1] < 2:
         raise InputError(f"{name} must have at least 2 classes, got shape {arr.shape}")
     return arr
+
+
+# ---- M1: original vs top class probability ----------------------------------------------------
+
+
+def original_vs_top(probs: Any, original: int) -> tuple[np.ndarray, np.ndarray]:
+    """M1: p(original class) and max_c p(c) at each snapshot, (m,) each (the paper plots their
+    mean and sd over runs against the iteration)."""
+    p = _probs(probs)
+    if not 0 <= original < p.shape[1]:
+        raise InputError(f"original class {original} out of range 0..{p.shape[1] - 1}")
+    return p[:, original].copy(), p.max(axis=1)
 
 
 # ---- M2 / M3: predictions and rankings ---------------------------------------------------------
