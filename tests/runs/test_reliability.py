@@ -46,6 +46,9 @@ RESULT_CHANGING = [
     ("--method", "exact", "method"),
     ("--output-metric", "fisher-rao", "output_metric"),
     ("--step-multiplier", "2", "step_multiplier"),
+    ("--step-rule", "paper-final", "step_rule"),
+    ("--eta", "10", "eta"),
+    ("--box", "embedding-bounds", "box"),
     ("--max-step", "0.5", "max_step"),
     ("--projection", "step", "projection"),
     ("--corrector", None, "corrector"),
@@ -61,6 +64,7 @@ RESULT_CHANGING = [
     ("--segments", "0-3", "segments"),
     ("--space", "pixels", "space"),
     ("--dtype", "float64", "dtype"),
+    ("--jacobian-reuse", "5", "jacobian_reuse"),
 ]
 
 
