@@ -142,3 +142,25 @@ def test_run_volume_ratios(image):
     other = explore(adapter, image, algorithm="simec", steps=2, segments=(1,), max_step=None)
     with pytest.raises(InputError, match="different segments"):
         run_volume_ratios(simexp, other)
+
+
+def test_text_record_with_the_masked_lm_decoder(tmp_path):
+    from simec.interpret.decode_text import MLMDecoder
+    from simec.models.hf_text import HFMaskedLMAdapter
+    from tests.interpret.test_decode_text import tiny_mlm
+
+    tokenizer = make_tokenizer(tmp_path)
+    adapter = HFSequenceClassifierAdapter(tiny_bert(), tokenizer, dtype="float64")
+    prepared = adapter.prepare(TEXT)
+    result = explore(
+        adapter, TEXT, algorithm="simexp", steps=6, record_every=3, seed=0, step_multiplier=50.0
+    )
+    decoder = MLMDecoder(HFMaskedLMAdapter(tiny_mlm(), tokenizer, top_k=2))
+    explored = result.explored_segments
+    record = measure_run(result, text_interpreter(adapter, prepared, decoder, explored))
+    positions = [i for i in explored if prepared.segment_names[i] not in ("[CLS]", "[SEP]")]
+    ids = decoder.decode(result.trajectory, prepared, segments=positions, k=1).ids[:, 0]
+    probs = adapter.classify_ids(ids).numpy()
+    assert np.allclose(record.interpretation_probabilities, probs)
+    changed = (ids[1:, positions] != ids[:-1, positions]).sum(1).tolist()
+    assert record.diversity == pytest.approx(changed)
