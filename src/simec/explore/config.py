@@ -14,6 +14,8 @@ from ..fields import option
 from ..geometry.jacobian import compile_from_environment
 from ..geometry.metrics import output_metric_names
 from ..geometry.spectrum import METHODS
+from ..geometry.steps import STEP_RULES
+from .box import BOXES
 from .proposal import StepRule
 from .simec import SIMEC
 from .simexp import SIMEXP
@@ -64,12 +66,20 @@ def parse_reuse(value: Any) -> str:
 class ExploreConfig:
     """Every option of a run; recorded in full next to its results.
 
-    Step size: delta_k = step_multiplier * c / sqrt(lambda_max(p_k)) (the paper's rule, c = 1 for
-    SiMEC and 2 for SiMExp), capped at ``max_step * ||x0_P||`` where x0_P is the starting
-    embedding of the explored segments. The cap exists because LayerNorm makes lambda_max shrink
-    like 1/||x||^2 as ||x|| grows, so the uncapped rule grows geometrically and overflows; with it,
-    ||x|| can grow at most linearly. ``max_step=None`` restores the uncapped paper rule.
+    Step size (``step_rule="paper-v1"``, the default): delta_k = step_multiplier * c /
+    sqrt(lambda_max(p_k)) (the v1 paper's rule, c = 1 for SiMEC and 2 for SiMExp);
+    ``step_rule="paper-final"``: delta_k = step_multiplier * eta * sqrt(lambda_min(p_k) /
+    lambda_max(p_k)) (the final version's rule, lambda_min the smallest eigenvalue the spectrum
+    keeps as non-null, so ``rtol`` moves it; ``simec.geometry.steps``). Either is capped at
+    ``max_step * ||x0_P||`` where x0_P is the starting embedding of the explored segments. The
+    cap exists because LayerNorm makes lambda_max shrink like 1/||x||^2 as ||x|| grows, so the
+    uncapped rule grows geometrically and overflows; with it, ||x|| can grow at most linearly.
+    ``max_step=None`` restores the uncapped paper rule.
 
+    ``box``: the feasible region. "input" (default) is the range the original embeddings span
+    per dimension; "embedding-bounds" is the final version's analytic bounds of the embedding
+    layer (``simec.explore.box.embedding_bounds``). The final version projects after every
+    step: use it with ``projection="step"``.
     ``projection``: "end" walks freely and projects the stored points onto the feasible box
     afterwards (Algorithm 1 line 11); "step" projects after every step; "none" never projects.
     ``corrector``: after each SiMEC step, Gauss-Newton iterations with the pseudo-inverse of J
@@ -120,6 +130,22 @@ class ExploreConfig:
         "cap each step at X * ||x0|| of the explored segments; 'none' for the uncapped paper rule",
         metavar="X",
         gt=0,
+    )
+    step_rule: str = option(
+        "paper-v1",
+        "paper-v1: delta = c/sqrt(lmax) (c = 1 SiMEC, 2 SiMExp); paper-final: the final "
+        "version's delta = eta*sqrt(lmin/lmax), lmin the smallest non-null eigenvalue kept",
+        choices=STEP_RULES,
+    )
+    eta: float = option(
+        1.0, "--step-rule paper-final: eta in delta = eta*sqrt(lmin/lmax)", metavar="X", gt=0
+    )
+    box: str = option(
+        "input",
+        "feasible box: input = per dimension, the range the original embeddings span; "
+        "embedding-bounds = the final version's analytic bounds of the embedding layer over "
+        "all valid inputs (pixels in [0, 1]; LayerNorm bounds for text)",
+        choices=BOXES,
     )
     segments: tuple[int, ...] | None = option(
         None,
@@ -199,13 +225,15 @@ class ExploreConfig:
         choose("algorithm", self.algorithm, list(ALGORITHMS))
         choose("method", self.method, METHODS)
         choose("projection", self.projection, PROJECTIONS)
+        choose("step_rule", self.step_rule, STEP_RULES)
+        choose("box", self.box, BOXES)
         if isinstance(self.output_metric, str):
             choose("output_metric", self.output_metric, output_metric_names())
         if not isinstance(self.steps, int) or self.steps < 0:
             raise InputError(f"steps must be a non-negative integer, got {self.steps!r}")
         if not isinstance(self.record_every, int) or self.record_every < 1:
             raise InputError(f"record_every must be a positive integer, got {self.record_every!r}")
-        for name in ("step_multiplier", "divergence_ratio"):
+        for name in ("step_multiplier", "divergence_ratio", "eta"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and value > 0 and value < float("inf")):
                 raise InputError(f"{name} must be a positive number, got {value!r}")

@@ -40,17 +40,24 @@ def _lowrank_statuses(
     a: Tensor, point_ok: Tensor, finite: Tensor, distance: Tensor, rtol: float | None
 ) -> Spectra:
     spectra = lowrank_spectra(a, rtol=rtol)
+    rank = spectra.rank
+    # the smallest kept singular value (that of row 0 at rank 0, reported as 0 below)
+    smallest = spectra.singular_values.gather(1, (rank - 1).clamp(min=0)[:, None])[:, 0]
     packed = torch.stack(
         [
             point_ok.to(torch.float64),
             (finite & spectra.finite).to(torch.float64),
             spectra.singular_values[:, 0].to(torch.float64),
-            spectra.rank.to(torch.float64),
+            rank.to(torch.float64),
             distance.to(torch.float64),
+            smallest.to(torch.float64),
         ],
         dim=1,
     ).tolist()
-    out = [Status(bool(p), bool(f), s**2, int(r), d) for p, f, s, r, d in packed]
+    out = [
+        Status(bool(p), bool(f), s**2, int(r), d, m**2 if r > 0 else 0.0)
+        for p, f, s, r, d, m in packed
+    ]
     return out, list(spectra.vectors.unbind(0)), list(spectra.singular_values.unbind(0))
 
 
@@ -63,7 +70,7 @@ def _exact_statuses(
     ).tolist()
     statuses, vectors, singular = [], [], []
     for i, (p, f, d) in enumerate(packed):
-        lam, rank, vec = 0.0, 0, flat.new_zeros(flat.shape[2], 0)
+        lam, rank, vec, low = 0.0, 0, flat.new_zeros(flat.shape[2], 0), 0.0
         values = flat.new_zeros(0)
         if p and f:
             spec = pullback_spectrum(
@@ -71,7 +78,8 @@ def _exact_statuses(
             )
             lam, rank, vec = spec.lambda_max, spec.rank, spec.eigenvectors
             values = spec.eigenvalues.clamp(min=0).sqrt()
-        statuses.append(Status(bool(p), bool(f), lam, rank, d))
+            low = float(spec.eigenvalues[-1]) if rank else 0.0
+        statuses.append(Status(bool(p), bool(f), lam, rank, d, low))
         vectors.append(vec)
         singular.append(values)
     return statuses, vectors, singular

@@ -36,6 +36,14 @@ def _prepare_config(config: ExploreConfig | None, options: dict[str, Any]) -> Ex
     return replace(config or ExploreConfig(), **options).validate()
 
 
+def _named_box(box: Box | str | None, options: dict[str, Any]) -> Box | None:
+    """``box`` given by name ("input", "embedding-bounds") is the config's ``box`` option."""
+    if isinstance(box, str):
+        options["box"] = box
+        return None
+    return box
+
+
 def _progress_bar(cfg: ExploreConfig, total: int, progress: bool) -> Any:
     if not progress:
         return None
@@ -49,7 +57,7 @@ def explore(
     raw_input: Any,
     config: ExploreConfig | None = None,
     *,
-    box: Box | None = None,
+    box: Box | str | None = None,
     progress: bool = False,
     toward: Any = None,
     **options: Any,
@@ -61,10 +69,12 @@ def explore(
 
     ``config`` holds every option (see :class:`ExploreConfig`); keyword ``options`` override its
     fields, e.g. ``explore(adapter, image, algorithm="simexp", steps=500, seed=1)``. ``box`` is a
-    (lower, upper) pair broadcastable to the embedding shape; the default is the per-dimension
-    range of the original embeddings. Ctrl-C stops the walk and returns what was done so far
-    (stop_reason "interrupted").
+    (lower, upper) pair broadcastable to the embedding shape, or a name of ``ExploreConfig.box``
+    ("input": the per-dimension range of the original embeddings, the default;
+    "embedding-bounds": the final version's analytic bounds, ``simec.explore.box``). Ctrl-C
+    stops the walk and returns what was done so far (stop_reason "interrupted").
     """
+    box = _named_box(box, options)
     if toward is not None:
         if box is not None:
             raise InputError("a guided walk (toward=...) does not take a box")
@@ -124,7 +134,7 @@ def explore_batch(
     config: ExploreConfig | None = None,
     *,
     seeds: Sequence[int] | None = None,
-    box: Box | None = None,
+    box: Box | str | None = None,
     batch_size: int | None = None,
     progress: bool = False,
     **options: Any,
@@ -143,6 +153,7 @@ def explore_batch(
     that cannot be explored (unreadable, flat output at the start, ...) raises, as ``explore``
     would. Ctrl-C stops every walk and returns what was done (stop_reason "interrupted").
     """
+    box = _named_box(box, options)
     cfg = _prepare_config(config, options)
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise InputError(f"batch_size must be a positive integer or None, got {batch_size!r}")

@@ -82,6 +82,8 @@ def walk_toward(
     The result's ``remaining_distance`` has one value per point p_0 .. p_K."""
     cfg = replace(config or ExploreConfig(), **options)
     cfg = replace(cfg, algorithm="simec", corrector=True, projection="none").validate()
+    if cfg.box != "input":
+        raise InputError("a guided walk (toward=...) does not take a box")
     if not 0 <= tolerance < 1:
         raise InputError(f"tolerance must lie in [0, 1), got {tolerance!r}")
     metric = get_output_metric(cfg.output_metric)
@@ -139,7 +141,15 @@ def walk_toward(
                 break
             if k == cfg.steps:
                 break
-            delta = min(steps.step_size(spec.lambda_max, rule.c * cfg.step_multiplier, cap), d)
+            size = steps.rule_step_size(
+                cfg.step_rule,
+                spec.lambda_max,
+                float(spec.eigenvalues[-1]),
+                scale=rule.c * cfg.step_multiplier,
+                eta=cfg.eta * cfg.step_multiplier,
+                cap=cap,
+            )
+            delta = min(size, d)
             x, first = corrector(x + delta * v.reshape(x.shape), jac.reshape(jac.shape[0], -1))
             lams.append(spec.lambda_max)
             sizes.append(delta)

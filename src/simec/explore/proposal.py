@@ -55,11 +55,24 @@ def propose(
     *,
     multiplier: float,
     cap: float,
+    step_rule: str = "paper-v1",
+    lambda_min: float | None = None,
+    eta: float = 1.0,
 ) -> Proposal:
-    """Lines 6-7: a direction drawn by ``rule`` and delta = min(multiplier * c / sqrt(lambda_max),
-    cap) (``simec.geometry.steps.step_size``)."""
+    """Lines 6-7: a direction drawn by ``rule`` and its step size by ``step_rule``
+    (``simec.geometry.steps.rule_step_size``): "paper-v1", delta = min(multiplier * c /
+    sqrt(lambda_max), cap); "paper-final", delta = min(multiplier * eta * sqrt(lambda_min /
+    lambda_max), cap) with lambda_min the smallest non-null eigenvalue."""
     direction = rule.direction(vectors, rank, generator)
-    return Proposal(direction, steps.step_size(lambda_max, rule.c * multiplier, cap))
+    size = steps.rule_step_size(
+        step_rule,
+        lambda_max,
+        lambda_min,
+        scale=rule.c * multiplier,
+        eta=eta * multiplier,
+        cap=cap,
+    )
+    return Proposal(direction, size)
 
 
 def move(x: Tensor, proposal: Proposal) -> Tensor:

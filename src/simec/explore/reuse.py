@@ -68,6 +68,7 @@ class Basis:
     lambda_max: float
     factors: Factors
     step: int  # the index k of the point p_k where it was taken
+    lambda_min: float = math.nan  # its smallest non-null eigenvalue (step_rule="paper-final")
 
     @classmethod
     def build(
@@ -78,6 +79,8 @@ class Basis:
         lambda_max: float,
         singular_values: Tensor | None,
         step: int,
+        *,
+        lambda_min: float = math.nan,
     ) -> Basis:
         """With G = I (``singular_values`` given: those of A = J from the spectrum) the
         pseudo-inverse comes from the spectrum's factors, u = J V / s; else from an SVD of J."""
@@ -87,7 +90,7 @@ class Basis:
             factors = Factors((jac @ v) / s, s, v.T)
         else:
             factors = svd_factors(jac)
-        return cls(jac, vectors, rank, lambda_max, factors, step)
+        return cls(jac, vectors, rank, lambda_max, factors, step, lambda_min)
 
 
 def null_space_angle(old: Basis, new: Basis) -> float:

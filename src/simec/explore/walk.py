@@ -20,10 +20,11 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from ..errors import InputError
 from ..geometry.metrics import OutputMetric
 from ..models.base import ModelAdapter, PreparedInput
 from . import policy, reuse
-from .box import Box, project, resolve_box
+from .box import Box, embedding_bounds, project, resolve_box
 from .closure import model_function
 from .config import REUSE_MIN_ITERATIONS, RULES, ExploreConfig
 from .corrector import Corrector, Outcome, chord
@@ -41,6 +42,7 @@ class Status(NamedTuple):
     lambda_max: float
     rank: int
     distance: float  # ||x - x0|| over the explored segments
+    lambda_min: float = 0.0  # the smallest non-null eigenvalue (0 at rank 0)
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,10 @@ class Walk:
         self.rule = RULES[cfg.algorithm]
         x0 = prepared.embeddings
         self.segments = Segments.select(x0, cfg.segments)
+        if cfg.box == "embedding-bounds":
+            if box is not None:
+                raise InputError("give either box=(lower, upper) or box='embedding-bounds'")
+            box = embedding_bounds(adapter)
         self.lower, self.upper = resolve_box(box, x0, self.segments.rows)
         self.generator = torch.Generator(device=x0.device).manual_seed(cfg.seed)
         self.start = x0[self.segments.rows].clone()
@@ -192,6 +198,7 @@ class Walk:
                 status.lambda_max,
                 singular_values if identity else None,
                 len(self.steps) - 1,
+                lambda_min=status.lambda_min,
             )
             if self.basis is not None:
                 angle = reuse.null_space_angle(self.basis, basis)
@@ -209,6 +216,9 @@ class Walk:
             self.generator,
             multiplier=self.cfg.step_multiplier,
             cap=self.cap,
+            step_rule=self.cfg.step_rule,
+            lambda_min=status.lambda_min,
+            eta=self.cfg.eta,
         )
         jac = jac.reshape(jac.shape[0], -1)
         self._take(self.x, proposal, jac, status.lambda_max, status.rank, 0)
@@ -249,6 +259,9 @@ class Walk:
             self.generator,
             multiplier=self.cfg.step_multiplier,
             cap=self.cap,
+            step_rule=self.cfg.step_rule,
+            lambda_min=basis.lambda_min,
+            eta=self.cfg.eta,
         )
         self._take(self.x, proposal, basis.jacobian, lambda_max, basis.rank, 0)
 

@@ -5,7 +5,15 @@ and the ones ``PullbackSpectrum.step_size/null_direction/nonnull_direction`` del
 implementation, called by both the code and its tests.
 
 * ``step_size``: lines 7 of Algorithms 1 and 2, delta = c / sqrt(lambda_max), here with an
-  optional cap (``ExploreConfig.max_step``).
+  optional cap (``ExploreConfig.max_step``): the v1 paper's rule (``step_rule="paper-v1"``).
+* ``final_step_size``: the final (NeurIPS 2025) version's rule for both algorithms,
+  delta = eta * sqrt(lambda_min_nonzero / lambda_max) (reference 003, section 1;
+  ``step_rule="paper-final"``). lambda_min_nonzero is the smallest eigenvalue the spectrum keeps
+  as non-null (the back-end's rank rule, or ``ExploreConfig.rtol``). The paper's code differs: it
+  takes the minimum over *all* eigenvalues plus 1e-6, i.e. delta = eta / sqrt(lambda_max /
+  (lambda_min + 1e-6)) ~ eta * 1e-3 / sqrt(lambda_max); we implement the text's rule.
+* ``rule_step_size``: the step of a named rule (``STEP_RULES``), the one function the explorer
+  calls.
 * ``null_direction``: line 6 of Algorithm 1, a random unit vector of the null space of g.
 * ``nonnull_direction``: line 6 of Algorithm 2, a random non-null eigenvector of g, random sign.
 """
@@ -17,13 +25,57 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["nonnull_direction", "null_direction", "step_size"]
+__all__ = [
+    "STEP_RULES",
+    "final_step_size",
+    "nonnull_direction",
+    "null_direction",
+    "rule_step_size",
+    "step_size",
+]
+
+#: the step-size rules ``ExploreConfig.step_rule`` names: the v1 paper's and the final version's
+STEP_RULES = ("paper-v1", "paper-final")
 
 
 def step_size(lambda_max: float, scale: float, cap: float = math.inf) -> float:
     """delta = min(scale / sqrt(lambda_max), cap): Algorithm 1 line 7 (scale c = 1), Algorithm 2
     line 7 (c = 2); the caller multiplies c by its step multiplier. ``lambda_max`` > 0."""
     return min(scale / lambda_max**0.5, cap)
+
+
+def final_step_size(
+    lambda_max: float, lambda_min: float, eta: float, cap: float = math.inf
+) -> float:
+    """delta = min(eta * sqrt(lambda_min / lambda_max), cap): the final version's rule, with
+    ``lambda_min`` the smallest non-null eigenvalue (0 < lambda_min <= lambda_max)."""
+    if not 0 < lambda_min <= lambda_max:
+        raise ValueError(
+            f"need 0 < lambda_min <= lambda_max, got lambda_min={lambda_min!r}, "
+            f"lambda_max={lambda_max!r}"
+        )
+    return min(eta * (lambda_min / lambda_max) ** 0.5, cap)
+
+
+def rule_step_size(
+    rule: str,
+    lambda_max: float,
+    lambda_min: float | None,
+    *,
+    scale: float,
+    eta: float,
+    cap: float = math.inf,
+) -> float:
+    """The step of ``rule``: "paper-v1" is ``step_size(lambda_max, scale, cap)`` (scale = c
+    times the step multiplier), "paper-final" is ``final_step_size(lambda_max, lambda_min,
+    eta, cap)`` (eta times the step multiplier)."""
+    if rule == "paper-v1":
+        return step_size(lambda_max, scale, cap)
+    if rule == "paper-final":
+        if lambda_min is None:
+            raise ValueError("the paper-final step rule needs lambda_min")
+        return final_step_size(lambda_max, lambda_min, eta, cap)
+    raise ValueError(f"unknown step rule {rule!r}; choose one of {list(STEP_RULES)}")
 
 
 def null_direction(basis: Tensor, generator: torch.Generator | None) -> Tensor:
