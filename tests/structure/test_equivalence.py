@@ -21,11 +21,10 @@ from simec.structure.equivalence import (
 
 @pytest.fixture
 def linear():
+    """A: (3 x 12), the inputs x, y: (3, 4), float64 (drawn in that order)."""
     gen = torch.Generator().manual_seed(7)
-    a = torch.randn(3, 12, generator=gen, dtype=torch.float64)
-    x = torch.randn(3, 4, generator=gen, dtype=torch.float64)
-    y = torch.randn(3, 4, generator=gen, dtype=torch.float64)
-    return a, x, y
+    shapes = ((3, 12), (3, 4), (3, 4))
+    return tuple(torch.randn(*s, generator=gen, dtype=torch.float64) for s in shapes)
 
 
 def logits_of(a):

@@ -122,16 +122,15 @@ def _row(adapter: Any, images: np.ndarray, kind: str, n: int, i: int, j: int, cf
         closest = min((w["closest_approach"] for w in walks if w), default=None)
     probs = adapter.classify([a, b]) if kind != "simec-endpoint" else adapter.classify([a, a])
     pred = probs.argmax(-1).tolist()
+    bounds = {k: getattr(res, k) for k in ("lower_bound", "upper_bound", "upper_converged")}
     return PairRow(
-        kind=kind,
-        index=n,
-        a=i,
-        b=j,
-        class_a=pred[0],
-        class_b=pred[1],
-        lower_bound=res.lower_bound,
-        upper_bound=res.upper_bound,
-        upper_converged=res.upper_converged,
+        kind,
+        n,
+        i,
+        j,
+        pred[0],
+        pred[1],
+        **bounds,
         straight_line=res.straight_line,
         verdict=res.verdict,
         best_curve=res.best_curve,
@@ -162,21 +161,14 @@ def run_equivalence_pairs(cfg: EquivalencePairsConfig, *, progress: bool = True)
     out = Path(cfg.out)
     (out / "rows").mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "config.json", {**asdict(cfg), "environment": environment()})
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(plan), desc="equivalence pairs", unit="pair")
-    for n, (kind, (i, j)) in enumerate(plan):
-        path = out / "rows" / f"{kind}-{n:03d}.json"
-        if not path.is_file():
-            torch.manual_seed(cfg.seed + n)
-            row = _row(adapter, images, kind, n, i, j, cfg)
-            save_row(path, row, indent=1)
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+    with tqdm(plan, desc="equivalence pairs", unit="pair", disable=not progress) as bar:
+        for n, (kind, (i, j)) in enumerate(bar):
+            path = out / "rows" / f"{kind}-{n:03d}.json"
+            if not path.is_file():
+                torch.manual_seed(cfg.seed + n)
+                save_row(path, _row(adapter, images, kind, n, i, j, cfg), indent=1)
     rows = load_rows(out / "rows", PairRow)
     table, agg = summarize(rows)
     atomic_write_bytes(out / "table.md", table.encode())
