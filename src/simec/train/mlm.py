@@ -254,9 +254,9 @@ def train_mlm(cfg: MLMTrainConfig, *, progress: bool = True) -> dict[str, Any]:
     cfg = cfg.validate()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    texts = _texts(cfg.data)  # the data first: a bad path fails before the encoder loads
     encoder = _encoder(cfg.encoder)
     out = Path(cfg.out) if cfg.out else cache_dir() / "models" / DEFAULT_NAME
-    texts = _texts(cfg.data)
     rng = np.random.default_rng(cfg.seed)
     order = rng.permutation(len(texts))[: cfg.texts or len(texts)]
     n_test = max(1, int(round(cfg.test_fraction * len(order))))
