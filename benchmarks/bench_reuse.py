@@ -101,14 +101,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile", action="store_true", help="add compiled ViT rows")
     parser.add_argument("--skip-bert", action="store_true")
     parser.add_argument("--out", type=Path, default=None, help="also write the report here")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (2 on an idle 2-core machine)"
+    )
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     device = torch.device("cpu")
     lines = [
         "## SiMEC: fresh Jacobian every step vs Jacobian reuse",
         "",
-        f"- {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs shared "
-        f"with other jobs, torch threads {torch.get_num_threads()}, torch {torch.__version__}, "
+        f"- {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
+        f"torch threads {torch.get_num_threads()}, torch {torch.__version__}, "
         f"python {platform.python_version()}; float32, output metric euclidean-probs, max_step "
         "0.02, seed 0",
         f"- `uptime` at start: {os.popen('uptime').read().strip()}",
