@@ -231,18 +231,9 @@ def test_equivalence_pairs_experiment_writes_rows_and_a_table(mnist_vit_dir, fak
         run_equivalence_pairs,
     )
 
-    cfg = EquivalencePairsConfig(
-        model=str(mnist_vit_dir),
-        data=str(fake_mnist),
-        out=str(tmp_path / "eq"),
-        pairs=1,
-        walk_steps=3,
-        guided_steps=2,
-        segments=2,
-        energy_iterations=2,
-        max_segments=8,
-        match_steps=3,
-    )
+    small = dict(walk_steps=3, guided_steps=2, segments=2, energy_iterations=2, match_steps=3)
+    paths = dict(model=str(mnist_vit_dir), data=str(fake_mnist), out=str(tmp_path / "eq"))
+    cfg = EquivalencePairsConfig(**paths, pairs=1, max_segments=8, **small)
     agg = run_equivalence_pairs(cfg, progress=False)
     assert set(agg) == set(KINDS) and all(agg[k]["n"] == 1 for k in KINDS)
     for kind in KINDS:

@@ -424,14 +424,10 @@ class Embedded:
 
 
 def compare_inputs(
-    adapter: ModelAdapter,
-    a: Any,
-    b: Any,
-    config: EquivalenceConfig | None = None,
-    *,
-    curves: dict[str, Tensor] | None = None,
+    adapter: ModelAdapter, a: Any, b: Any, config: EquivalenceConfig | None = None, **bounds: Any
 ) -> EquivalenceResult:
-    """Bounds on Pd(A, B) for two raw inputs (or ``Embedded`` points) of one model.
+    """Bounds on Pd(A, B) for two raw inputs (or ``Embedded`` points) of one model;
+    ``bounds``: keyword options of ``equivalence_bounds`` (``curves``).
 
     The model runs from A's prepared input (its fixed model inputs: a text's attention mask,
     for instance), so A and B must have explored tensors of one shape.
@@ -453,4 +449,4 @@ def compare_inputs(
             "compare images of one size, or texts with the same number of tokens"
         )
     fn = batched_output_fn(lambda x: adapter.logits(x, ctx), cfg.output_metric)
-    return equivalence_bounds(fn, xa, xb, cfg, curves=curves)
+    return equivalence_bounds(fn, xa, xb, cfg, **bounds)
