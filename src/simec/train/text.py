@@ -32,6 +32,7 @@ from ..data import HATE_LABELS, load_davidson, load_hatexplain_posts
 from ..errors import InputError
 from ..models.cache import cache_dir
 from .fit import fit
+from .mlm import mask_tokens
 from .save import save_model, training_log
 
 __all__ = [
@@ -368,11 +369,16 @@ class MLMHeadTrainConfig:
 
 
 def _load_texts(path: str) -> list[str]:
+    """Texts of a .txt (one per line), a HateXplain JSONL or the Davidson CSV (or folder)."""
     p = Path(path)
     if p.suffix == ".txt":
         if not p.is_file():
             raise InputError(f"{path!r} does not exist")
-        texts = [t.strip() for t in p.read_text(encoding="utf-8").splitlines() if t.strip()]
+        try:
+            lines = p.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise InputError(f"{path!r} is not UTF-8 text") from None
+        texts = [t.strip() for t in lines if t.strip()]
     elif p.suffix == ".jsonl":
         texts = load_hatexplain_posts(p).texts
     else:
@@ -395,17 +401,14 @@ def _masked_features(
         enc = _tokenize(tokenizer, texts[i : i + 64], cfg.max_length)
         ids = enc["input_ids"]
         candidates = (enc["attention_mask"] == 1) & ~torch.isin(ids, torch.tensor(sorted(special)))
-        choose = candidates & (torch.rand(ids.shape, generator=gen) < cfg.mask_prob)
-        # every text contributes at least one position
-        first = candidates.float().argmax(1)
-        rows = candidates.any(1) & ~choose.any(1)
-        choose[rows.nonzero().squeeze(1), first[rows]] = True
-        r = torch.rand(ids.shape, generator=gen)
-        corrupted = ids.clone()
-        to_mask = choose & (r < 0.8)
-        to_random = choose & (r >= 0.8) & (r < 0.9)
-        corrupted[to_mask] = tokenizer.mask_token_id
-        corrupted[to_random] = torch.randint(len(tokenizer), (int(to_random.sum()),), generator=gen)
+        corrupted, choose, to_mask = mask_tokens(
+            ids,
+            candidates,
+            mask_id=tokenizer.mask_token_id,
+            vocab_size=len(tokenizer),
+            mask_prob=cfg.mask_prob,
+            generator=gen,
+        )
         hidden = model.bert(
             input_ids=corrupted.to(device), attention_mask=enc["attention_mask"].to(device)
         ).last_hidden_state
