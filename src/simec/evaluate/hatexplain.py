@@ -43,7 +43,7 @@ from .faithfulness import (
     hard_sufficiency,
 )
 from .plausibility import MetricInfo, top_k
-from .protocols import PROTOCOLS, Protocol, mean_std
+from .protocols import PROTOCOLS, Protocol, value_summary
 from .scores import ScoreLine, read_scores, word_scores, write_scores
 
 __all__ = [
@@ -201,8 +201,7 @@ def _summarize(
     for name, rows in per_explainer.items():
         entry = protocol.aggregate(rows)
         for key, values in (extra or {}).get(name, {}).items():
-            mean, std, n = mean_std(values)
-            entry[key] = {"value": mean, "std": std, "n": n}
+            entry[key] = value_summary(values)
         table[name] = entry
     return table
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
+from ..stats import mean_std
 from .plausibility import (
     MetricInfo,
     cosine,
@@ -46,25 +47,21 @@ from .plausibility import (
     union_marks,
 )
 
-__all__ = ["PROTOCOLS", "Protocol", "aggregate_mean", "mean_std"]
+__all__ = ["PROTOCOLS", "Protocol", "aggregate_mean", "value_summary"]
 
 COSINE = MetricInfo(
     "cosine", 0.0, 1.0, True, "SiMEC paper: cosine of [0,1]-scaled scores and mean of marks"
 )
 
 
-def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
-    """Mean, sample std (0 for one value) and count of the finite values."""
-    finite = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
-    if not finite:
-        return math.nan, math.nan, 0
-    arr = np.array(finite)
-    return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0, arr.size
+def value_summary(values: Sequence[float]) -> dict[str, float]:
+    """``{"value": mean, "std": sample std, "n": count}`` of the finite values."""
+    stats = mean_std(values)
+    return {"value": stats.mean, "std": stats.std, "n": stats.n}
 
 
 def aggregate_mean(rows: Sequence[dict[str, float]], key: str) -> dict[str, float]:
-    mean, std, n = mean_std([r[key] for r in rows if key in r])
-    return {"value": mean, "std": std, "n": n}
+    return value_summary([r[key] for r in rows if key in r])
 
 
 @dataclass(frozen=True)
