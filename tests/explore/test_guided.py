@@ -70,8 +70,10 @@ def test_softmax_model_keeps_the_output_and_gets_closer(linear_model):
 
 def test_guided_direction_and_errors(linear, tmp_path):
     adapter, a, x0 = linear
-    basis, _ = torch.linalg.qr(a.T)
-    v, d = guided_direction(basis, x0, x0 + 1.0)
+    from simec.geometry.spectrum import pullback_spectrum
+
+    spectrum = pullback_spectrum(a, method="exact")  # g = A^T A: null space = null(A)
+    v, d = guided_direction(spectrum, x0, x0 + 1.0)
     assert float(v.norm()) == pytest.approx(1.0) and float((a @ v).abs().max()) < 1e-12
     with pytest.raises(InputError, match="distance 0"):
         explore(adapter, x0, toward=x0.clone(), steps=3)

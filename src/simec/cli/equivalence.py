@@ -8,7 +8,15 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..structure.equivalence import EquivalenceConfig
-from .options import add_dataclass_arguments, add_device, add_dtype, add_model, add_out
+from .explore import read_text_input
+from .options import (
+    add_dataclass_arguments,
+    add_device,
+    add_dtype,
+    add_model,
+    add_out,
+    dataclass_from_args,
+)
 
 HELP = "are two inputs the same to the model? bounds on their pseudodistance"
 DESCRIPTION = (
@@ -57,29 +65,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_dtype(parser)
 
 
+#: what each reference pair records
+REFERENCE_KEYS = ("lower_bound", "upper_bound", "upper_converged", "verdict")
+
+
 def _read(value: str, text_model: bool) -> str:
-    path = Path(value)
+    """A text (or the contents of a .txt, as ``--input`` reads it), or an existing image file."""
     if text_model:
-        if path.suffix == ".txt" and path.is_file():
-            return path.read_text(encoding="utf-8").strip()
-        return value
-    if not path.is_file():
+        return read_text_input(value)
+    if not Path(value).is_file():
         raise InputError(f"{value!r} is not an image file")
     return value
 
 
 def run(args: argparse.Namespace) -> int:
-    from dataclasses import fields
-
     from ..models import load_adapter
     from ..models.hf_text import HFSequenceClassifierAdapter
     from ..structure.equivalence_run import compare_pair, reference_pairs, save_equivalence
 
-    cfg = EquivalenceConfig(**{f.name: getattr(args, f.name) for f in fields(EquivalenceConfig)})
-    cfg.validate()
+    cfg = dataclass_from_args(EquivalenceConfig, args).validate()
     if args.reference and not args.data:
         raise InputError("--reference needs --data (an IDX image folder)")
-    text = False
     adapter = load_adapter(args.model, device=args.device, dtype=args.dtype, space=args.space)
     text = isinstance(adapter, HFSequenceClassifierAdapter)
     a, b = _read(args.a, text), _read(args.b, text)
@@ -93,17 +99,8 @@ def run(args: argparse.Namespace) -> int:
         images = load_idx_dataset(args.data).images
         reference = []
         for i, j in reference_pairs(adapter, images, args.reference, seed=cfg.seed):
-            ref = compare_pair(adapter, images[i], images[j], cfg, guided_steps=0)
-            reference.append(
-                {
-                    "i": i,
-                    "j": j,
-                    **{
-                        k: ref.summary()[k]
-                        for k in ("lower_bound", "upper_bound", "upper_converged", "verdict")
-                    },
-                }
-            )
+            ref = compare_pair(adapter, images[i], images[j], cfg, guided_steps=0).summary()
+            reference.append({"i": i, "j": j, **{k: ref[k] for k in REFERENCE_KEYS}})
     save_equivalence(
         result,
         args.out,

@@ -35,8 +35,9 @@ from ..errors import InputError, RankZeroMetricError
 from ..geometry import steps
 from ..geometry.jacobian import jacobian
 from ..geometry.metrics import get_output_metric
-from ..geometry.spectrum import pullback_spectrum
+from ..geometry.spectrum import PullbackSpectrum, pullback_spectrum
 from ..models.base import ModelAdapter, PreparedInput
+from .closure import model_function
 from .config import RULES, ExploreConfig
 from .corrector import Corrector
 from .result import ExplorationResult
@@ -45,11 +46,10 @@ from .segments import Segments
 __all__ = ["guided_direction", "walk_toward"]
 
 
-def guided_direction(basis: Tensor, x: Tensor, target: Tensor) -> tuple[Tensor, float]:
-    """(unit v, d): the null-space part of ``target - x`` (basis: orthonormal non-null
-    eigenvectors of g, n x r), normalised, and its length d (0 gives a zero vector)."""
-    d = (target - x).reshape(-1)
-    v = d - basis @ (basis.T @ d)
+def guided_direction(spectrum: PullbackSpectrum, x: Tensor, target: Tensor) -> tuple[Tensor, float]:
+    """(unit v, d): the null-space part of ``target - x`` (``spectrum.project_null``),
+    normalised, and its length d (0 gives a zero vector)."""
+    v = spectrum.project_null((target - x).reshape(-1))
     length = float(torch.linalg.vector_norm(v))
     return (v / length if length > 0 else v), length
 
@@ -98,10 +98,7 @@ def walk_toward(
     if total == 0:
         raise InputError("the target is the input itself (distance 0)")
 
-    def model_fn(xs: Tensor) -> tuple[Tensor, Tensor]:
-        logits = adapter.logits(seg.full(xs), prepared)
-        return metric.output(logits), logits
-
+    model_fn = model_function(adapter, prepared, seg, metric)
     rule, corrector, last = RULES["simec"], None, x
     probs, drift, remaining, lams, sizes, ranks, before = [], [], [], [], [], [], []
     stored, stored_steps = [], []
@@ -135,7 +132,7 @@ def walk_toward(
                     raise RankZeroMetricError("the pullback metric is zero at the input")
                 stop = f"rank-zero metric at step {k}"
                 break
-            v, d = guided_direction(spec.eigenvectors, x, goal)
+            v, d = guided_direction(spec, x, goal)
             if d <= tolerance * total:
                 stop = f"projected distance vanished at step {k}"
                 break

@@ -48,7 +48,7 @@ from torch.func import vmap
 from ..errors import InputError
 from ..geometry.jacobian import quiet_vmap
 from ..geometry.metrics import OutputMetric, get_output_metric
-from ..models.base import ModelAdapter
+from ..models.base import ModelAdapter, PreparedInput
 
 __all__ = [
     "CurveLength",
@@ -426,8 +426,9 @@ class Embedded:
 def compare_inputs(
     adapter: ModelAdapter, a: Any, b: Any, config: EquivalenceConfig | None = None, **bounds: Any
 ) -> EquivalenceResult:
-    """Bounds on Pd(A, B) for two raw inputs (or ``Embedded`` points) of one model;
-    ``bounds``: keyword options of ``equivalence_bounds`` (``curves``).
+    """Bounds on Pd(A, B) for two raw inputs (or ``Embedded`` points, or inputs already
+    prepared by the adapter) of one model; ``bounds``: keyword options of
+    ``equivalence_bounds`` (``curves``).
 
     The model runs from A's prepared input (its fixed model inputs: a text's attention mask,
     for instance), so A and B must have explored tensors of one shape.
@@ -435,7 +436,11 @@ def compare_inputs(
     cfg = (config or EquivalenceConfig()).validate()
     if isinstance(a, Embedded) and isinstance(b, Embedded):
         raise InputError("at least one of the two inputs must be a raw input (image or text)")
-    preps = {k: adapter.prepare(v) for k, v in (("a", a), ("b", b)) if not isinstance(v, Embedded)}
+    preps = {
+        k: v if isinstance(v, PreparedInput) else adapter.prepare(v)
+        for k, v in (("a", a), ("b", b))
+        if not isinstance(v, Embedded)
+    }
     ctx = preps.get("a") or preps["b"]
     xa, xb = (
         (v.x if isinstance(v, Embedded) else preps[k].embeddings).to(

@@ -42,8 +42,9 @@ def compare_pair(
     t0 = time.perf_counter()
     curves: dict[str, torch.Tensor] = {}
     extras: dict[str, Any] = {}
-    xb = adapter.prepare(b).embeddings
-    if guided_steps > 0 and not torch.equal(adapter.prepare(a).embeddings, xb):
+    pa, pb = adapter.prepare(a), adapter.prepare(b)  # once: the walks and bounds reuse them
+    xb = pb.embeddings
+    if guided_steps > 0 and not torch.equal(pa.embeddings, xb):
         for name, start, goal, flip in (("guided A->B", a, b, False), ("guided B->A", b, a, True)):
             walk = walk_toward(
                 adapter,
@@ -63,7 +64,7 @@ def compare_pair(
                 "stop_reason": walk.stop_reason,
                 "drift_max": max(walk.drift),
             }
-    result = compare_inputs(adapter, a, b, cfg, curves=curves)
+    result = compare_inputs(adapter, pa, pb, cfg, curves=curves)
     extras["guided_seconds"] = time.perf_counter() - t0 - result.seconds
     return _with_extras(result, extras)
 
