@@ -62,19 +62,21 @@ def _lowrank_statuses(
 
 
 def _exact_statuses(
-    walk: Walk, flat: Tensor, y: Tensor, point_ok: Tensor, finite: Tensor, distance: Tensor
+    walk: Walk, a: Tensor, point_ok: Tensor, finite: Tensor, distance: Tensor
 ) -> Spectra:
-    """One eigendecomposition per walk (each reads its spectrum back; O(n^3) dominates)."""
+    """One eigendecomposition per walk of g = (G^1/2 J)^T (G^1/2 J), from the factors ``a``
+    already formed for the batch (each reads its spectrum back; O(n^3) dominates)."""
     packed = torch.stack(
         [point_ok.to(torch.float64), finite.to(torch.float64), distance.to(torch.float64)], 1
     ).tolist()
     statuses, vectors, singular = [], [], []
     for i, (p, f, d) in enumerate(packed):
-        lam, rank, vec, low = 0.0, 0, flat.new_zeros(flat.shape[2], 0), 0.0
-        values = flat.new_zeros(0)
+        lam, rank, vec, low = 0.0, 0, a.new_zeros(a.shape[2], 0), 0.0
+        values = a.new_zeros(0)
         if p and f:
+            # G is already applied: the identity metric takes the factor as it is
             spec = pullback_spectrum(
-                flat[i], y[i], metric=walk.metric, method="exact", rtol=walk.cfg.rtol
+                a[i], metric="euclidean-logits", method="exact", rtol=walk.cfg.rtol
             )
             lam, rank, vec = spec.lambda_max, spec.rank, spec.eigenvectors
             values = spec.eigenvalues.clamp(min=0).sqrt()
@@ -100,7 +102,7 @@ def statuses(walks: list[Walk], y: Tensor, jac: Tensor) -> Spectra:
     if cfg.method == "lowrank":
         return _lowrank_statuses(a, point_ok, finite, distance, cfg.rtol)
     finite = finite & torch.isfinite(a).flatten(1).all(dim=1)
-    return _exact_statuses(walks[0], flat, y, point_ok, finite, distance)
+    return _exact_statuses(walks[0], a, point_ok, finite, distance)
 
 
 def drive(walks: list[Walk], jacobian_fn: JacobianFn, bar: Any = None) -> None:
