@@ -23,7 +23,7 @@ from ..geometry.metrics import get_output_metric
 from ..models.base import ModelAdapter
 from .box import Box, feasible_box
 from .config import ExploreConfig
-from .driver import batch_key, drive, drive_group, single_jacobian
+from .driver import batch_key, drive_group
 from .guided import walk_toward
 from .result import ExplorationResult
 from .summary import batched_logits, walk_result
@@ -85,7 +85,7 @@ def explore(
     bar = _progress_bar(cfg, cfg.steps, progress)
     t0 = time.perf_counter()
     try:
-        drive([walk], single_jacobian(walk, cfg.use_compile()), bar)
+        drive_group([walk], bar)  # a group of one: the single (possibly compiled) Jacobian
         walk.settle()
     finally:
         if bar is not None:
