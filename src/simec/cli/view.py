@@ -5,18 +5,9 @@ from __future__ import annotations
 import argparse
 
 from ..report.viewer import DEFAULT_DATASET_FRAMES, DEFAULT_MAX_FRAMES
+from .options import number
 
 HELP = "write one self-contained HTML file to scrub through exploration runs"
-
-
-def _at_least_two(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"must be at least 2, got {value}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-frames",
-        type=_at_least_two,
+        type=number(int, minimum=2),
         default=None,
         metavar="N",
         help=f"decoded steps per run, evenly subsampled beyond N (default {DEFAULT_MAX_FRAMES}; "
@@ -52,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--alternatives",
-        type=_at_least_two,
+        type=number(int, minimum=2),
         default=5,
         metavar="K",
         help="alternative prompts per step with --mlm (default: %(default)s)",

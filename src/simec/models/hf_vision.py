@@ -134,7 +134,7 @@ class HFImageClassifierAdapter(HFAdapter):
         return tuple(float(v) for v in self._std)
 
     def normalize(self, image: Tensor) -> Tensor:
-        """Pixels in [0, 1] (C, H, W) -> the model's normalised pixel values."""
+        """Pixels in [0, 1] (C, H, W) or (B, C, H, W) -> the model's normalised pixel values."""
         return (image - self._mean.to(image).view(-1, 1, 1)) / self._std.to(image).view(-1, 1, 1)
 
     def denormalize(self, pixels: Tensor) -> Tensor:
@@ -162,7 +162,7 @@ class HFImageClassifierAdapter(HFAdapter):
         single = images.ndim == 3
         batch = images.unsqueeze(0) if single else images
         batch = batch.to(device=self.device, dtype=self.dtype)
-        logits = self.run({"pixel_values": torch.stack([self.normalize(img) for img in batch])})
+        logits = self.run({"pixel_values": self.normalize(batch)})  # broadcasts over the batch
         return logits[0] if single else logits
 
     @torch.no_grad()
