@@ -159,11 +159,11 @@ def _check(view: RunView, folder: Path) -> RunView:
 
 
 def first_change(predicted: Sequence[int]) -> int | None:
-    """The first step whose predicted class differs from step 0's; None if it never does."""
-    for k, c in enumerate(predicted):
-        if c != predicted[0]:
-            return k
-    return None
+    """The first step whose predicted class differs from step 0's; None if it never does
+    (the M8 measure, ``interpret.measures.first_change``, with one snapshot per step)."""
+    from ..interpret.measures import first_change as first_change_m8
+
+    return first_change_m8(list(predicted), list(range(len(predicted))))
 
 
 def frame_indices(count: int, limit: int) -> list[int]:
@@ -251,13 +251,6 @@ class ModelSource:
         if not isinstance(adapter, HFImageClassifierAdapter) or adapter.space == space:
             return adapter
         key = (f"adapter-{id(adapter)}", space)
-        if key not in self._cache:
-            desc = adapter.describe()
-            self._cache[key] = HFImageClassifierAdapter(
-                adapter.model,
-                space=space,  # type: ignore[arg-type]
-                image_mean=desc["image_mean"],
-                image_std=desc["image_std"],
-                device=adapter.device,
-            )
+        if key not in self._cache:  # the adapter's own twin (same weights, device and dtype)
+            self._cache[key] = adapter.with_space(space)  # type: ignore[arg-type]
         return self._cache[key]
