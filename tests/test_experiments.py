@@ -1,6 +1,12 @@
 import json
+import shutil
+from pathlib import Path
+
+import pytest
 
 from simec.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_vit_exploration_runs_and_resumes(mnist_vit_dir, fake_mnist, tmp_path, capsys):
@@ -248,3 +254,38 @@ def test_equivalence_pairs_experiment_writes_rows_and_a_table(mnist_vit_dir, fak
     stamps = [p.stat().st_mtime_ns for p in rows]
     run_equivalence_pairs(cfg, progress=False)
     assert [p.stat().st_mtime_ns for p in rows] == stamps
+
+
+def test_equivalence_pairs_refuses_to_resume_with_other_settings(
+    mnist_vit_dir, fake_mnist, tmp_path
+):
+    from dataclasses import replace
+
+    from simec.errors import InputError
+    from simec.experiments.equivalence_pairs import EquivalencePairsConfig, run_equivalence_pairs
+
+    small = dict(walk_steps=2, guided_steps=0, segments=2, energy_iterations=1, match_steps=2)
+    paths = dict(model=str(mnist_vit_dir), data=str(fake_mnist), out=str(tmp_path / "eq"))
+    cfg = EquivalencePairsConfig(**paths, pairs=1, max_segments=4, **small)
+    run_equivalence_pairs(cfg, progress=False)
+    with pytest.raises(InputError, match="walk_steps"):
+        run_equivalence_pairs(replace(cfg, walk_steps=3), progress=False)
+
+
+def test_committed_equivalence_results_resume_with_their_settings(tmp_path):
+    """The committed folder's config.json is in the layout start_or_resume reads: a copy of it
+    (with one of its rows) resumes with the recorded settings and refuses others."""
+    from dataclasses import replace
+
+    from simec.errors import InputError
+    from simec.experiments import start_or_resume
+    from simec.experiments.equivalence_pairs import EquivalencePairsConfig
+
+    folder = ROOT / "results" / "equivalence-mnist"
+    (tmp_path / "rows").mkdir()
+    shutil.copy(folder / "config.json", tmp_path / "config.json")
+    shutil.copy(next((folder / "rows").glob("*.json")), tmp_path / "rows")
+    cfg = EquivalencePairsConfig(**json.loads((folder / "config.json").read_text())["config"])
+    start_or_resume(tmp_path, cfg)
+    with pytest.raises(InputError, match="pairs"):
+        start_or_resume(tmp_path, replace(cfg, pairs=21))

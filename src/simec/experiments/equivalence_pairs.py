@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._io import atomic_write_bytes, atomic_write_json, environment
+from .._io import atomic_write_bytes, atomic_write_json
 from ..errors import InputError
 from ..stats import mean_std
+from . import start_or_resume
 from .rows import load_rows, save_row
 
 __all__ = ["EquivalencePairsConfig", "PairRow", "run_equivalence_pairs"]
@@ -83,7 +84,9 @@ def _pairs(predicted: np.ndarray, count: int, rng: np.random.Generator, same: bo
     return out
 
 
-def _row(adapter: Any, images: np.ndarray, kind: str, n: int, i: int, j: int, cfg) -> PairRow:
+def _row(
+    adapter: Any, images: np.ndarray, predicted: np.ndarray, kind: str, n: int, i: int, j: int, cfg
+) -> PairRow:
     from ..explore import explore
     from ..structure.core import match_embedding, vision_embedding_fn
     from ..structure.equivalence import Embedded, EquivalenceConfig
@@ -120,8 +123,9 @@ def _row(adapter: Any, images: np.ndarray, kind: str, n: int, i: int, j: int, cf
         res = compare_pair(adapter, a, b, eq, guided_steps=cfg.guided_steps)
         walks = [res.extras.get(k) for k in ("guided A->B", "guided B->A")]
         closest = min((w["closest_approach"] for w in walks if w), default=None)
-    probs = adapter.classify([a, b]) if kind != "simec-endpoint" else adapter.classify([a, a])
-    pred = probs.argmax(-1).tolist()
+    pred = [int(predicted[i]), int(predicted[j])]
+    if kind == "matched":  # the matched image is new: classify it
+        pred[0] = int(adapter.classify([a]).argmax(-1)[0])
     bounds = {k: getattr(res, k) for k in ("lower_bound", "upper_bound", "upper_converged")}
     return PairRow(
         kind,
@@ -160,7 +164,7 @@ def run_equivalence_pairs(cfg: EquivalencePairsConfig, *, progress: bool = True)
     plan += [("different-class", p) for p in _pairs(predicted, cfg.pairs, rng, same=False)]
     out = Path(cfg.out)
     (out / "rows").mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "config.json", {**asdict(cfg), "environment": environment()})
+    start_or_resume(out, cfg)  # refuses rows made with other settings
     from tqdm.auto import tqdm
 
     with tqdm(plan, desc="equivalence pairs", unit="pair", disable=not progress) as bar:
@@ -168,7 +172,7 @@ def run_equivalence_pairs(cfg: EquivalencePairsConfig, *, progress: bool = True)
             path = out / "rows" / f"{kind}-{n:03d}.json"
             if not path.is_file():
                 torch.manual_seed(cfg.seed + n)
-                save_row(path, _row(adapter, images, kind, n, i, j, cfg), indent=1)
+                save_row(path, _row(adapter, images, predicted, kind, n, i, j, cfg), indent=1)
     rows = load_rows(out / "rows", PairRow)
     table, agg = summarize(rows)
     atomic_write_bytes(out / "table.md", table.encode())
