@@ -235,9 +235,8 @@ class Walk:
             with torch.no_grad():
                 y, logits = self.model_fn(x)
             self.forwards += 1
-        point_ok = bool(torch.isfinite(x).all())
-        distance = float(torch.linalg.vector_norm(x - self.start)) if point_ok else math.inf
-        finite = bool(torch.isfinite(y).all() and torch.isfinite(logits).all())
+        point_ok, distance, finite = self._host_checks(x, y, logits)
+        distance = distance if point_ok else math.inf
         if self.candidate is not None and not self.candidate.checked:
             if not self._check(point_ok, distance):
                 return
@@ -246,6 +245,17 @@ class Walk:
             return
         self._accept(y, logits)
         self._step_from_basis(self.basis.lambda_max)
+
+    def _host_checks(
+        self, x: Tensor, y: Tensor | None = None, logits: Tensor | None = None
+    ) -> tuple[bool, float, bool]:
+        """(x finite, ||x - x0|| over the explored rows, y and logits finite), read back from
+        the device at once (one host read, as the driver packs its statuses)."""
+        parts = [torch.isfinite(x).all(), torch.linalg.vector_norm(x - self.start)]
+        if y is not None and logits is not None:
+            parts.append(torch.isfinite(y).all() & torch.isfinite(logits).all())
+        values = torch.stack([p.to(torch.float64) for p in parts]).tolist()
+        return bool(values[0]), values[1], bool(values[2]) if len(values) > 2 else True
 
     def _step_from_basis(self, lambda_max: float) -> None:
         """Lines 6-8 with the kept Jacobian's null space and lambda_max, then the corrector."""
@@ -388,8 +398,7 @@ class Walk:
             while self.candidate is not None or not self.steps:
                 c = self.candidate
                 if c is not None and not c.checked:
-                    ok = bool(torch.isfinite(c.point).all())
-                    distance = float(torch.linalg.vector_norm(c.point - self.start))
+                    ok, distance, _ = self._host_checks(c.point)
                     if not self._check(ok, distance):
                         continue
                 known = self.evaluated
