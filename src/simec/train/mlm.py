@@ -18,7 +18,7 @@ encoder per token).
 
 The loop is this trainer's own (not ``train.fit``): it batches texts of similar length together
 (much less padding, about 2x faster on tweets) and counts fractional epochs; the save is the
-shared atomic ``train.save.save_model``.
+shared save of the text trainers (``train.text._save``: atomic ``train.save.save_model``).
 
 Held out: a seeded fraction of the texts; the card reports masked top-1/top-5 at [MASK]ed
 positions and top-1/top-5 of unmasked tokens given back. Only the texts given are used (the
@@ -39,7 +39,6 @@ from torch import nn
 
 from ..errors import InputError
 from ..models.cache import cache_dir
-from .save import save_model, training_log
 
 __all__ = ["MLMTrainConfig", "mask_tokens", "train_mlm"]
 
@@ -175,18 +174,14 @@ def evaluate_mlm(
 ) -> dict[str, float]:
     """Held-out accuracy: top-1/top-5 at [MASK]ed pieces (BERT corruption with ``seed``), and
     top-1/top-5 of every real piece of the *unmodified* text given back."""
+    from .text import _tokenize  # (train.text imports this module)
+
     model.eval()
     special = torch.tensor(sorted(set(tokenizer.all_special_ids)))
     gen = torch.Generator().manual_seed(seed)
     counts = dict.fromkeys(("m1", "m5", "m", "r1", "r5", "r"), 0)
     for i in range(0, len(texts), batch_size):
-        enc = tokenizer(
-            texts[i : i + batch_size],
-            return_tensors="pt",
-            padding=True,
-            truncation=True,
-            max_length=max_length,
-        )
+        enc = _tokenize(tokenizer, texts[i : i + batch_size], max_length)
         ids, attn = enc["input_ids"], enc["attention_mask"]
         real = (attn == 1) & ~torch.isin(ids, special)
         top = model(input_ids=ids, attention_mask=attn).logits.topk(5, -1).indices
@@ -234,7 +229,7 @@ def train_mlm(cfg: MLMTrainConfig, *, progress: bool = True) -> dict[str, Any]:
     """Train (see module docstring) and save a ``BertForMaskedLM`` + tokenizer into ``out``."""
     from transformers import AutoTokenizer, BertForMaskedLM, get_linear_schedule_with_warmup
 
-    from .text import _encoder, _load_texts, _quiet_transformers
+    from .text import _encoder, _load_texts, _quiet_transformers, _save, _tokenize
 
     cfg = cfg.validate()
     if cfg.threads:
@@ -283,13 +278,7 @@ def train_mlm(cfg: MLMTrainConfig, *, progress: bool = True) -> dict[str, Any]:
                 if step >= total:
                     break
                 batch = [texts[i] for i in chosen]
-                enc = tokenizer(
-                    batch,
-                    return_tensors="pt",
-                    padding=True,
-                    truncation=True,
-                    max_length=cfg.max_length,
-                ).to(cfg.device)
+                enc = _tokenize(tokenizer, batch, cfg.max_length).to(cfg.device)
                 loss = _batch_loss(model, enc, cfg, special, tokenizer.mask_token_id, gen)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -331,17 +320,11 @@ def train_mlm(cfg: MLMTrainConfig, *, progress: bool = True) -> dict[str, Any]:
         train_seconds=train_seconds,
         out=str(out),
     )
-    for p in model.parameters():
-        p.requires_grad_(True)
     model.eval()
     split = {"source": cfg.data, "seed": cfg.seed, "held_out_text_indices": test_idx.tolist()}
-    log = training_log(cfg, history, encoder=str(encoder), metrics=metrics)
-    files = {
-        "split.json": split,
-        "training_log.json": log,
-        "README.md": _card(cfg, encoder, metrics),
-    }
-    save_model(out, model, tokenizer, files=files)
+    _save(
+        model, tokenizer, out, cfg, encoder, history, metrics, split, _card(cfg, encoder, metrics)
+    )
     return metrics
 
 
