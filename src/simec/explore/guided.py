@@ -141,7 +141,7 @@ def walk_toward(
             size = steps.rule_step_size(
                 cfg.step_rule,
                 spec.lambda_max,
-                float(spec.eigenvalues[-1]),
+                float(spec.eigenvalues[-1]) if cfg.step_rule == "paper-final" else None,
                 scale=rule.c * cfg.step_multiplier,
                 eta=cfg.eta * cfg.step_multiplier,
                 cap=cap,
