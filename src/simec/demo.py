@@ -17,8 +17,8 @@ import numpy as np
 
 from ._io import atomic_write_json, environment
 from .errors import InputError
-from .explore import explore
-from .interpret import ViTDecoder, segment_importance
+from .explore import ExplorationResult, explore
+from .interpret import ViTDecoder, classify_pictures, segment_importance
 from .models import load_adapter
 from .models.cache import resolve_model_path
 from .models.hf_vision import HFImageClassifierAdapter
@@ -26,7 +26,7 @@ from .report import plots
 from .report.html import Report
 from .report.viewer import write_viewer
 
-__all__ = ["run_demo", "shipped_model", "sample_digit"]
+__all__ = ["decoded_pictures", "run_demo", "shipped_model", "sample_digit"]
 
 
 def shipped_model(name: str = "vit-mnist") -> Path:
@@ -58,6 +58,27 @@ def describe_model(adapter: HFImageClassifierAdapter, model_dir: Path) -> str:
     except (OSError, ValueError, KeyError, TypeError):
         pass
     return text
+
+
+def decoded_pictures(
+    result: ExplorationResult, images: Any, picture_probabilities: Any
+) -> dict[str, list[Any]]:
+    """What a figure of ``result``'s decoded points shows under each picture, as JSON: the
+    stored ``steps``, the class of each stored point (``embedding_class``: the model run from the
+    explored embedding) and the class the model gives its decoded picture (``picture_class``,
+    ``picture_probability``: from ``picture_probabilities`` (m, q), one row per picture)."""
+    probs = np.asarray(picture_probabilities, dtype=np.float64)
+    if len(probs) != len(result.trajectory_steps) or len(images) != len(probs):
+        raise InputError(
+            f"{len(result.trajectory_steps)} stored points, {len(images)} pictures and "
+            f"{len(probs)} picture classifications"
+        )
+    return {
+        "steps": [int(k) for k in result.trajectory_steps],
+        "embedding_class": [int(p.argmax()) for p in result.trajectory_probabilities],
+        "picture_class": [int(c) for c in probs.argmax(1)],
+        "picture_probability": [round(float(p), 6) for p in probs.max(1)],
+    }
 
 
 def _origin(model_dir: Path) -> str:
@@ -110,6 +131,7 @@ def run_demo(
     decoders = {"embeddings": ViTDecoder(adapter), "pixels": ViTDecoder(pixel_adapter)}
     record_every = max(1, steps // frames)
     runs = {}
+    pictures: dict[str, dict[str, list[Any]]] = {}
     walks = (
         ("simec", "simec", adapter),
         ("simexp", "simexp", adapter),
@@ -130,17 +152,23 @@ def run_demo(
         images = decoder.decode_trajectory(
             result.trajectory, original=original, explored_segments=result.explored_segments
         )
-        decoded_labels = [labels[int(p.argmax())] for p in result.trajectory_probabilities]
-        captions = [f"k={k}: {lab}" for k, lab in zip(result.trajectory_steps, decoded_labels)]
-        fig, _ = plots.plot_image_strip(list(images), captions, title=f"{name}: decoded points p_k")
+        pictures[name] = decoded_pictures(result, images, classify_pictures(adapter, images))
+        fig, _ = plots.plot_decoded_strip(
+            list(images),
+            [labels[c] for c in pictures[name]["picture_class"]],
+            embedding_labels=[labels[c] for c in pictures[name]["embedding_class"]],
+            headers=[f"k={k}" for k in result.trajectory_steps],
+            title=f"{name}: decoded points p_k, the class of p_k and of its picture",
+        )
         plots.save_figure(fig, out / f"{name}_decoded.png")
         runs[name] = (result, decoder.surviving_fraction(result.trajectory))
 
     write_viewer(  # simec view of the three walks, side by side with one slider
-        [out / name for name in runs],
+        [res for res, _ in runs.values()],  # the results in memory, not re-read from disk
         out / "viewer.html",
         adapter=adapter,
         inputs=[raw] * 3,
+        names=list(runs),
         titles=["SiMEC, embeddings", "SiMExp, embeddings", "SiMEC, pixels"],
     )
     fig, _ = plots.plot_probability_traces(
@@ -236,6 +264,7 @@ def run_demo(
             "environment": environment(),
             "importance": importance.scores.tolist(),
             "summary": rows,
+            "decoded_pictures": pictures,
         },
     )
     return report.write(out / "report.html")

@@ -194,3 +194,51 @@ def test_runs_from_different_inputs_are_flagged(vit_dir, image, tmp_path):
     assert "not start from the same" not in same[0]["note"]
     both = _blocks(write_viewer([a, b], tmp_path / "d.html", adapter=adapter).read_text())
     assert "not start from the same model output" in both[0]["note"]
+
+
+def _one_at_a_time(adapter, images):
+    """Reference: each decoded picture prepared and classified on its own (two passes each)."""
+    import torch
+
+    classes, probs = [], []
+    with torch.no_grad():
+        for picture in images:
+            prepared = adapter.prepare(picture.cpu())
+            p = torch.softmax(adapter.logits(prepared.embeddings, prepared).double(), -1)
+            classes.append(int(p.argmax()))
+            probs.append(float(p.max()))
+    return classes, probs
+
+
+@pytest.mark.parametrize("space", ["embeddings", "pixels"])
+def test_frame_classes_batched_equal_the_one_at_a_time_classes(vit_dir, image, tmp_path, space):
+    from simec.interpret import ViTDecoder
+
+    adapter = load_adapter(vit_dir, space=space)
+    # a long step: the classes change along the walk, and (embeddings) the pictures' classes
+    # differ from the embeddings' at some steps
+    walk = explore(adapter, image, algorithm="simexp", steps=20, seed=1, max_step=0.3)
+    page = write_viewer(walk, tmp_path / "v.html", adapter=adapter, inputs=[image]).read_text()
+    frames = _blocks(page)[0]["runs"][0]["frames"]
+    pictures = ViTDecoder(adapter).decode_trajectory(
+        walk.trajectory, original=adapter.image(image), explored_segments=walk.explored_segments
+    )
+    classes, probs = _one_at_a_time(adapter, pictures)
+    assert frames["steps"] == walk.trajectory_steps
+    assert frames["decoded_class"] == classes
+    np.testing.assert_allclose(frames["decoded_prob"], probs, atol=1e-4)
+    assert len(set(classes)) > 1
+    embedding = walk.trajectory_probabilities.argmax(1).tolist()
+    if space == "embeddings":
+        assert classes != embedding  # the pictures are classified, not the embeddings
+    else:  # pixel-space points are pictures already
+        assert classes == embedding
+
+
+def test_runs_are_named_by_names(result, vit_dir, tmp_path):
+    page = write_viewer(
+        [result, result], tmp_path / "v.html", model=vit_dir, names=["first", "second"]
+    ).read_text()
+    assert [r["name"] for r in _blocks(page)[0]["runs"]] == ["first", "second"]
+    with pytest.raises(InputError, match="got 1 names for 2 runs"):
+        write_viewer([result, result], tmp_path / "w.html", names=["one"])

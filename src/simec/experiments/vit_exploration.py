@@ -28,7 +28,7 @@ from .._io import atomic_write_bytes, atomic_write_json, environment
 from ..data import load_idx_dataset
 from ..explore import ExplorationResult, ExploreConfig, explore
 from ..explore.perturbation import INFORMATIVE_VARIANCE, perturbation_explore
-from ..interpret import ViTDecoder, segment_importance
+from ..interpret import ViTDecoder, classify_pictures, segment_importance
 from ..models import HFImageClassifierAdapter, load_adapter
 from ..stats import mean_std
 from . import start_or_resume
@@ -41,6 +41,8 @@ __all__ = [
     "SimecWalk",
     "SimexpWalk",
     "VitExplorationConfig",
+    "decoded_figure",
+    "draw_figures",
     "run_vit_exploration",
     "trajectory_volume",
 ]
@@ -97,8 +99,12 @@ class SimecWalk(_Walk):
     images: int  # decoded images (one per step)
     informative: int  # of them with pixel variance >= INFORMATIVE_VARIANCE
     same_class_walk: int  # steps whose embedding keeps the original prediction
-    same_class_decoded: int  # decoded images that keep it
+    # stored points (the embeddings p_k, k >= 1) the model still gives the original class; the
+    # name is older than the distinction, the pictures are ``same_class_picture``
+    same_class_decoded: int
     surviving_fraction: float  # mean fraction of a step that survives decoding
+    # decoded pictures (k >= 1) the model still gives the original class (None: older rows)
+    same_class_picture: int | None = None
 
 
 @dataclass(frozen=True)
@@ -136,7 +142,10 @@ class ImageRow:
 
 @dataclass(frozen=True)
 class DecodedImages:
-    """What Figure 3 shows for one image (not saved in the row)."""
+    """What Figure 3 shows for one image (the pictures are not saved in the row): the input,
+    the decoded last points p_K of SiMEC and SiMExp, the class of each p_K (``label_*``: the
+    model run from the explored embedding) and the class the model gives each decoded picture
+    (``picture_*``, with its probability ``p_picture_*``)."""
 
     original: torch.Tensor
     simec: torch.Tensor  # the decoded SiMEC point p_K
@@ -144,6 +153,63 @@ class DecodedImages:
     label: str  # the prediction on the original
     label_simec: str
     label_simexp: str
+    picture_simec: str
+    picture_simexp: str
+    p_picture_simec: float
+    p_picture_simexp: float
+    index: int = -1  # in the data set's test split
+
+    def record(self) -> dict[str, Any]:
+        """The figure's classes as JSON (``figure3_decoded.json``)."""
+        return {
+            "index": self.index,
+            "original": self.label,
+            "simec": {
+                "embedding": self.label_simec,
+                "picture": self.picture_simec,
+                "p_picture": self.p_picture_simec,
+            },
+            "simexp": {
+                "embedding": self.label_simexp,
+                "picture": self.picture_simexp,
+                "p_picture": self.p_picture_simexp,
+            },
+        }
+
+
+def decoded_figure(
+    adapter: HFImageClassifierAdapter,
+    decoder: ViTDecoder,
+    original: torch.Tensor,
+    simec: ExplorationResult,
+    simexp: ExplorationResult,
+    *,
+    index: int = -1,
+) -> DecodedImages:
+    """Figure 3's pictures of one image: the decoded p_K of both walks, classified together."""
+    pictures = torch.cat(
+        [
+            decoder.decode_trajectory(
+                run.trajectory[-1:], original=original, explored_segments=run.explored_segments
+            )
+            for run in (simec, simexp)
+        ]
+    )
+    probs = classify_pictures(adapter, pictures)
+    labels = adapter.labels
+    return DecodedImages(
+        original=original,
+        simec=pictures[0],
+        simexp=pictures[1],
+        label=labels[int(simec.predicted[0])],
+        label_simec=labels[int(simec.trajectory_probabilities[-1].argmax())],
+        label_simexp=labels[int(simexp.trajectory_probabilities[-1].argmax())],
+        picture_simec=labels[int(probs[0].argmax())],
+        picture_simexp=labels[int(probs[1].argmax())],
+        p_picture_simec=round(float(probs[0].max()), 6),
+        p_picture_simexp=round(float(probs[1].max()), 6),
+        index=index,
+    )
 
 
 def trajectory_volume(trajectory: torch.Tensor, dims: int = 10) -> dict[str, float]:
@@ -193,6 +259,7 @@ def _row(
     )
     variances = decoded.flatten(1).var(dim=1, unbiased=False)
     p0 = int(sim.predicted[0])
+    picture_classes = classify_pictures(adapter, decoded).argmax(1)
     simec = SimecWalk(
         seconds=sim.elapsed_seconds,
         images=len(decoded),
@@ -202,6 +269,7 @@ def _row(
             1 for p in sim.trajectory_probabilities[1:] if int(p.argmax()) == p0
         ),
         surviving_fraction=float(decoder.surviving_fraction(sim.trajectory).mean()),
+        same_class_picture=int((picture_classes == p0).sum()),
         stop_reason=sim.stop_reason,
         **trajectory_volume(sim.trajectory, cfg.pca_dims),  # type: ignore[arg-type]
     )
@@ -231,16 +299,7 @@ def _row(
         stop_reason=exp.stop_reason,
         **trajectory_volume(exp.trajectory, cfg.pca_dims),  # type: ignore[arg-type]
     )
-    figure = DecodedImages(
-        original=original,
-        simec=decoded[-1],
-        simexp=decoder.decode_trajectory(
-            exp.trajectory[-1:], original=original, explored_segments=exp.explored_segments
-        )[0],
-        label=adapter.labels[p0],
-        label_simec=adapter.labels[int(sim.trajectory_probabilities[-1].argmax())],
-        label_simexp=adapter.labels[int(exp.trajectory_probabilities[-1].argmax())],
-    )
+    figure = decoded_figure(adapter, decoder, original, sim, exp, index=index)
     row = ImageRow(
         simec=simec,
         baseline=baseline,
@@ -270,12 +329,19 @@ def summarize(rows: list[ImageRow], cfg: VitExplorationConfig) -> tuple[str, dic
     def stat(alg: str, key: str) -> str:
         return mean_std(col(alg, key)).text()
 
+    pictures = [r.simec.same_class_picture for r in rows]
+    picture = (
+        mean_std([float(v) for v in pictures]).text()  # type: ignore[arg-type]
+        if pictures and all(v is not None for v in pictures)
+        else "n/a (rows written before pictures were classified)"
+    )
     agg = {
         "images": len(rows),
         "steps": cfg.steps,
         "simec_seconds_per_image": _time_stats(col("simec", "seconds")),
         "simec_informative": stat("simec", "informative"),
         "simec_same_class_decoded": stat("simec", "same_class_decoded"),
+        "simec_same_class_picture": picture,
         "baseline_images": stat("baseline", "images"),
         "baseline_informative": stat("baseline", "informative"),
         "simexp_seconds_per_image": _time_stats(col("simexp", "seconds")),
@@ -291,7 +357,8 @@ def summarize(rows: list[ImageRow], cfg: VitExplorationConfig) -> tuple[str, dic
         "| --- | --- | --- |",
         f"| SiMEC seconds per image | {agg['simec_seconds_per_image']} | 339 (A100) |",
         f"| SiMEC informative decoded images (of {cfg.steps}) | {agg['simec_informative']} | 1000 |",
-        f"| SiMEC decoded images still in the original class | {agg['simec_same_class_decoded']} | – |",
+        f"| SiMEC points (embeddings) still in the original class | {agg['simec_same_class_decoded']} | – |",
+        f"| SiMEC decoded pictures the model gives the original class | {agg['simec_same_class_picture']} | – |",
         f"| baseline images in the same wall time | {agg['baseline_images']} | up to 36000 |",
         f"| baseline informative images (variance ≥ 0.01) | {agg['baseline_informative']} | 19 ± 13.9 |",
         f"| SiMExp seconds per image | {agg['simexp_seconds_per_image']} | – |",
@@ -306,7 +373,6 @@ def summarize(rows: list[ImageRow], cfg: VitExplorationConfig) -> tuple[str, dic
 def run_vit_exploration(cfg: VitExplorationConfig, *, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) the experiment; writes rows/, table.md, results.json, figures and
     viewer.html (the SiMEC and SiMExp walks of the first image explored, side by side)."""
-    from ..report import plots
     from ..report.viewer import write_viewer
 
     out = Path(cfg.out)
@@ -352,18 +418,66 @@ def run_vit_exploration(cfg: VitExplorationConfig, *, progress: bool = True) -> 
             "environment": environment(),
         },
     )
+    if figures:
+        _draw_figures(out, adapter, figures)
+    return agg
+
+
+def _draw_figures(
+    out: Path, adapter: HFImageClassifierAdapter, figures: list[tuple[np.ndarray, DecodedImages]]
+) -> list[dict[str, Any]]:
+    """figure1_importance_<n>.png, figure3_decoded_<n>.png (each decoded picture captioned
+    with its embedding's class and its own) and figure3_decoded.json (those classes)."""
+    from ..report import plots
+
+    records = []
     for n, (image, fig3) in enumerate(figures):
         imp = segment_importance(adapter, image)
-        grid = tuple(s // adapter.patch_size for s in adapter.image_size)
-        fig, _ = plots.plot_patch_importance(imp.scores, grid, title=f"predicted {fig3.label}")  # type: ignore[arg-type]
+        fig, _ = plots.plot_patch_importance(
+            imp.scores, adapter.patch_grid, title=f"predicted {fig3.label}"
+        )
         plots.save_figure(fig, out / f"figure1_importance_{n}.png")
-        fig, _ = plots.plot_image_strip(
+        fig, _ = plots.plot_decoded_strip(
             [fig3.original, fig3.simec, fig3.simexp],
-            [
-                f"original ({fig3.label})",
-                f"SiMEC p_K ({fig3.label_simec})",
-                f"SiMExp p_K ({fig3.label_simexp})",
-            ],
+            [fig3.label, fig3.picture_simec, fig3.picture_simexp],
+            embedding_labels=[None, fig3.label_simec, fig3.label_simexp],
+            headers=["original", "SiMEC p_K", "SiMExp p_K"],
         )
         plots.save_figure(fig, out / f"figure3_decoded_{n}.png")
-    return agg
+        records.append({"figure": f"figure3_decoded_{n}.png", **fig3.record()})
+    atomic_write_json(out / "figure3_decoded.json", records)
+    return records
+
+
+def draw_figures(
+    cfg: VitExplorationConfig, *, count: int = 2, progress: bool = False
+) -> list[dict[str, Any]]:
+    """Redraw Figures 1 and 3 of an experiment for its first ``count`` images: their SiMEC and
+    SiMExp walks are run again (same seeds and settings as their rows; no baseline), decoded
+    and classified. Returns the figure records (also in ``cfg.out/figure3_decoded.json``)."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    adapter = load_adapter(cfg.model, device=cfg.device)
+    if not isinstance(adapter, HFImageClassifierAdapter):
+        raise TypeError("vit-exploration needs an image classifier")
+    decoder = ViTDecoder(adapter)
+    images, _, indices = _images(cfg)
+    figures = []
+    for image, index in list(zip(images, indices))[:count]:
+        walks = [
+            explore(
+                adapter,
+                image,
+                algorithm=algorithm,
+                steps=cfg.steps,
+                seed=cfg.seed + int(index),
+                max_step=cfg.max_step,
+                progress=progress,
+            )
+            for algorithm in ("simec", "simexp")
+        ]
+        original = adapter.image(image)
+        figures.append(
+            (image, decoded_figure(adapter, decoder, original, *walks, index=int(index)))
+        )
+    return _draw_figures(out, adapter, figures)

@@ -18,7 +18,7 @@ from torch import Tensor
 from ..errors import InputError, ModelError
 from ..models.hf_vision import HFImageClassifierAdapter
 
-__all__ = ["ViTDecoder"]
+__all__ = ["ViTDecoder", "classify_pictures"]
 
 
 class ViTDecoder:
@@ -123,3 +123,23 @@ class ViTDecoder:
         num = torch.linalg.vector_norm(kept.flatten(1), dim=1)
         den = torch.linalg.vector_norm(steps.flatten(1), dim=1)
         return torch.where(den > 0, num / den.clamp_min(torch.finfo(den.dtype).tiny), 1.0).cpu()
+
+
+@torch.no_grad()
+def classify_pictures(
+    adapter: HFImageClassifierAdapter, images: Tensor, *, batch_size: int = 64
+) -> Tensor:
+    """The class probabilities the model gives decoded pictures: (m, C, H, W) in [0, 1] ->
+    (m, q) float64 on the CPU, through ``adapter.image_logits`` in batches of ``batch_size``
+    (a picture is classified as an image, whatever space the walk explored)."""
+    if images.ndim != 4 or len(images) == 0:
+        raise InputError(
+            f"expected a non-empty batch of pictures (m, C, H, W), got {tuple(images.shape)}"
+        )
+    if batch_size < 1:
+        raise InputError(f"batch_size must be at least 1, got {batch_size}")
+    out = [
+        torch.softmax(adapter.image_logits(images[i : i + batch_size]).double(), -1).cpu()
+        for i in range(0, len(images), batch_size)
+    ]
+    return torch.cat(out)

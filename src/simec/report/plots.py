@@ -16,6 +16,9 @@ __all__ = [
     "patch_grid",
     "plot_image",
     "plot_image_strip",
+    "plot_decoded_strip",
+    "picture_caption",
+    "DISAGREE_COLOUR",
     "plot_patch_importance",
     "plot_probability_traces",
     "mask_scale",
@@ -138,6 +141,59 @@ def plot_image_strip(
     axes = fig.subplots(1, n, squeeze=False)[0]
     for ax, img, cap in zip(axes, images, captions):
         plot_image(img, ax=ax, title=cap)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig, axes
+
+
+#: the colour of a caption whose picture's class differs from its embedding's
+DISAGREE_COLOUR = "#d62728"
+
+
+def picture_caption(picture: str, embedding: str | None = None) -> tuple[str, bool]:
+    """``("embedding: 2 · picture: 8", False)``: the class of an explored point and the class the
+    model gives its decoded picture, and whether they agree; ``("class: 8", True)`` for a
+    picture without an embedding (the input itself)."""
+    if embedding is None:
+        return f"class: {picture}", True
+    return f"embedding: {embedding} · picture: {picture}", embedding == picture
+
+
+def plot_decoded_strip(
+    images: Sequence[Any],
+    picture_labels: Sequence[str],
+    *,
+    embedding_labels: Sequence[str | None] | None = None,
+    headers: Sequence[str] | None = None,
+    fig: Any = None,
+    title: str | None = None,
+) -> tuple[Any, Any]:
+    """A row of decoded pictures, each captioned with the class the model gives the picture
+    (``picture_labels``) beside its embedding's class (``embedding_labels``; None for a picture
+    that is no decoded point, e.g. the input), under an optional header line. A picture whose
+    class differs from its embedding's gets its caption and frame in ``DISAGREE_COLOUR``.
+    The classes are data: the caller classifies the pictures. Returns (fig, axes)."""
+    n = len(images)
+    embedding = list(embedding_labels) if embedding_labels is not None else [None] * n
+    head = list(headers) if headers is not None else [""] * n
+    if not (len(picture_labels) == len(embedding) == len(head) == n):
+        raise ValueError(
+            f"{n} pictures but {len(picture_labels)} picture labels, {len(embedding)} "
+            f"embedding labels and {len(head)} headers"
+        )
+    if fig is None:
+        fig = plt.figure(figsize=(max(2.2 * n, 3.0), 2.5))
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    for ax, img, pic, emb, top in zip(axes, images, picture_labels, embedding, head):
+        caption, agree = picture_caption(pic, emb)
+        plot_image(img, ax=ax)
+        colour = "black" if agree else DISAGREE_COLOUR
+        ax.set_title(f"{top}\n{caption}" if top else caption, fontsize=8, color=colour)
+        if not agree:
+            for spine in ax.spines.values():
+                spine.set_edgecolor(DISAGREE_COLOUR)
+                spine.set_linewidth(2.5)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

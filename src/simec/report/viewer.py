@@ -199,13 +199,13 @@ def _view(title: str, payloads: list[dict[str, Any]], max_frames: int, *, back: 
     return {"title": title, "runs": payloads, "slider_steps": steps, "note": note, "back": back}
 
 
-def _load(item: Any, i: int) -> RunView:
+def _load(item: Any, i: int, name: str | None = None) -> RunView:
     if isinstance(item, RunView):
         return item
     if isinstance(item, ExplorationResult):
-        return run_from_result(item, name=f"run {i + 1}")
+        return run_from_result(item, name=name or f"run {i + 1}")
     if isinstance(item, (str, os.PathLike)):
-        return read_run(item)
+        return read_run(item, name=name)
     raise InputError(f"cannot view a {type(item).__name__}: give run folders or results")
 
 
@@ -221,6 +221,7 @@ def write_viewer(
     adapter: Any = None,
     inputs: Sequence[Any] | None = None,
     titles: Sequence[str] | None = None,
+    names: Sequence[str] | None = None,
     title: str | None = None,
     max_frames: int | None = None,
     compress: bool = True,
@@ -231,7 +232,9 @@ def write_viewer(
 
     ``model`` (a model directory) or ``adapter`` decodes the stored points; by default the model
     directory each run recorded. ``inputs`` gives each run's raw input (else what the run
-    recorded). ``max_frames`` caps the decoded steps per run (evenly subsampled beyond it).
+    recorded). ``names`` names each run (default: its folder's name, ``run i`` for a result in
+    memory); ``titles`` heads each run's column. ``max_frames`` caps the decoded steps per run
+    (evenly subsampled beyond it).
     ``compress=False`` inlines plotly.js as is (for browsers without DecompressionStream).
     ``mlm`` (a masked-LM directory or adapter sharing the text model's embeddings) adds
     ``alternatives`` alternative prompts per shown step to text runs.
@@ -264,8 +267,12 @@ def write_viewer(
             raise InputError(f"got {len(titles)} titles for {len(items)} runs")
         if inputs is not None and len(inputs) != len(items):
             raise InputError(f"got {len(inputs)} inputs for {len(items)} runs")
+        if names is not None and len(names) != len(items):
+            raise InputError(f"got {len(names)} names for {len(items)} runs")
         limit = max_frames or DEFAULT_MAX_FRAMES
-        views = [_load(item, i) for i, item in enumerate(items)]
+        views = [
+            _load(item, i, names[i] if names is not None else None) for i, item in enumerate(items)
+        ]
         payloads = [
             run_payload(
                 v,

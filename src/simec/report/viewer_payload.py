@@ -7,11 +7,9 @@ page; the page only restyles them when the step changes.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..errors import SimecError
 from .viewer_data import ModelSource, RunView, first_change, frame_indices, png_data_uri
@@ -19,7 +17,6 @@ from .viewer_data import ModelSource, RunView, first_change, frame_indices, png_
 __all__ = ["fig_json", "run_payload", "template_json"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".npy", ".bmp", ".gif", ".webp")
-_PATCH = re.compile(r"patch \((\d+),(\d+)\)")
 
 
 def _round(values: Any, digits: int = 6) -> Any:
@@ -140,7 +137,8 @@ def _figures(run: RunView, payload: dict[str, Any]) -> dict[str, Any]:
 def _vision_frames(
     run: RunView, adapter: Any, raw: Any, idx: list[int], payload: dict[str, Any]
 ) -> None:
-    from ..interpret import ViTDecoder, segment_importance
+    from ..interpret import ViTDecoder, classify_pictures, segment_importance
+    from .plots import patch_grid
 
     assert run.trajectory is not None
     decoder = ViTDecoder(adapter)
@@ -152,31 +150,20 @@ def _vision_frames(
         original = decoder.to_image(traj[0].to(decoder.weight))
         payload["notes"].append("input picture reconstructed from the stored step 0")
     images = decoder.decode_trajectory(traj[idx], original=original, explored_segments=explored)
-    classes, conf = [], []
-    with torch.no_grad():
-        for image in images:
-            prepared = adapter.prepare(image.cpu())
-            p = torch.softmax(adapter.logits(prepared.embeddings, prepared).double(), -1)
-            classes.append(int(p.argmax()))
-            conf.append(float(p.max()))
+    probs = classify_pictures(adapter, images)  # the decoded pictures, in batches
     payload["frames"].update(
         kind="image",
         images=[png_data_uri(im) for im in images],
-        decoded_class=classes,
-        decoded_prob=_round(conf, 4),
+        decoded_class=probs.argmax(1).tolist(),
+        decoded_prob=_round(probs.max(1).values, 4),
     )
     payload["input_image"] = png_data_uri(original)
     imp = segment_importance(adapter, original)
-    grid: dict[tuple[int, int], float] = {}
-    for name, score in zip(imp.segment_names, imp.scores.tolist()):
-        m = _PATCH.fullmatch(name)
-        if m:
-            grid[(int(m.group(1)), int(m.group(2)))] = score
-    if grid:
-        rows = 1 + max(r for r, _ in grid)
-        cols = 1 + max(c for _, c in grid)
-        z = [[grid.get((r, c), 0.0) for c in range(cols)] for r in range(rows)]
-        payload["importance"] = {"kind": "grid", "z": _round(z, 8)}
+    if adapter.patch_size and imp.scores.numel() >= adapter.num_patches:
+        payload["importance"] = {
+            "kind": "grid",
+            "z": _round(patch_grid(imp.scores, adapter.patch_grid), 8),
+        }
 
 
 def _text_frames(
