@@ -139,3 +139,54 @@ def test_shipped_fashion_model_reaches_its_reported_test_accuracy():
         )
     accuracy = float((pred.numpy() == data.labels).mean())
     assert f"{100 * accuracy:.2f}%" in (model_dir / "README.md").read_text()
+
+
+def test_demo_shows_under_every_decoded_picture_the_class_the_model_gives_it(
+    mnist_vit_dir, tmp_path, monkeypatch
+):
+    """demo.json and the figures' captions hold, for every decoded picture, the class of its
+    explored point and the class of the picture itself; the latter equals an independent
+    decoding and one-at-a-time classification of the picture."""
+    from simec import load_adapter
+    from simec.demo import run_demo
+    from simec.explore import ExplorationResult
+    from simec.interpret import ViTDecoder
+    from simec.report import plots
+    from tests.report.test_viewer import _one_at_a_time
+
+    drawn = {}
+    real = plots.plot_decoded_strip
+
+    def spy(images, picture_labels, **options):
+        fig, axes = real(images, picture_labels, **options)
+        drawn[options["title"].split(":")[0]] = (
+            [ax.get_title() for ax in axes],
+            [ax.title.get_color() for ax in axes],
+        )
+        return fig, axes
+
+    monkeypatch.setattr(plots, "plot_decoded_strip", spy)
+    out = tmp_path / "demo"
+    run_demo(out, steps=12, model=mnist_vit_dir, frames=3, progress=False)
+    record = json.loads((out / "demo.json").read_text())["decoded_pictures"]
+    assert set(record) == set(drawn) == {"simec", "simexp", "simec-pixels"}
+    adapter = load_adapter(mnist_vit_dir)
+    labels = adapter.labels
+    original = adapter.image(sample_digit())
+    for name, shown in record.items():
+        result = ExplorationResult.load(out / name)
+        walker = adapter.with_space("pixels") if name == "simec-pixels" else adapter
+        pictures = ViTDecoder(walker).decode_trajectory(
+            result.trajectory, original=original, explored_segments=result.explored_segments
+        )
+        classes, probs = _one_at_a_time(walker, pictures)
+        assert shown["steps"] == result.trajectory_steps == [0, 4, 8, 12]
+        assert shown["picture_class"] == classes
+        np.testing.assert_allclose(shown["picture_probability"], probs, atol=1e-5)
+        assert shown["embedding_class"] == result.trajectory_probabilities.argmax(1).tolist()
+        titles, colours = drawn[name]
+        for k, title, colour, emb, pic in zip(
+            shown["steps"], titles, colours, shown["embedding_class"], classes
+        ):
+            assert title == f"k={k}\nembedding: {labels[emb]} · picture: {labels[pic]}"
+            assert (colour == plots.DISAGREE_COLOUR) == (emb != pic)

@@ -289,3 +289,76 @@ def test_committed_equivalence_results_resume_with_their_settings(tmp_path):
     start_or_resume(tmp_path, cfg)
     with pytest.raises(InputError, match="pairs"):
         start_or_resume(tmp_path, replace(cfg, pairs=21))
+
+
+def test_vit_exploration_shows_under_every_decoded_picture_its_own_class(
+    mnist_vit_dir, fake_mnist, tmp_path, monkeypatch
+):
+    """Figure 3 captions each decoded p_K with its embedding's class and the class the model
+    gives the picture (figure3_decoded.json holds them); the pictures' classes, and the row's
+    count of SiMEC pictures kept in the original class, equal an independent decoding and
+    one-at-a-time classification; draw_figures redraws the same figures from the settings."""
+    from simec import load_adapter
+    from simec.data import load_idx_dataset
+    from simec.experiments.vit_exploration import VitExplorationConfig, draw_figures
+    from simec.explore import explore
+    from simec.interpret import ViTDecoder
+    from simec.report import plots
+    from tests.report.test_viewer import _one_at_a_time
+
+    titles = []
+    real = plots.plot_decoded_strip
+
+    def spy(images, picture_labels, **options):
+        fig, axes = real(images, picture_labels, **options)
+        titles.append([(ax.get_title(), ax.title.get_color()) for ax in axes])
+        return fig, axes
+
+    monkeypatch.setattr(plots, "plot_decoded_strip", spy)
+    out = tmp_path / "exp"
+    argv = ["experiment", "vit-exploration", "--model", str(mnist_vit_dir), "--data"]
+    argv += [str(fake_mnist), "--images", "2", "--steps", "6", "--out", str(out), "--quiet"]
+    argv += ["--max-step", "0.2"]  # long steps: classes change
+    assert main(argv) == 0
+    records = json.loads((out / "figure3_decoded.json").read_text())
+    assert [r["figure"] for r in records] == ["figure3_decoded_0.png", "figure3_decoded_1.png"]
+    adapter = load_adapter(mnist_vit_dir)
+    labels, decoder = adapter.labels, ViTDecoder(adapter)
+    data = load_idx_dataset(fake_mnist, split="test", kind="mnist")
+    shown_pictures = []
+    for record, drawn in zip(records, titles):
+        index = record["index"]
+        image, original = data.images[index], adapter.image(data.images[index])
+        walks = {
+            alg: explore(adapter, image, algorithm=alg, steps=6, seed=index, max_step=0.2)
+            for alg in ("simec", "simexp")
+        }
+        p0 = walks["simec"].predicted[0]
+        assert record["original"] == labels[p0]
+        assert drawn[0] == (f"original\nclass: {labels[p0]}", "black")
+        for (alg, walk), (title, colour), head in zip(
+            walks.items(), drawn[1:], ("SiMEC p_K", "SiMExp p_K")
+        ):
+            pictures = decoder.decode_trajectory(
+                walk.trajectory, original=original, explored_segments=walk.explored_segments
+            )
+            classes, probs = _one_at_a_time(adapter, pictures)
+            embedding = labels[int(walk.trajectory_probabilities[-1].argmax())]
+            assert record[alg]["picture"] == labels[classes[-1]]
+            assert record[alg]["embedding"] == embedding
+            assert abs(record[alg]["p_picture"] - probs[-1]) < 1e-5
+            assert title == f"{head}\nembedding: {embedding} · picture: {labels[classes[-1]]}"
+            assert (colour == plots.DISAGREE_COLOUR) == (embedding != labels[classes[-1]])
+            shown_pictures.append(classes[-1])
+            if alg == "simec":  # the row counts the decoded pictures k >= 1 kept in the class
+                row = json.loads((out / "rows" / f"{index:05d}.json").read_text())
+                assert row["simec"]["same_class_picture"] == sum(c == p0 for c in classes[1:])
+    assert len(set(shown_pictures)) > 1
+    table = (out / "table.md").read_text()
+    assert "| SiMEC decoded pictures the model gives the original class |" in table
+    # the figures redrawn from the settings alone: the same walks, pictures and classes
+    titles.clear()
+    cfg = VitExplorationConfig(**json.loads((out / "config.json").read_text())["config"])
+    assert draw_figures(cfg) == records
+    assert json.loads((out / "figure3_decoded.json").read_text()) == records
+    assert len(titles) == 2
