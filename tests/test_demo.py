@@ -169,6 +169,7 @@ def test_demo_shows_under_every_decoded_picture_the_class_the_model_gives_it(
     out = tmp_path / "demo"
     run_demo(out, steps=12, model=mnist_vit_dir, frames=3, progress=False)
     record = json.loads((out / "demo.json").read_text())["decoded_pictures"]
+    assert "demo.json (decoded_pictures)" in (out / "report.html").read_text()
     assert set(record) == set(drawn) == {"simec", "simexp", "simec-pixels"}
     adapter = load_adapter(mnist_vit_dir)
     labels = adapter.labels

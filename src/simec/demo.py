@@ -220,6 +220,12 @@ def run_demo(
                 res.stop_reason,
             ]
         )
+    report.paragraph(
+        "Under each decoded picture: the class the model gives the explored point p_k "
+        "(embedding) and the class it gives the decoded picture itself (picture); red where "
+        "they differ. Both are in demo.json (decoded_pictures).",
+        note=True,
+    )
     report.heading("Summary")
     report.table(
         [
