@@ -47,3 +47,27 @@ def test_surviving_fraction_of_steps_in_and_out_of_range(image):
     torch.testing.assert_close(
         frac, torch.tensor([1.0, 0.0], dtype=torch.float64), atol=1e-10, rtol=0
     )
+
+
+def test_classify_pictures_is_the_model_on_each_picture_in_any_batch_size(image):
+    import numpy as np
+    import pytest
+
+    from simec.errors import InputError
+    from simec.interpret import classify_pictures
+
+    adapter = from_model(tiny_vit(), image_mean=[0.5], image_std=[0.5])
+    rng = np.random.default_rng(3)
+    pictures = torch.tensor(rng.uniform(0.05, 0.95, size=(5, 1, 8, 8)), dtype=torch.float32)
+    probs = classify_pictures(adapter, pictures, batch_size=2)
+    assert probs.shape == (5, 3) and probs.dtype == torch.float64
+    with torch.no_grad():  # reference: the model from its normalised pixels, one at a time
+        for picture, p in zip(pictures, probs):
+            logits = adapter.model(pixel_values=((picture - 0.5) / 0.5).unsqueeze(0)).logits[0]
+            torch.testing.assert_close(p, torch.softmax(logits.double(), -1), atol=1e-6, rtol=0)
+    assert len(set(probs.argmax(1).tolist())) > 1
+    torch.testing.assert_close(classify_pictures(adapter, pictures, batch_size=64), probs)
+    with pytest.raises(InputError, match="non-empty batch"):
+        classify_pictures(adapter, pictures[0])
+    with pytest.raises(InputError, match="batch_size"):
+        classify_pictures(adapter, pictures, batch_size=0)

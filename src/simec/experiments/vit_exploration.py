@@ -26,6 +26,7 @@ import torch
 
 from .._io import atomic_write_bytes, atomic_write_json, environment
 from ..data import load_idx_dataset
+from ..errors import InputError, ModelError
 from ..explore import ExplorationResult, ExploreConfig, explore
 from ..explore.perturbation import INFORMATIVE_VARIANCE, perturbation_explore
 from ..interpret import ViTDecoder, classify_pictures, segment_importance
@@ -455,11 +456,13 @@ def draw_figures(
     """Redraw Figures 1 and 3 of an experiment for its first ``count`` images: their SiMEC and
     SiMExp walks are run again (same seeds and settings as their rows; no baseline), decoded
     and classified. Returns the figure records (also in ``cfg.out/figure3_decoded.json``)."""
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if count < 1:
+        raise InputError(f"count must be at least 1, got {count}")
     adapter = load_adapter(cfg.model, device=cfg.device)
     if not isinstance(adapter, HFImageClassifierAdapter):
-        raise TypeError("vit-exploration needs an image classifier")
+        raise ModelError("vit-exploration needs an image classifier")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
     decoder = ViTDecoder(adapter)
     images, _, indices = _images(cfg)
     figures = []
