@@ -132,7 +132,9 @@ class Fidelity:
     """What a walk cost and how well it kept its output, per run (saved in summary.json).
 
     ``jacobians``: Jacobians taken (the first at p_0 included); ``forward_passes``: model
-    evaluations outside the Jacobians (corrector iterations, reused steps, the last point).
+    calls outside the Jacobians (corrector iterations, reused steps, the last point);
+    ``forward_points``: the points they evaluated (a reused step evaluates its corrected point
+    and the next step's predicted one in one batched call; None in runs saved before).
     Per step k < K: ``fresh`` (the step was predicted from a Jacobian taken at its start),
     ``corrector_iterations`` (updates made; None without a corrector), ``drift_before``
     (||N(x) - N(x0)|| right after the predictor step; None without a corrector) and
@@ -150,6 +152,7 @@ class Fidelity:
     drift_after: list[float] = field(default_factory=list)
     refreshes: list[dict[str, Any]] = field(default_factory=list)
     retried: int = 0
+    forward_points: int | None = None
 
     @property
     def steps(self) -> int:
@@ -174,6 +177,7 @@ class Fidelity:
             "drift_after": list(self.drift_after),
             "refreshes": [dict(r) for r in self.refreshes],
             "retried": self.retried,
+            "forward_points": self.forward_points,
         }
 
     @classmethod
