@@ -232,6 +232,7 @@ def batched_jacobian(
     *args: Any,
     chunk_size: int | None = ...,
     has_aux: Literal[False] = ...,
+    compile: bool = ...,
 ) -> tuple[Tensor, Tensor]: ...
 @overload
 def batched_jacobian(
@@ -240,6 +241,7 @@ def batched_jacobian(
     *args: Any,
     chunk_size: int | None = ...,
     has_aux: Literal[True],
+    compile: bool = ...,
 ) -> tuple[Tensor, Tensor, Any]: ...
 def batched_jacobian(
     fn: Callable[..., Any],
