@@ -7,6 +7,16 @@ its lambda_max, then pulled back onto the level set by chord iterations
 x <- x - J_j^+ (N(x) - N(x0)), which cost one forward pass each (Allgower & Georg, Introduction
 to Numerical Continuation Methods, the predictor-corrector and update chapters).
 
+Every accepted point is evaluated by the model (its drift and class are measured, never
+estimated). A reused step costs about one model call: the next step's direction is drawn as
+soon as the corrector's update is expected to converge (the residual times the last measured
+contraction rate is within the tolerance), and the updated point and the next step's
+predicted point are evaluated in one batched call (``ModelFunction.many``: vmap; one call per
+point for a model that cannot be batched). When the update did converge, the step is accepted
+and the next step's first residual is already known; when not, the iterations go on and only
+the drawn direction is kept. On a large model a batch of two costs far less than two calls
+(BERT-base, 16 tokens, one CPU thread: ~1.3x one call), on a small one about the same.
+
 Refresh rules (a fresh Jacobian at the current point before the next step):
 
 * ``age``: the Jacobian has served N steps (``jacobian_reuse=N``; auto: ``REUSE_AUTO_MAX_AGE``).
