@@ -71,6 +71,7 @@ def run(adapter: Any, raw: Any, steps: int, compile_: bool, **options: Any) -> d
         "load": f"{load_before}/{load()}",
         "jac_per_step": f.jacobians / steps,
         "fwd_per_step": f.forward_passes / steps,
+        "pts_per_step": (f.forward_points or f.forward_passes) / steps,
         "drift": drift,
         "kept": kept,
         "distance": float(torch.linalg.vector_norm(last - first)),
@@ -119,10 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         "total is 1000 x (ms/step) (+ the compile time once for compiled rows)",
         "- load = 1-minute load average before/after the walk",
         "",
-        "| model | mode | ms/step | 1000 steps s | load | J/step | fwd/step | max drift / "
-        "||y0|| | class kept | distance | mean step | corr. its | refreshes (reason: count) "
-        "| angle max / median (deg) |",
-        "|---|---|---:|---:|---|---:|---:|---:|---|---:|---:|---:|---|---|",
+        "| model | mode | ms/step | 1000 steps s | load | J/step | fwd/step | points/step | max "
+        "drift / ||y0|| | class kept | distance | mean step | corr. its | refreshes (reason: "
+        "count) | angle max / median (deg) |",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---|---|",
     ]
     print("\n".join(lines), flush=True)
     cases: list[tuple[str, Any, Any, int, bool]] = []
@@ -164,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
                 iters = f"{r['iters']:.2f}" if r["iters"] is not None else "-"
                 row = (
                     f"| {name} | {tag} | {r['ms']:.1f} | {total:.1f} | {r['load']} | "
-                    f"{r['jac_per_step']:.3f} | {r['fwd_per_step']:.2f} | {r['drift']:.2e} | "
+                    f"{r['jac_per_step']:.3f} | {r['fwd_per_step']:.2f} | "
+                    f"{r['pts_per_step']:.2f} | {r['drift']:.2e} | "
                     f"{'yes' if r['kept'] else 'NO'} | {r['distance']:.3f} | "
                     f"{r['mean_step']:.4f} | {iters} | {refresh} | {angle} |"
                 )
@@ -173,8 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     lines += [
         "",
         f"- `uptime` at the end: {os.popen('uptime').read().strip()}",
-        "- J/step: Jacobians taken per step (1.0 = the paper); fwd/step: forward passes outside "
-        "the Jacobians (corrector iterations, reused steps); corr. its: corrector updates per step",
+        "- J/step: Jacobians taken per step (1.0 = the paper); fwd/step: model calls outside "
+        "the Jacobians (corrector iterations, reused steps); points/step: the points they "
+        "evaluated (a reused step checks its corrected point and evaluates the next step's "
+        "prediction in one batched call); corr. its: corrector updates per step",
         "- angle: largest principal angle between the reused and the fresh null space, measured "
         "at every refresh (the stalest moments)",
     ]

@@ -273,8 +273,6 @@ CLI_CASES: list[Case] = [
     ("limit-with-input", lambda e: e.explore(e.vit, "--input", e.image(), "--limit", "3"),
      ("--limit", "--data"), None),
     ("backend-unknown", lambda e: e.dataset_run("--backend", "spark"), ("spark",), None),
-    ("compile-with-batches", lambda e: e.dataset_run("--compile", "on", "--batch-size", "2"),
-     ("--batch-size 1",), None),
     # ---- dataset runs -----------------------------------------------------------------------
     ("data-is-a-file", lambda e: e.explore(e.mvit, "--data", e.file("d.gz", b"x")),
      ("is a file", "folder"), None),

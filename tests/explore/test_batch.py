@@ -148,9 +148,6 @@ def test_batch_errors_are_clear():
         explore_batch(adapter, starts, seeds=[1])
     with pytest.raises(InputError, match="batch_size"):
         explore_batch(adapter, starts, batch_size=0)
-    with pytest.raises(InputError, match="compile"):
-        explore_batch(adapter, starts, compile=True)
-    assert len(explore_batch(adapter, starts, steps=1, compile=True, batch_size=1)) == 2
     with pytest.raises(InputError, match="recover"):
         explore(adapter, starts[0], recover=-1)
     bad = starts[1].clone()
@@ -246,3 +243,34 @@ def test_ctrl_c_in_a_batch_returns_every_walk_so_far():
         assert 0 < r.steps_completed < 50
         assert r.probabilities.shape[0] == r.steps_completed + 1 == len(r.drift)
         assert r.trajectory_steps[-1] == r.steps_completed
+
+
+@pytest.mark.slow
+def test_compiled_batched_jacobians_walk_the_same_paths_as_eager(monkeypatch):
+    """compile=True with batches: one compiled graph per batch shape (walks that stop leave a
+    smaller batch: a new graph); every walk follows its eager path."""
+    import importlib
+
+    jac_module = importlib.import_module("simec.geometry.jacobian")
+    compiled_calls = []
+    original = jac_module._compiled_call
+
+    def counting(fn, key, eager, inputs):
+        out = original(fn, key, eager, inputs)
+        compiled_calls.append((key[1][0], out is not None))
+        return out
+
+    monkeypatch.setattr(jac_module, "_compiled_call", counting)
+    adapter = TorchAdapter(LayerNormHead("flat", limit=2.6), dtype="float64")
+    starts = _starts(4, scale=0.5)
+    kw = dict(algorithm="simexp", steps=40, max_step=0.3, projection="none", seeds=[0, 1, 2, 3])
+    eager = explore_batch(adapter, starts, compile=False, **kw)
+    assert not compiled_calls
+    compiled = explore_batch(adapter, starts, compile=True, **kw)
+    assert len({r.steps_completed for r in compiled}) > 1  # the batch shrank on the way
+    shapes = {shape for shape, ok in compiled_calls}
+    assert len(shapes) > 1 and all(ok for _, ok in compiled_calls)  # compiled, every shape
+    for a, b in zip(eager, compiled):
+        assert (a.stop_reason, a.ranks) == (b.stop_reason, b.ranks)
+        torch.testing.assert_close(b.trajectory, a.trajectory, rtol=0, atol=1e-8)
+        torch.testing.assert_close(b.probabilities, a.probabilities, rtol=0, atol=1e-8)

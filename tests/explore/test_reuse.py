@@ -343,3 +343,67 @@ def test_the_cache_of_model_functions_does_not_keep_an_adapter_alive():
     del adapter
     gc.collect()
     assert ref() is None
+
+
+# ---- a reused step: its point verified and the next step evaluated in one batched call ------
+
+
+def _one_at_a_time(monkeypatch):
+    """``ModelFunction.many`` without batching: the points one call each, in order."""
+    from simec.explore.closure import ModelFunction
+
+    def many(self, points):
+        with torch.no_grad():
+            outs = [self(p) for p in points]
+        return (torch.stack([o[0] for o in outs]), torch.stack([o[1] for o in outs])), len(outs)
+
+    monkeypatch.setattr(ModelFunction, "many", many)
+
+
+def test_a_reused_step_checks_its_point_and_the_next_prediction_in_one_call(vit_image, monkeypatch):
+    adapter = _vit_adapter()
+    common = dict(steps=30, jacobian_reuse="auto", seed=4, max_step=0.05, projection="none")
+    result = explore(adapter, vit_image, **common)
+    f = result.fidelity
+    assert f.jacobians < 30
+    assert f.forward_points > f.forward_passes  # some calls evaluated two points
+    # every accepted point's output is the model's at that very point (not the lookahead's)
+    prepared = adapter.prepare(vit_image)
+    with torch.no_grad():
+        outputs = torch.stack(
+            [torch.softmax(adapter.logits(p, prepared), -1) for p in result.trajectory]
+        )
+    recomputed = torch.linalg.vector_norm(outputs - outputs[0], dim=1)
+    torch.testing.assert_close(torch.tensor(result.drift, dtype=torch.float64), recomputed,
+                               rtol=0, atol=1e-12)  # fmt: skip
+    assert max(result.drift) < 1e-6
+    # the same walk with one model call per point: the same points up to round-off
+    _one_at_a_time(monkeypatch)
+    single = explore(adapter, vit_image, **common)
+    torch.testing.assert_close(single.trajectory, result.trajectory, rtol=0, atol=1e-10)
+    assert single.fidelity.forward_passes == single.fidelity.forward_points
+    assert single.fidelity.forward_points == f.forward_points
+    # the batched calls saved model calls: one per step that converged where expected
+    assert f.forward_passes <= single.fidelity.forward_passes - 10
+
+
+class Branching(Quadric):
+    """The quadric, through a Python ``if`` that reads the input's value: not vmappable."""
+
+    def forward(self, x):
+        out = super().forward(x)
+        return out if float(x.detach().sum()) < 1e6 else -out
+
+
+def test_a_model_that_cannot_be_batched_is_evaluated_one_point_at_a_time():
+    adapter, x0, a = _quadric_case()
+    branching = TorchAdapter(Branching(a), dtype="float64")
+    common = dict(steps=20, output_metric="euclidean-logits", jacobian_reuse="1000",
+                  **{**COMMON, "max_step": 0.1})  # fmt: skip
+    plain = explore(adapter, x0, **common)
+    assert plain.fidelity.forward_points > plain.fidelity.forward_passes  # batched calls
+    result = explore(branching, x0, **common)
+    assert result.stop_reason == "completed"
+    f = result.fidelity
+    assert f.forward_passes == f.forward_points == plain.fidelity.forward_points
+    torch.testing.assert_close(result.trajectory, plain.trajectory, rtol=0, atol=1e-12)

@@ -267,8 +267,6 @@ def run_dataset(args: argparse.Namespace, config: ExploreConfig) -> int:
     """`simec explore --data/--inputs`: one result folder per input, a manifest, resumable."""
     from ..runs import ModelSpec, idx_items, line_items, run_dataset
 
-    if config.compile is True and args.batch_size > 1:
-        raise InputError("--compile on works with --batch-size 1 only (batches run eager)")
     if args.data is not None:
         items, source = idx_items(args.data, limit=args.limit, split=args.split)
     else:

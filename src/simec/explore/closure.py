@@ -17,8 +17,11 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import Tensor
+from torch.func import vmap
 
+from ..geometry.jacobian import quiet_vmap
 from ..geometry.metrics import OutputMetric
 from ..models.base import ModelAdapter, PreparedInput
 from .segments import Segments
@@ -46,6 +49,7 @@ class ModelFunction:
         except TypeError:
             self._adapter = lambda: adapter
         self.prepared, self.segments, self.metric = prepared, segments, metric
+        self._batched: Callable[[Tensor], tuple[Tensor, Tensor]] | None = vmap(self)
 
     @property
     def adapter(self) -> ModelAdapter:
@@ -57,6 +61,20 @@ class ModelFunction:
     def __call__(self, xs: Tensor) -> tuple[Tensor, Tensor]:
         logits = self.adapter.logits(self.segments.full(xs), self.prepared)
         return self.metric.output(logits), logits
+
+    def many(self, points: Tensor) -> tuple[tuple[Tensor, Tensor], int]:
+        """((y, logits) at each of the points (m, |P|, width), stacked; model calls made):
+        one batched call (``vmap``), or one call per point for a model that cannot be
+        batched (found at the first try, then remembered)."""
+        with torch.no_grad():
+            if self._batched is not None:
+                try:
+                    with quiet_vmap():
+                        return self._batched(points), 1
+                except Exception:  # data-dependent control flow etc.: one point at a time
+                    self._batched = None
+            outs = [self(p) for p in points]
+        return (torch.stack([o[0] for o in outs]), torch.stack([o[1] for o in outs])), len(outs)
 
 
 def _digest(value: Any, out: Any) -> None:

@@ -77,7 +77,7 @@ class Outcome:
     (``residuals[0]`` right after the predictor step, the last at ``point``), their parts in
     the range of J that J^+ can remove (``correctable``; the rest lies along the directions
     the rank rule counts as null, which the walk treats as the level set), the updates it made,
-    and the model's (y, logits) at ``point``."""
+    the model's (y, logits) at ``point``, and what the iterations cost."""
 
     point: Tensor
     residuals: tuple[float, ...]
@@ -85,6 +85,11 @@ class Outcome:
     iterations: int
     output: Tensor
     logits: Tensor
+    calls: int = 0  # model calls made (a batched call of two points is one)
+    points: int = 0  # points evaluated
+    #: the next step's predicted point and its (y, logits), evaluated in one batched call
+    #: with ``point`` (``ahead``); None when not asked for or when ``point`` is another
+    ahead: tuple[Tensor, Tensor, Tensor] | None = None
 
     @property
     def final(self) -> float:
@@ -99,22 +104,61 @@ def chord(
     *,
     iterations: int,
     tolerance: float,
+    known: tuple[Tensor, Tensor] | None = None,
+    ahead: Callable[[Tensor], Tensor] | None = None,
+    many: Callable[[Tensor], tuple[tuple[Tensor, Tensor], int]] | None = None,
+    contraction: float = 0.0,
 ) -> Outcome:
     """The ``Corrector`` iteration x <- x - J^+ r (the same arithmetic), until the correctable
     part ||u^T r|| of the residual is below ``tolerance`` or after ``iterations`` updates; it
-    ends with a forward pass at the point returned, so that its residual is known."""
+    ends with a forward pass at the point returned, so that its residual is known.
+
+    ``known``: (y, logits) at ``x`` already (no forward pass for it). ``ahead`` (with ``many``,
+    a batched evaluation of stacked points): the next step's predicted point from a point.
+    After an update expected to converge (the residual times the contraction rate, the last
+    one measured here or else ``contraction``, is within the tolerance), the updated x and
+    its next step's point are evaluated in one batched call: when it did converge, the step
+    has cost that one call and the next step's first residual is known (``Outcome.ahead``)."""
     residuals: list[float] = []
     correctable: list[float] = []
-    done = 0
-    while True:
+    done = calls = points = 0
+    evaluated_ahead: tuple[Tensor, Tensor, Tensor] | None = None
+    if known is not None:
+        y, logits = known
+    else:
         with torch.no_grad():
             y, logits = fn(x)
+        calls, points = 1, 1
+    while True:
         residual = y - y0
         norm = float(torch.linalg.vector_norm(residual))
         part = float(torch.linalg.vector_norm(factors.u.T @ residual))
         residuals.append(norm if math.isfinite(norm) else math.inf)
         correctable.append(part if math.isfinite(part) else math.inf)
         if part <= tolerance or done == iterations or not math.isfinite(norm):
-            return Outcome(x, tuple(residuals), tuple(correctable), done, y, logits)
+            return Outcome(
+                x,
+                tuple(residuals),
+                tuple(correctable),
+                done,
+                y,
+                logits,
+                calls,
+                points,
+                evaluated_ahead,
+            )
+        if len(correctable) > 1 and correctable[-2] > 0:
+            contraction = correctable[-1] / correctable[-2]
         x = x - factors.solve(residual, x.shape)
         done += 1
+        evaluated_ahead = None
+        if ahead is not None and many is not None and contraction * part <= tolerance:
+            following = ahead(x)
+            (ys, all_logits), made = many(torch.stack([x, following]))
+            y, logits = ys[0], all_logits[0]
+            evaluated_ahead = (following, ys[1], all_logits[1])
+            calls, points = calls + made, points + 2
+        else:
+            with torch.no_grad():
+                y, logits = fn(x)
+            calls, points = calls + 1, points + 1

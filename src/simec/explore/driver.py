@@ -197,6 +197,7 @@ def batched_jacobian_fn(group: list[Walk]) -> JacobianFn:
     segments = template.segments
     _, static_extras = _split_extras(template.prepared)
     has_extras = any(f.name == "extras" for f in fields(template.prepared))
+    use_compile = cfg.use_compile()  # one graph per batch shape (a stopped walk shrinks it)
 
     def per_input(
         xs: Tensor, x0: Tensor, inputs: dict[str, Tensor], extras: dict[str, Tensor]
@@ -218,7 +219,14 @@ def batched_jacobian_fn(group: list[Walk]) -> JacobianFn:
         x0s, inputs, extras = cache[key]
         xs = torch.stack([w.x for w in active])
         y, jac, logits = batched_jacobian(  # type: ignore[misc]
-            per_input, xs, x0s, inputs, extras, chunk_size=cfg.chunk_size, has_aux=True
+            per_input,
+            xs,
+            x0s,
+            inputs,
+            extras,
+            chunk_size=cfg.chunk_size,
+            has_aux=True,
+            compile=use_compile,
         )
         return y, jac, logits
 

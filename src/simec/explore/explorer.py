@@ -102,11 +102,6 @@ def _batches(walks: list[Walk], batch_size: int | None, cfg: ExploreConfig) -> l
     batches = [
         members[j : j + size] for members in groups.values() for j in range(0, len(members), size)
     ]
-    if cfg.compile and any(len(members) > 1 for members in batches):
-        raise InputError(
-            "compile=True is not available for batched Jacobians: use compile=None/False, or "
-            "batch_size=1"
-        )
     return batches
 
 
@@ -148,8 +143,9 @@ def explore_batch(
     instance). Every walk keeps its own generator, spectrum and stop reason; a walk that stops
     leaves the batch. A model that cannot be vmapped is run one input at a time (with a
     warning). ``elapsed_seconds`` of each result is the wall time of its batch; ``result.batch``
-    says which batch it was in. The compiled Jacobian (``compile``) is used for batches of one
-    only (``compile=True`` with larger batches is an error; "auto" runs them eager). An input
+    says which batch it was in. The compiled Jacobian (``compile``) serves batches too: one
+    graph per batch shape, compiled at its first use (a walk that stops makes a smaller batch,
+    compiled anew), eager on any failure. An input
     that cannot be explored (unreadable, flat output at the start, ...) raises, as ``explore``
     would. Ctrl-C stops every walk and returns what was done (stop_reason "interrupted").
     """

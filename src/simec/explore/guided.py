@@ -178,7 +178,11 @@ def walk_toward(
         labels=prepared.output_labels(adapter),
         uncorrected_drift=before,
         input_description=description,
-        model={**adapter.describe(), "dtype": str(adapter.dtype).replace("torch.", "")},
+        model={
+            **adapter.describe(),
+            "dtype": str(adapter.dtype).replace("torch.", ""),
+            "device": str(adapter.device),
+        },
         environment=environment(),
         remaining_distance=remaining,
     )

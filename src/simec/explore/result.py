@@ -121,8 +121,9 @@ class ExplorationResult:
             **({"remaining_distance": self.remaining_distance} if self.remaining_distance else {}),
         }
 
-    def save(self, out_dir: str | os.PathLike) -> Path:
-        """Write ``summary.json`` and ``trajectory.safetensors`` atomically into ``out_dir``."""
+    def save(self, out_dir: str | os.PathLike, *, summary: dict[str, Any] | None = None) -> Path:
+        """Write ``summary.json`` and ``trajectory.safetensors`` atomically into ``out_dir``;
+        ``summary``: this result's ``summary()`` when the caller has it already."""
         out = check_output_dir(out_dir, option="out_dir")
         try:
             out.mkdir(parents=True, exist_ok=True)
@@ -134,7 +135,7 @@ class ExplorationResult:
             "probabilities": self.probabilities.detach().cpu().contiguous(),
         }
         atomic_write_bytes(out / TRAJECTORY, save(tensors, metadata={"format": "simec-1"}))
-        atomic_write_json(out / SUMMARY, self.summary())
+        atomic_write_json(out / SUMMARY, self.summary() if summary is None else summary)
         return out
 
     @classmethod

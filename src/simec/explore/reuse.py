@@ -7,6 +7,16 @@ its lambda_max, then pulled back onto the level set by chord iterations
 x <- x - J_j^+ (N(x) - N(x0)), which cost one forward pass each (Allgower & Georg, Introduction
 to Numerical Continuation Methods, the predictor-corrector and update chapters).
 
+Every accepted point is evaluated by the model (its drift and class are measured, never
+estimated). A reused step costs about one model call: the next step's direction is drawn as
+soon as the corrector's update is expected to converge (the residual times the last measured
+contraction rate is within the tolerance), and the updated point and the next step's
+predicted point are evaluated in one batched call (``ModelFunction.many``: vmap; one call per
+point for a model that cannot be batched). When the update did converge, the step is accepted
+and the next step's first residual is already known; when not, the iterations go on and only
+the drawn direction is kept. On a large model a batch of two costs far less than two calls
+(BERT-base, 16 tokens, one CPU thread: ~1.3x one call), on a small one about the same.
+
 Refresh rules (a fresh Jacobian at the current point before the next step):
 
 * ``age``: the Jacobian has served N steps (``jacobian_reuse=N``; auto: ``REUSE_AUTO_MAX_AGE``).
@@ -132,7 +142,9 @@ class Fidelity:
     """What a walk cost and how well it kept its output, per run (saved in summary.json).
 
     ``jacobians``: Jacobians taken (the first at p_0 included); ``forward_passes``: model
-    evaluations outside the Jacobians (corrector iterations, reused steps, the last point).
+    calls outside the Jacobians (corrector iterations, reused steps, the last point);
+    ``forward_points``: the points they evaluated (a reused step evaluates its corrected point
+    and the next step's predicted one in one batched call; None in runs saved before).
     Per step k < K: ``fresh`` (the step was predicted from a Jacobian taken at its start),
     ``corrector_iterations`` (updates made; None without a corrector), ``drift_before``
     (||N(x) - N(x0)|| right after the predictor step; None without a corrector) and
@@ -150,6 +162,7 @@ class Fidelity:
     drift_after: list[float] = field(default_factory=list)
     refreshes: list[dict[str, Any]] = field(default_factory=list)
     retried: int = 0
+    forward_points: int | None = None
 
     @property
     def steps(self) -> int:
@@ -174,6 +187,7 @@ class Fidelity:
             "drift_after": list(self.drift_after),
             "refreshes": [dict(r) for r in self.refreshes],
             "retried": self.retried,
+            "forward_points": self.forward_points,
         }
 
     @classmethod

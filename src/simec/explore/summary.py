@@ -58,6 +58,7 @@ def fidelity(walk: Walk, drift: list[float]) -> Fidelity:
         drift_after=drift[1:],
         refreshes=list(walk.refreshes),
         retried=walk.retried,
+        forward_points=walk.points,
     )
 
 

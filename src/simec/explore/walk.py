@@ -31,7 +31,7 @@ from .corrector import Corrector, Outcome, chord
 from .proposal import Proposal, move, propose
 from .segments import Segments
 
-__all__ = ["Candidate", "Status", "Step", "Walk"]
+__all__ = ["Candidate", "Lookahead", "Status", "Step", "Walk"]
 
 
 class Status(NamedTuple):
@@ -84,6 +84,19 @@ class Candidate:
     corrector_iterations: int | None = None
 
 
+@dataclass(frozen=True)
+class Lookahead:
+    """The next step of a Jacobian-reuse walk, drawn before its start was accepted: from
+    ``start`` along ``proposal`` of ``basis`` to ``point``; ``evaluated``: (y, logits) there,
+    when the model ran it in one batched call with ``start`` (``corrector.chord``'s ahead)."""
+
+    start: Tensor
+    proposal: Proposal
+    basis: reuse.Basis
+    point: Tensor
+    evaluated: tuple[Tensor, Tensor] | None = None
+
+
 class Walk:
     """One exploration: its settings, its generator, its records and the step in flight."""
 
@@ -124,8 +137,11 @@ class Walk:
         self.refresh: str | None = None  # why the next step needs a fresh Jacobian
         self.redo = False  # the last step was dropped: step again from the accepted point
         self.evaluated: tuple[Tensor, Tensor, Tensor] | None = None  # (x, y, logits) known
+        self.pending: Lookahead | None = None  # the next step, drawn ahead (reuse only)
+        self.contraction = 0.0  # the corrector's last measured contraction rate (reuse only)
         self.jacobians = 0
-        self.forwards = 0
+        self.forwards = 0  # model calls outside the Jacobians
+        self.points = 0  # points they evaluated (a batched call evaluates two)
         self.refreshes: list[dict[str, Any]] = []
         self.retried = 0
 
@@ -205,7 +221,7 @@ class Walk:
                 self.refreshes.append(
                     {"step": basis.step, "reason": self.refresh or "age", "angle_deg": angle}
                 )
-            self.basis, self.basis_age, self.refresh = basis, 0, None
+            self.basis, self.basis_age, self.refresh, self.pending = basis, 0, None, None
             self._step_from_basis(status.lambda_max)
             return
         proposal = propose(
@@ -234,7 +250,7 @@ class Walk:
         else:
             with torch.no_grad():
                 y, logits = self.model_fn(x)
-            self.forwards += 1
+            self.forwards, self.points = self.forwards + 1, self.points + 1
         point_ok, distance, finite = self._host_checks(x, y, logits)
         distance = distance if point_ok else math.inf
         if self.candidate is not None and not self.candidate.checked:
@@ -258,10 +274,22 @@ class Walk:
         return bool(values[0]), values[1], bool(values[2]) if len(values) > 2 else True
 
     def _step_from_basis(self, lambda_max: float) -> None:
-        """Lines 6-8 with the kept Jacobian's null space and lambda_max, then the corrector."""
+        """Lines 6-8 with the kept Jacobian's null space and lambda_max, then the corrector;
+        the step drawn ahead by the last one (``pending``), if it was drawn from this basis."""
         basis = self.basis
         assert basis is not None
-        proposal = propose(
+        pending, self.pending = self.pending, None
+        if pending is None or pending.basis is not basis:
+            self._take(
+                self.x, self._propose(basis, lambda_max), basis.jacobian, lambda_max, basis.rank, 0
+            )
+            return
+        ahead = pending if pending.start is self.x and pending.evaluated is not None else None
+        self._take_reused(self.x, pending.proposal, lambda_max, basis.rank, 0, ahead=ahead)
+
+    def _propose(self, basis: reuse.Basis, lambda_max: float) -> Proposal:
+        """Lines 6-7 from a kept Jacobian's spectrum."""
+        return propose(
             self.rule,
             basis.vectors,
             basis.rank,
@@ -273,7 +301,6 @@ class Walk:
             lambda_min=basis.lambda_min,
             eta=self.cfg.eta,
         )
-        self._take(self.x, proposal, basis.jacobian, lambda_max, basis.rank, 0)
 
     def _take(
         self, x: Tensor, proposal: Proposal, jac: Tensor, lam: float, rank: int, retries: int
@@ -289,6 +316,7 @@ class Walk:
             iterations = self.corrector.iterations
             # residuals measured: one per update, plus the one that met the tolerance
             self.forwards += iterations + (iterations < self.cfg.corrector_iterations)
+            self.points += iterations + (iterations < self.cfg.corrector_iterations)
         if self.cfg.projection == "step":
             x_new = project(x_new, self.lower, self.upper)
         self.candidate = Candidate(
@@ -296,24 +324,41 @@ class Walk:
         )
 
     def _take_reused(
-        self, x: Tensor, proposal: Proposal, lam: float, rank: int, retries: int
+        self,
+        x: Tensor,
+        proposal: Proposal,
+        lam: float,
+        rank: int,
+        retries: int,
+        *,
+        ahead: Lookahead | None = None,
     ) -> None:
-        """A step of the predictor-corrector walk (``simec.explore.reuse``)."""
+        """A step of the predictor-corrector walk (``simec.explore.reuse``); ``ahead``: this
+        step, drawn and evaluated by the last one (its first residual is known)."""
         basis = self.basis
         assert basis is not None
+        self.pending = None
         fresh = self.basis_age == 0
         y0 = self.steps[0].output
         tolerance = reuse.accept_tolerance(self.cfg.corrector_tolerance, y0)
         iterations = max(self.cfg.corrector_iterations, REUSE_MIN_ITERATIONS)
+        drawn: list[Proposal] = []
         outcome: Outcome = chord(
             self.model_fn,
-            move(x, proposal),
+            ahead.point if ahead is not None else move(x, proposal),
             y0,
             basis.factors,
             iterations=iterations,
             tolerance=tolerance,
+            known=ahead.evaluated if ahead is not None else None,
+            ahead=self._draw_ahead(basis, lam, drawn),
+            many=self.model_fn.many,
+            contraction=self.contraction,
         )
-        self.forwards += len(outcome.residuals)
+        self.forwards += outcome.calls
+        self.points += outcome.points
+        if len(outcome.correctable) > 1 and outcome.correctable[-2] > 0:
+            self.contraction = outcome.correctable[-1] / outcome.correctable[-2]
         self.basis_age += 1
         converged = outcome.final <= tolerance
         if not converged and not fresh:
@@ -330,6 +375,13 @@ class Walk:
             x_new = project(x_new, self.lower, self.upper)
         else:
             self.evaluated = (x_new, outcome.output, outcome.logits)
+        if drawn and self.refresh is None:
+            # the next step, drawn from x_new (evaluated with it, unless more iterations
+            # followed: then only its direction and size are kept)
+            known = outcome.ahead
+            evaluated = (known[1], known[2]) if known is not None else None
+            following = known[0] if known is not None else move(x_new, drawn[0])
+            self.pending = Lookahead(x_new, drawn[0], basis, following, evaluated)
         self.candidate = Candidate(
             x,
             proposal,
@@ -342,6 +394,26 @@ class Walk:
             fresh=fresh,
             corrector_iterations=outcome.iterations,
         )
+
+    def _draw_ahead(self, basis: reuse.Basis, lam: float, drawn: list[Proposal]) -> Any:
+        """The ``ahead`` of ``chord``: the next step from a point the corrector reached, its
+        direction drawn once (at the first call), when it will be a reused step (not the last
+        of the basis, not past the walk's steps; not with ``projection="step"``, which moves
+        the point reached)."""
+        if (
+            self.cfg.projection == "step"
+            or self.reuse_age is None
+            or self.basis_age + 1 >= self.reuse_age
+            or len(self.steps) >= self.cfg.steps
+        ):
+            return None
+
+        def ahead(point: Tensor) -> Tensor:
+            if not drawn:
+                drawn.append(self._propose(basis, lam))
+            return move(point, drawn[0])
+
+        return ahead
 
     def _check(self, point_ok: bool, distance: float) -> bool:
         """Check the point the candidate reached; False if the walk retried or stopped."""
@@ -406,7 +478,7 @@ class Walk:
                     y, logits = known[1], known[2]
                 else:
                     y, logits = self.model_fn(self.x)
-                    self.forwards += 1
+                    self.forwards, self.points = self.forwards + 1, self.points + 1
                 n = self.done
                 if n > 0 and not (torch.isfinite(y).all() and torch.isfinite(logits).all()):
                     self._fail(policy.output_failure(n, "non-finite output"))

@@ -88,16 +88,11 @@ def _math_attention() -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
 
 
-def _compile(
-    fn: Callable[[Tensor], Any], x: Tensor, chunk_size: int | None, has_aux: bool
-) -> Callable[[Tensor], tuple[Tensor, ...]]:
+def _trace_and_compile(full: Callable[..., Any], inputs: tuple[Any, ...]) -> Callable[..., Any]:
     from torch.fx.experimental.proxy_tensor import make_fx
 
-    def full(z: Tensor) -> tuple[Tensor, ...]:
-        return _eager(fn, z, chunk_size, has_aux)
-
     with torch.no_grad(), _math_attention(), quiet_vmap():
-        graph = make_fx(full, tracing_mode="real")(x)
+        graph = make_fx(full, tracing_mode="real")(*inputs)
     return torch.compile(graph, dynamic=False, fullgraph=True)
 
 
@@ -108,25 +103,41 @@ def _cache_slot(fn: Callable) -> tuple[Any, Any]:
     return fn, None
 
 
-def _compiled_jacobian(
-    fn: Callable[[Tensor], Any], x: Tensor, chunk_size: int | None, has_aux: bool
-) -> tuple[Tensor, ...] | None:
-    """The compiled result, or None when this function cannot be compiled (eager then)."""
+def _signature(value: Any) -> Any:
+    """Shapes, dtypes, devices and strides of the tensors of a pytree (a compiled graph's key)."""
+    if isinstance(value, Tensor):
+        return (tuple(value.shape), value.dtype, value.device, value.stride())
+    if isinstance(value, dict):
+        return tuple(
+            (k, _signature(v)) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))
+        )
+    if isinstance(value, (list, tuple)):
+        return tuple(_signature(v) for v in value)
+    return value
+
+
+def _compiled_call(
+    fn: Callable, key: tuple, eager: Callable[..., tuple[Any, ...]], inputs: tuple[Any, ...]
+) -> tuple[Any, ...] | None:
+    """``eager(*inputs)`` (a Jacobian computation) by its compiled trace, made at the first call
+    for ``fn`` and ``key`` and checked then against ``eager``; None when it cannot be compiled
+    (eager then, for good, with one warning per distinct reason)."""
     owner, sub = _cache_slot(fn)
     try:
         table = _CACHE.setdefault(owner, {})
     except TypeError:  # not weakly referenceable: never cache (a compile per call would be worse)
         return None
-    key = (sub, tuple(x.shape), x.dtype, x.device, x.stride(), chunk_size, has_aux)
+    key = (sub, *key)
     compiled = table.get(key)
     if compiled is _FAILED:
         return None
     if compiled is not None:
-        return compiled(x)
+        return compiled(*inputs)
+    x = inputs[0]
     try:
-        compiled = _compile(fn, x, chunk_size, has_aux)
-        out = compiled(x)
-        ref = _eager(fn, x, chunk_size, has_aux)
+        compiled = _trace_and_compile(eager, inputs)
+        out = compiled(*inputs)
+        ref = eager(*inputs)
         rtol = _CHECK_RTOL.get(x.dtype, 1e-4)
         for a, b in zip(out[:2], ref[:2]):
             scale = float(torch.linalg.vector_norm(b)) or 1.0
@@ -143,11 +154,23 @@ def _compiled_jacobian(
                 f"simec: compiled Jacobian unavailable for this model ({reason}); using the "
                 "eager path",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         return None
     table[key] = compiled
     return ref  # the first call answers with the eager result it was checked against
+
+
+def _compiled_jacobian(
+    fn: Callable[[Tensor], Any], x: Tensor, chunk_size: int | None, has_aux: bool
+) -> tuple[Tensor, ...] | None:
+    """The compiled result, or None when this function cannot be compiled (eager then)."""
+
+    def full(z: Tensor) -> tuple[Any, ...]:
+        return _eager(fn, z, chunk_size, has_aux)
+
+    key = (tuple(x.shape), x.dtype, x.device, x.stride(), chunk_size, has_aux)
+    return _compiled_call(fn, key, full, (x,))
 
 
 @overload
@@ -209,6 +232,7 @@ def batched_jacobian(
     *args: Any,
     chunk_size: int | None = ...,
     has_aux: Literal[False] = ...,
+    compile: bool = ...,
 ) -> tuple[Tensor, Tensor]: ...
 @overload
 def batched_jacobian(
@@ -217,6 +241,7 @@ def batched_jacobian(
     *args: Any,
     chunk_size: int | None = ...,
     has_aux: Literal[True],
+    compile: bool = ...,
 ) -> tuple[Tensor, Tensor, Any]: ...
 def batched_jacobian(
     fn: Callable[..., Any],
@@ -224,6 +249,7 @@ def batched_jacobian(
     *args: Any,
     chunk_size: int | None = None,
     has_aux: bool = False,
+    compile: bool = False,
 ) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, Any]:
     """Jacobians of B independent problems at once: ``y_b = fn(xs[b], *(a[b] for a in args))``.
 
@@ -234,10 +260,35 @@ def batched_jacobian(
     One forward pass of the batch (``vmap(fn)``), then q backward passes of the batch: because
     the B problems do not interact, pulling back the cotangent e_i for every problem at once
     gives row i of all B Jacobians. The q pullbacks are vmapped like in ``jacobian`` (``chunk_size``
-    rows at a time). Eager only (no compiled path).
+    rows at a time).
+
+    ``compile``: the same computation traced (``xs`` and ``args`` its inputs, so one graph
+    serves every batch of the same shapes) and compiled on the first call for ``fn`` and these
+    shapes, as ``jacobian`` does; eager on any failure.
     """
     if chunk_size is not None and chunk_size < 1:
         raise InputError(f"chunk_size must be a positive integer, got {chunk_size}")
+    if compile:
+
+        def full(z: Tensor, *rest: Any) -> tuple[Any, ...]:
+            return _batched_eager(fn, z, rest, chunk_size, has_aux)
+
+        key = ("batched", _signature(xs), _signature(args), chunk_size, has_aux)
+        with torch.no_grad():
+            out = _compiled_call(fn, key, full, (xs, *args))
+        if out is not None:
+            return out  # type: ignore[return-value]
+    with torch.no_grad():
+        return _batched_eager(fn, xs, args, chunk_size, has_aux)
+
+
+def _batched_eager(
+    fn: Callable[..., Any],
+    xs: Tensor,
+    args: tuple[Any, ...],
+    chunk_size: int | None,
+    has_aux: bool,
+) -> tuple[Any, ...]:
     batched = vmap(fn)
 
     def whole(z: Tensor) -> Any:

@@ -265,8 +265,8 @@ def _run_locked(
         folder, summary = None, None
         if outcome.result is not None:
             folder = f"inputs/{outcome.item.id}"
-            outcome.result.save(out / folder)
             summary = outcome.result.summary()
+            outcome.result.save(out / folder, summary=summary)
         entry = manifest_entry(
             outcome.item, outcome.seed, summary, result_dir=folder, error=outcome.error
         )
