@@ -49,6 +49,35 @@ def test_two_images_are_not_equivalent_and_files_are_written(equivalence, images
     assert printed["verdict"] == "not equivalent"
 
 
+def test_the_decoded_pictures_of_the_curve_carry_their_own_class(
+    equivalence, images, vit_dir, tmp_path
+):
+    """summary.json names, for each decoded picture in equivalence.png, the class of its curve
+    point and the class the model gives the picture: the latter equals an independent decoding
+    and one-at-a-time classification."""
+    import torch
+    from safetensors.torch import load_file
+
+    from simec import load_adapter
+    from simec.interpret import ViTDecoder
+    from tests.report.test_viewer import _one_at_a_time
+
+    code, summary = equivalence("pics", *images, "--guided-steps", "2", *FAST)
+    assert code == 0
+    shown = summary["decoded_pictures"]
+    assert len(shown) >= 2 and shown[0]["point"] == 0
+    adapter = load_adapter(vit_dir)
+    tensors = load_file(str(tmp_path / "pics" / "curve.safetensors"))
+    points = [frame["point"] for frame in shown]
+    pictures = ViTDecoder(adapter).decode_trajectory(tensors["curve"][points])
+    classes, _ = _one_at_a_time(adapter, pictures)
+    labels = list(adapter.labels)
+    assert [frame["picture"] for frame in shown] == [labels[c] for c in classes]
+    outputs = tensors["outputs"][points].argmax(-1).tolist()
+    assert [frame["embedding"] for frame in shown] == [labels[c] for c in outputs]
+    assert torch.isfinite(tensors["curve"]).all()
+
+
 def test_an_image_and_itself_are_equivalent(equivalence, images):
     code, summary = equivalence("same", images[0], images[0], *FAST)
     assert code == 0

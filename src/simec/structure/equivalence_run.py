@@ -126,8 +126,13 @@ def save_equivalence(
         }
     tensors = {"curve": result.curve.cpu().contiguous(), "outputs": result.curve_outputs.cpu()}
     atomic_write_bytes(folder / "curve.safetensors", save(tensors))
+    frames = _decoded_images(result, adapter)
+    if frames:
+        summary["decoded_pictures"] = [
+            {k: v for k, v in frame.items() if k != "image"} for frame in frames
+        ]
     atomic_write_json(folder / "summary.json", summary)
-    _plot(result, adapter, folder / "equivalence.png")
+    _plot(result, adapter, folder / "equivalence.png", frames)
     _curve_run(result, adapter, prepared, inputs).save(folder / "curve")
     try:
         from ..report.viewer import write_viewer
@@ -190,32 +195,50 @@ def _decoded_text(
     ]
 
 
-def _decoded_images(result: EquivalenceResult, adapter: ModelAdapter, count: int = 6) -> list:
+def _decoded_images(
+    result: EquivalenceResult, adapter: ModelAdapter, count: int = 6
+) -> list[dict[str, Any]]:
+    """Vision models: ``count`` points of the curve decoded into pictures, each with the class
+    of its point (``embedding``) and the class the model gives the picture (``picture``)."""
     from ..models.hf_vision import HFImageClassifierAdapter
 
     if not isinstance(adapter, HFImageClassifierAdapter):
         return []
-    from ..interpret.decode_image import ViTDecoder
+    from ..interpret.decode_image import ViTDecoder, classify_pictures
 
     picks = np.unique(np.linspace(0, len(result.curve) - 1, count).round().astype(int))
     images = ViTDecoder(adapter).decode_trajectory(result.curve[picks])
-    return [(int(i), img) for i, img in zip(picks, images)]
+    labels = list(adapter.labels)
+    pictures = classify_pictures(adapter, images).argmax(-1).tolist()
+    points = result.curve_outputs[picks].argmax(-1).tolist()
+    return [
+        {"point": int(i), "image": img, "embedding": labels[e], "picture": labels[p]}
+        for i, img, e, p in zip(picks, images, points, pictures)
+    ]
 
 
-def _plot(result: EquivalenceResult, adapter: ModelAdapter, path: Path) -> None:
+def _plot(
+    result: EquivalenceResult, adapter: ModelAdapter, path: Path, frames: list[dict[str, Any]]
+) -> None:
     import matplotlib.pyplot as plt
 
     from ..report import plots
 
-    frames = _decoded_images(result, adapter)
-    fig = plt.figure(figsize=(7.5, 5.2 if frames else 3.4))
+    fig = plt.figure(figsize=(7.5, 5.6 if frames else 3.4))
     grid = fig.add_gridspec(
-        2 if frames else 1, max(len(frames), 1), height_ratios=([2.2, 1] if frames else [1])
+        2 if frames else 1, max(len(frames), 1), height_ratios=([2.2, 1.2] if frames else [1])
     )
     ax = fig.add_subplot(grid[0, :])
     title = f"{result.verdict}: {result.lower_bound:.3g} <= Pd <= {result.upper_bound:.3g}"
     plots.plot_curve_outputs(result.curve_outputs, list(adapter.labels), ax=ax, title=title)
-    for n, (i, image) in enumerate(frames):
-        plots.plot_image(image, ax=fig.add_subplot(grid[1, n]), title=f"point {i}")
+    for n, frame in enumerate(frames):
+        # the class of the point on the curve and the one the model gives its decoded picture
+        caption, agree = plots.picture_caption(frame["picture"], frame["embedding"])
+        image_ax = fig.add_subplot(grid[1, n])
+        plots.plot_image(frame["image"], ax=image_ax)
+        colour = "black" if agree else plots.DISAGREE_COLOUR
+        image_ax.set_title(
+            f"point {frame['point']}\n{caption.replace(' · ', chr(10))}", fontsize=7, color=colour
+        )
     fig.tight_layout()
     plots.save_figure(fig, path)
