@@ -17,7 +17,7 @@ is inflated by the others' work.
 
     python benchmarks/bench_reuse.py --steps 150 --bert-steps 60 \
         --out benchmarks/results-reuse-cpu.md
-    python benchmarks/bench_reuse.py --compile      # add compiled rows for the ViTs
+    python benchmarks/bench_reuse.py --compile      # add compiled rows (the Jacobian compiled)
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=150, help="steps per ViT walk")
     parser.add_argument("--bert-steps", type=int, default=60, help="steps per BERT walk")
-    parser.add_argument("--compile", action="store_true", help="add compiled ViT rows")
+    parser.add_argument("--compile", action="store_true", help="add compiled rows")
     parser.add_argument("--skip-bert", action="store_true")
     parser.add_argument("--out", type=Path, default=None, help="also write the report here")
     parser.add_argument(
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_bert:
         tmp = Path(tempfile.mkdtemp())
         name, adapter, text = bert_case(device, tmp)
-        cases.append((name + " 16 tokens", adapter, text, args.bert_steps, False))
+        cases.append((name + " 16 tokens", adapter, text, args.bert_steps, args.compile))
     for name, adapter, raw, steps, with_compile in cases:
         simec.explore(adapter, raw, steps=2, compile=False)  # warm-up
         variants = [(False, 0.0)]
