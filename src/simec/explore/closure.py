@@ -19,7 +19,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.func import vmap
 
 from ..geometry.jacobian import quiet_vmap
 from ..geometry.metrics import OutputMetric
@@ -49,7 +48,7 @@ class ModelFunction:
         except TypeError:
             self._adapter = lambda: adapter
         self.prepared, self.segments, self.metric = prepared, segments, metric
-        self._batched: Callable[[Tensor], tuple[Tensor, Tensor]] | None = vmap(self)
+        self.batches = True  # ``many`` runs one batch (until the model refuses)
 
     @property
     def adapter(self) -> ModelAdapter:
@@ -64,15 +63,19 @@ class ModelFunction:
 
     def many(self, points: Tensor) -> tuple[tuple[Tensor, Tensor], int]:
         """((y, logits) at each of the points (m, |P|, width), stacked; model calls made):
-        one batched call (``vmap``), or one call per point for a model that cannot be
-        batched (found at the first try, then remembered)."""
+        one batch (the adapter's ``logits_many``), or one call per point for a model that
+        cannot be run as a batch (found at the first try, then remembered)."""
         with torch.no_grad():
-            if self._batched is not None:
+            if self.batches:
                 try:
                     with quiet_vmap():
-                        return self._batched(points), 1
+                        logits = self.adapter.logits_many(
+                            self.segments.full_many(points), self.prepared
+                        )
+                    ys = torch.stack([self.metric.output(row) for row in logits])
+                    return (ys, logits), 1
                 except Exception:  # data-dependent control flow etc.: one point at a time
-                    self._batched = None
+                    self.batches = False
             outs = [self(p) for p in points]
         return (torch.stack([o[0] for o in outs]), torch.stack([o[1] for o in outs])), len(outs)
 

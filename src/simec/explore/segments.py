@@ -50,3 +50,9 @@ class Segments:
     def full(self, xs: Tensor) -> Tensor:
         """The whole input: the explored rows ``xs`` (|P|, width) written into x0 (line 7)."""
         return xs if self.all_rows else self.x0.index_copy(0, self.rows, xs)
+
+    def full_many(self, xs: Tensor) -> Tensor:
+        """``full`` of B points at once: (B, |P|, width) -> (B, segments, width)."""
+        if self.all_rows:
+            return xs
+        return self.x0.expand(len(xs), *self.x0.shape).index_copy(1, self.rows, xs)

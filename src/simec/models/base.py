@@ -90,6 +90,17 @@ class ModelAdapter(ABC):
     def logits(self, x: Tensor, prepared: PreparedInput) -> Tensor:
         """Logits (q,) of the model run from the explored tensor x (segments, width)."""
 
+    def logits_many(self, xs: Tensor, prepared: PreparedInput) -> Tensor:
+        """Logits (B, q) at B explored tensors xs (B, segments, width) of one prepared input:
+        ``logits`` vmapped (adapters that can run a real batch override it)."""
+        import warnings
+
+        from torch.func import vmap
+
+        with warnings.catch_warnings():  # torch's "no batching rule": the fallback is exact
+            warnings.filterwarnings("ignore", message=r".*(batching rule|performance drop).*")
+            return vmap(lambda x: self.logits(x, prepared))(xs)
+
     @torch.no_grad()
     def classify(self, raws: Sequence[Any], *, batch_size: int = 32) -> Tensor:
         """Probabilities (m, q) over ``labels`` for m raw inputs.

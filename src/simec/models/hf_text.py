@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -40,6 +40,11 @@ def _refuse_file_path(text: str) -> None:
             f"{candidate!r} is an image or array file, but this is a text model: give the text "
             "itself (or a .txt file), or use a vision model"
         )
+
+
+def _repeat(model_inputs: Mapping[str, Tensor], count: int) -> dict[str, Tensor]:
+    """A batch of ``count`` copies of one input's model inputs (each (1, ...))."""
+    return {k: v.expand(count, *v.shape[1:]) for k, v in model_inputs.items()}
 
 
 class HFSequenceClassifierAdapter(HFAdapter):
@@ -129,6 +134,11 @@ class HFSequenceClassifierAdapter(HFAdapter):
     def logits(self, x: Tensor, prepared: PreparedInput) -> Tensor:
         with replace_module_output(self._embeddings, x.unsqueeze(0)):
             return self.run(prepared.model_inputs)[0]
+
+    def logits_many(self, xs: Tensor, prepared: PreparedInput) -> Tensor:
+        """One batch of the model: the input's token ids repeated, its embeddings replaced."""
+        with replace_module_output(self._embeddings, xs):
+            return self.run(_repeat(prepared.model_inputs, len(xs)))
 
     @torch.no_grad()
     def classify_ids(self, input_ids: Tensor, *, batch_size: int = 64) -> Tensor:
@@ -243,6 +253,12 @@ class HFMaskedLMAdapter(HFSequenceClassifierAdapter):
         with replace_module_output(self._embeddings, x.unsqueeze(0)):
             full = self.run(prepared.model_inputs)[0]
         return full[prepared.extras["mask_index"]].index_select(0, prepared.extras["top_ids"])
+
+    def logits_many(self, xs: Tensor, prepared: PreparedInput) -> Tensor:
+        with replace_module_output(self._embeddings, xs):
+            full = self.run(_repeat(prepared.model_inputs, len(xs)))
+        at_mask = full[:, prepared.extras["mask_index"]]
+        return at_mask.index_select(-1, prepared.extras["top_ids"])
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "top_k": self.top_k}

@@ -298,6 +298,15 @@ class HFImageClassifierAdapter(HFAdapter):
         with replace_module_output(self._embeddings, x.unsqueeze(0)):
             return self.run({"pixel_values": prepared.model_inputs["pixel_values"]})[0]
 
+    def logits_many(self, xs: Tensor, prepared: PreparedInput) -> Tensor:
+        """One batch of the model (embeddings space; pixels: ``logits`` vmapped)."""
+        if self.space == "pixels":
+            return super().logits_many(xs, prepared)
+        assert self._embeddings is not None
+        pixels = prepared.model_inputs["pixel_values"]
+        with replace_module_output(self._embeddings, xs):
+            return self.run({"pixel_values": pixels.expand(len(xs), *pixels.shape[1:])})
+
     def model_inputs(self, prepared: PreparedInput) -> dict[str, Tensor]:
         """``{"pixel_values": (1, C, H, W)}`` for the prepared image, in either space."""
         if self.space == "pixels":
