@@ -154,9 +154,7 @@ def _train(encoder_dir, texts_file, out, **options):
     return train_mlm(cfg, progress=False)
 
 
-def test_random_rows_teach_the_identity_on_pieces_the_texts_lack(
-    encoder_dir, texts_file, tmp_path
-):
+def test_random_rows_teach_the_identity_on_pieces_the_texts_lack(encoder_dir, texts_file, tmp_path):
     """The texts use 18 of the 22 ordinary pieces (no '.', ',', '!', no '##' pieces): the
     give-back of random rows over all 22 rises with ``random_rows``."""
     plain = _train(encoder_dir, texts_file, tmp_path / "plain", epochs=60)
@@ -224,17 +222,17 @@ def _cached(name):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    _cached("minilm-mlm-full") is None or not (SHARED / "davidson").is_dir(),
-    reason="minilm-mlm-full is not in the cache (simec train mlm --data .../davidson)",
-)
-def test_cached_model_meets_the_targets_on_its_held_out_texts():
+@pytest.mark.parametrize("name", ["minilm-mlm-full", "minilm-mlm-hatexplain"])
+def test_cached_model_meets_the_targets_on_its_held_out_texts(name):
     """Re-measured: unmasked tokens given back top-1 >= 97%, [MASK] top-1 >= 25%."""
     from transformers import AutoTokenizer, BertForMaskedLM
 
     from simec.data import load_davidson
+    from simec.models.cache import CACHED_MODELS
 
-    path = _cached("minilm-mlm-full")
+    if _cached(name) is None or not (SHARED / "davidson").is_dir():
+        pytest.skip(f"{name} is not in the cache ({CACHED_MODELS[name]})")
+    path = _cached(name)
     split = json.loads((path / "split.json").read_text())
     texts = load_davidson(SHARED / "davidson").texts
     held = [texts[i] for i in split["held_out_text_indices"][:300]]
@@ -247,26 +245,22 @@ def test_cached_model_meets_the_targets_on_its_held_out_texts():
 
 @pytest.mark.slow
 @pytest.mark.skipif(
-    _cached("minilm-mlm-full") is None
+    _cached("minilm-mlm-hatexplain") is None
     or _cached("minilm-hate") is None
     or not (SHARED / "hatexplain").is_dir(),
-    reason="needs minilm-mlm-full and minilm-hate in the cache and the HateXplain posts",
-)
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14 target not met yet: 95.9% of the 31,738 explored tokens of all 1,141 "
-    "hate/offensive HateXplain posts come back (Davidson held-out: 99.1%); HateXplain is out "
-    "of the MLM's training domain",
+    reason="needs minilm-mlm-hatexplain and minilm-hate in the cache and the HateXplain posts",
 )
 def test_iteration_zero_decodes_to_the_post():
     """Decoding the classifier's unmodified embeddings of hate/offensive HateXplain posts with
-    the new masked LM gives back >= 97% of the explored tokens (Algorithm 5, iteration 0)."""
+    the masked LM trained with random-piece give-back (never on HateXplain) gives back >= 97%
+    of the explored tokens (Algorithm 5, iteration 0). Over all 1,141 such posts (31,738
+    tokens) it gives back 98.0%, minilm-mlm-full 95.9%; this test measures the first ~600."""
     from simec.data import load_hatexplain_posts
     from simec.interpret.decode_text import MLMDecoder
     from simec.models import load_adapter
 
     classifier = load_adapter("minilm-hate")
-    decoder = MLMDecoder(load_adapter("minilm-mlm-full", top_k=5))
+    decoder = MLMDecoder(load_adapter("minilm-mlm-hatexplain", top_k=5))
     posts = load_hatexplain_posts(SHARED / "hatexplain" / "validation.jsonl")
     hits = total = 0
     for text, label in zip(posts.texts, posts.labels):
