@@ -88,7 +88,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a masked LM that gives text back and shares the classifier's input space",
         description="Train BertForMaskedLM from the encoder with its embeddings module frozen "
         "(the classifier's explored space): encoder layers and MLM head trained on masked-LM "
-        "plus give-back loss; report held-out [MASK] top-1/top-5 and unmasked tokens given back. "
+        "plus give-back loss (and, with --random-rows, give-back of random word pieces of the "
+        "whole vocabulary; --init continues a trained one); report held-out [MASK] top-1/top-5, "
+        "unmasked tokens and random pieces given back. "
         "Saves to --out, default the cache (minilm-mlm-full).",
     )
 
@@ -121,7 +123,8 @@ def run_mlm(args: argparse.Namespace) -> int:
     m = train_mlm(dataclass_from_args(MLMTrainConfig, args), progress=not args.quiet)
     print(
         f"held out: [MASK] top-1 {100 * m['masked_top1']:.1f}%, unmasked tokens given back "
-        f"top-1 {100 * m['reconstruction_top1']:.1f}%"
+        f"top-1 {100 * m['reconstruction_top1']:.1f}%, random pieces given back top-1 "
+        f"{100 * m['random_top1']:.1f}%"
     )
     print(f"model card: {m['out']}/README.md")
     return 0

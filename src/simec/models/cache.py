@@ -19,6 +19,9 @@ CACHED_MODELS = {
     "minilm-hate": "simec train text-classifier --data PATH/TO/davidson/labeled_data.csv",
     "minilm-mlm": "simec train mlm-head --data PATH/TO/davidson/labeled_data.csv",
     "minilm-mlm-full": "simec train mlm --data PATH/TO/davidson/labeled_data.csv",
+    "minilm-mlm-hatexplain": "simec train mlm --data PATH/TO/davidson --init minilm-mlm-full "
+    "--out minilm-mlm-hatexplain --random-rows 8 --max-length 128 --epochs 0.35 "
+    "--reconstruction-fraction 0.5 --lr 1e-4 --head-lr 5e-4 --threads 1",
 }
 
 
