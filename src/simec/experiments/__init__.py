@@ -11,7 +11,7 @@ from .._io import atomic_write_json, environment, setting_differences
 from ..errors import InputError
 
 # options that only say how much to run, or where: a resumed run may change them
-_RESUMABLE_CHANGES = ("out", "device", "images", "posts")
+_RESUMABLE_CHANGES = ("out", "device", "images", "posts", "repetitions")
 
 
 def start_or_resume(out: Path, cfg: Any) -> None:
