@@ -219,3 +219,43 @@ def test_text_data_for_an_image_model_and_bad_option_values_are_refused(
         err = capsys.readouterr().err.strip().splitlines()
         assert err[-1].startswith("simec") and "Traceback" not in "".join(err), extra
     assert not (tmp_path / "bad" / "rows").exists()
+
+
+def test_an_interrupted_walk_leaves_no_row_and_tables_come_from_the_rows_made(
+    mnist_vit_dir, fake_mnist, tmp_path, monkeypatch
+):
+    from dataclasses import replace
+
+    import simec.experiments.interpretations as exp
+
+    out = tmp_path / "exp"
+    cfg = InterpretationsConfig(
+        model=str(mnist_vit_dir),
+        data=str(fake_mnist),
+        out=str(out),
+        images=1,
+        repetitions=1,
+        steps=4,
+        record_every=2,
+        etas=(10.0,),
+        segment_sets=("one", "q2"),
+    )
+    real = exp.explore
+    calls = {"n": 0}
+
+    def explore_then_stop(*args, **kwargs):  # Ctrl-C during the third walk (row 2, SiMEC)
+        calls["n"] += 1
+        result = real(*args, **kwargs)
+        if calls["n"] == 3:
+            return replace(result, stop_reason="interrupted at step 2")
+        return result
+
+    monkeypatch.setattr(exp, "explore", explore_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        run_interpretations(cfg, progress=False)
+    assert [p.name for p in (out / "rows").glob("*.json")] == ["00000-r0-eta10-one.json"]
+    assert not (out / "table.md").exists()
+    exp.tables_from_rows(out)  # the tables of the one row made, nothing computed
+    assert calls["n"] == 3
+    assert "| SiMExp η=10 |" in (out / "table.md").read_text()
+    assert json.loads((out / "results.json").read_text())["aggregate"]["rows"] == 1

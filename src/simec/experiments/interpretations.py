@@ -66,6 +66,8 @@ __all__ = [
     "plot_original_vs_top",
     "run_interpretations",
     "summarize",
+    "tables_from_rows",
+    "write_tables",
 ]
 
 SEGMENT_SETS = ("all", "one", "q2")
@@ -399,6 +401,8 @@ def _walk(
     task: _Task, item: _Input, ecfg: ExploreConfig, seed: int
 ) -> tuple[WalkRecord, ExplorationResult]:
     result = explore(task.adapter, item.raw, ecfg, seed=seed)
+    if result.stop_reason.startswith("interrupted"):  # Ctrl-C: keep no partial row
+        raise KeyboardInterrupt
     t0 = time.perf_counter()
     record = measure_run(result, task.interpreter(result, item.raw))
     done = max(result.steps_completed, 1)
@@ -842,6 +846,25 @@ def run_interpretations(cfg: InterpretationsConfig, *, progress: bool = True) ->
         in wanted
     ]
     return write_tables(rows, cfg, out, save_figure=save_figure)
+
+
+def tables_from_rows(out: str | Path) -> dict[str, Any]:
+    """Rewrite table.md, results.json and the figures of ``out`` from the rows it holds (for
+    a run that was stopped: nothing is computed)."""
+    from ..report.plots import save_figure
+
+    folder = Path(out)
+    try:
+        saved = json.loads((folder / "config.json").read_text())["config"]
+    except (OSError, ValueError, KeyError) as err:
+        raise InputError(f"{folder} holds no readable config.json ({err})") from None
+    for key in ("etas", "segment_sets"):
+        saved[key] = tuple(saved[key])
+    cfg = InterpretationsConfig(**saved)
+    rows = load_rows(folder / "rows", InterpretationRow)
+    if not rows:
+        raise InputError(f"{folder}/rows holds no rows")
+    return write_tables(rows, cfg, folder, save_figure=save_figure)
 
 
 def write_tables(
