@@ -669,19 +669,20 @@ def _m7_table(rows: Sequence[InterpretationRow], cfg: InterpretationsConfig, pap
 
 def _m9_table(rows: Sequence[InterpretationRow], cfg: InterpretationsConfig) -> str:
     lines = [
-        "| | embedding changes | realigned by the interpretation | mean delay | Pearson r of top-class probabilities, mean |",
-        "| --- | --- | --- | --- | --- |",
+        "| | embedding changes | realigned by the interpretation | mean delay | Pearson r of top-class probabilities, mean (sd) over runs where both vary | runs |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for alg in ("simec", "simexp"):
         for eta in cfg.etas:
             g = _group(rows, alg, eta, cfg.segment_sets)
+            r_values = [rec.top_class_pearson for _, rec in g]
             events = [e for _, rec in g for e in rec.catch_up]
             caught = [e for e in events if e.get("delay") is not None]
             delay = mean_std([e["delay"] for e in caught]).text(".1f", ".1f", empty="–")
             name = "SiMEC" if alg == "simec" else "SiMExp"
             lines.append(
                 f"| {name} η={eta:g} | {len(events)} | {len(caught)} | {delay} | "
-                f"{_ms([rec.top_class_pearson for _, rec in g], 2)} |"
+                f"{_ms(r_values, 2)} | {mean_std(r_values).n} of {len(g)} |"
             )
     return "\n".join(lines)
 
