@@ -126,6 +126,13 @@ def test_vision_experiment_end_to_end_resume_and_refusal(
     err = capsys.readouterr().err.strip()
     assert "cannot resume" in err and len(err.splitlines()) == 1
     assert first.stat().st_mtime_ns == stamp
+    # another eta or segment set only adds rows (their names carry eta and set)
+    argv_eta = [*argv_more, "--etas", "5", "--segment-sets", "one"]
+    argv_eta[argv_eta.index("--repetitions") + 1] = "1"
+    assert main(argv_eta) == 0
+    assert first.stat().st_mtime_ns == stamp
+    assert len(list((out / "rows").glob("*.json"))) == 12 + 6 + 1
+    assert "| 5 | one | 1 |" in (out / "table.md").read_text()  # the table of the rows asked
 
 
 def _posts(tmp_path):
