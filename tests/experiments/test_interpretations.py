@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from simec.cli import main
+from simec.errors import InputError
 from simec.experiments.interpretations import (
     InterpretationRow,
     InterpretationsConfig,
@@ -266,3 +267,5 @@ def test_an_interrupted_walk_leaves_no_row_and_tables_come_from_the_rows_made(
     assert calls["n"] == 3
     assert "| SiMExp η=10 |" in (out / "table.md").read_text()
     assert json.loads((out / "results.json").read_text())["aggregate"]["rows"] == 1
+    with pytest.raises(InputError, match="no rows"):
+        exp.tables_from_rows(out, repetitions=0)

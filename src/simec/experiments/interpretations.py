@@ -849,9 +849,10 @@ def run_interpretations(cfg: InterpretationsConfig, *, progress: bool = True) ->
     return write_tables(rows, cfg, out, save_figure=save_figure)
 
 
-def tables_from_rows(out: str | Path) -> dict[str, Any]:
+def tables_from_rows(out: str | Path, *, repetitions: int | None = None) -> dict[str, Any]:
     """Rewrite table.md, results.json and the figures of ``out`` from the rows it holds (for
-    a run that was stopped: nothing is computed)."""
+    a run that was stopped: nothing is computed); ``repetitions``: only the rows of the first
+    that many repetitions (e.g. the complete ones)."""
     from ..report.plots import save_figure
 
     folder = Path(out)
@@ -862,7 +863,11 @@ def tables_from_rows(out: str | Path) -> dict[str, Any]:
     for key in ("etas", "segment_sets"):
         saved[key] = tuple(saved[key])
     cfg = InterpretationsConfig(**saved)
-    rows = load_rows(folder / "rows", InterpretationRow)
+    rows = [
+        r
+        for r in load_rows(folder / "rows", InterpretationRow)
+        if repetitions is None or r.repetition < repetitions
+    ]
     if not rows:
         raise InputError(f"{folder}/rows holds no rows")
     return write_tables(rows, cfg, folder, save_figure=save_figure)
