@@ -21,6 +21,7 @@ from simec.cli.options import (
     dataclass_from_args,
 )
 from simec.experiments.equivalence_pairs import EquivalencePairsConfig
+from simec.experiments.interpretations import InterpretationsConfig
 from simec.experiments.text_exploration import TextExplorationConfig
 from simec.experiments.vit_exploration import VitExplorationConfig
 from simec.explore.config import ALGORITHMS, ExploreConfig, parse_segments
@@ -47,6 +48,7 @@ CONFIGS: dict[tuple[str, ...], type] = {
     ("experiment", "text-exploration"): TextExplorationConfig,
     ("train", "mlm"): MLMTrainConfig,
     ("experiment", "equivalence"): EquivalencePairsConfig,
+    ("experiment", "interpretations"): InterpretationsConfig,
     ("equivalence",): EquivalenceConfig,
 }
 
@@ -273,6 +275,8 @@ def test_every_command_dispatches_to_a_run_function():
                 walk(child, [*path, name])
 
     walk(build_parser(), [])
-    assert len(leaves) == 17  # + view, equivalence, experiment equivalence, train mlm
+    assert (
+        len(leaves) == 18
+    )  # + view, equivalence, experiment equivalence, train mlm, interpretations
     for path, func in leaves:
         assert callable(func) and func.__module__.startswith("simec.cli."), path

@@ -1,4 +1,5 @@
-"""``simec experiment vit-exploration|vision-explainers|text-exploration|equivalence``."""
+"""``simec experiment vit-exploration|vision-explainers|text-exploration|equivalence|
+interpretations``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..experiments.equivalence_pairs import EquivalencePairsConfig
+from ..experiments.interpretations import InterpretationsConfig
 from ..experiments.text_exploration import TextExplorationConfig
 from ..experiments.vit_exploration import VitExplorationConfig
 from .options import (
@@ -24,6 +26,25 @@ HELP = "reproduce the papers' experiments"
 #: options of each experiment's config, in --help order (other fields are the paper's settings)
 VIT_FIELDS = ("model", "data", "dataset", "images", "steps", "seed", "max_step", "device", "out")
 TEXT_FIELDS = ("model", "mlm", "data", "posts", "steps", "max_tokens", "seed", "device", "out")
+INTERPRETATION_FIELDS = (
+    "model",
+    "data",
+    "mlm",
+    "images",
+    "posts",
+    "repetitions",
+    "steps",
+    "etas",
+    "segment_sets",
+    "attribution",
+    "record_every",
+    "jacobian_reuse",
+    "max_tokens",
+    "dataset",
+    "seed",
+    "device",
+    "out",
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,6 +86,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         description="Pairs of each kind from an IDX data set, bounded by `simec equivalence` "
         "in the embedding space: lower and upper bounds, verdicts, the guided walks' closest "
         "approach, seconds per pair. Writes rows/, table.md and results.json. Resumable.",
+    )
+    add_config_command(
+        exps,
+        "interpretations",
+        InterpretationsConfig,
+        run_interpretations,
+        help="the final paper's measures of decoded inputs along SiMEC/SiMExp (M1-M9), on a "
+        "ViT or a text classifier",
+        description="Per input (one image per class, or HateXplain hate/offensive posts), "
+        "repetition, eta and segment set (all / one / q2 by an attribution method): SiMEC and "
+        "SiMExp with the final version's step rule and box; every k-th point decoded and "
+        "re-classified. Writes rows/, table.md (M1, M2/M3, M4, M7, M9, time per segment per "
+        "iteration, the paper's numbers beside), results.json and M1 figures. Resumable.",
+        include=INTERPRETATION_FIELDS,
     )
 
 
@@ -146,4 +181,13 @@ def run_text_exploration(args: argparse.Namespace) -> int:
     run_text_exploration(cfg, progress=not args.quiet)
     print((Path(args.out) / "table.md").read_text())
     print(f"figures and report.html in {args.out}/")
+    return 0
+
+
+def run_interpretations(args: argparse.Namespace) -> int:
+    from ..experiments.interpretations import run_interpretations
+
+    cfg = dataclass_from_args(InterpretationsConfig, args)
+    run_interpretations(cfg, progress=not args.quiet)
+    print((Path(cfg.out) / "table.md").read_text())
     return 0

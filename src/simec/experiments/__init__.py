@@ -10,8 +10,10 @@ from typing import Any
 from .._io import atomic_write_json, environment, setting_differences
 from ..errors import InputError
 
-# options that only say how much to run, or where: a resumed run may change them
-_RESUMABLE_CHANGES = ("out", "device", "images", "posts")
+# options that only say how much to run, or where: a resumed run may change them (etas and
+# segment_sets of the interpretations experiment name its rows, they do not change how a row
+# is made)
+_RESUMABLE_CHANGES = ("out", "device", "images", "posts", "repetitions", "etas", "segment_sets")
 
 
 def start_or_resume(out: Path, cfg: Any) -> None:

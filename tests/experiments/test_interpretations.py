@@ -1,0 +1,271 @@
+"""``simec experiment interpretations``: the final version's measures along SiMEC/SiMExp walks,
+end to end on tiny models (vision and text), resume, refusals and bad input."""
+
+import json
+
+import numpy as np
+import pytest
+
+from simec.cli import main
+from simec.errors import InputError
+from simec.experiments.interpretations import (
+    InterpretationRow,
+    InterpretationsConfig,
+    choose_segments,
+    resolve_mlm,
+    run_interpretations,
+)
+from simec.experiments.rows import load_rows
+from simec.interpret import measures as m
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _vision_argv(model, data, out, *extra):
+    return [
+        "experiment",
+        "interpretations",
+        "--model",
+        str(model),
+        "--data",
+        str(data),
+        "--images",
+        "2",
+        "--repetitions",
+        "1",
+        "--steps",
+        "4",
+        "--record-every",
+        "2",
+        "--out",
+        str(out),
+        "--quiet",
+        *extra,
+    ]
+
+
+def test_choose_segments_on_a_hand_worked_example():
+    names = ["[CLS]", "a", "b", "c", "d"]
+    scores = [9.0, 1.0, 3.0, 2.0, 4.0]  # [CLS] would win but is never explored
+    sets = choose_segments(scores, names, {"[CLS]"})
+    assert sets["all"] == [1, 2, 3, 4]
+    assert sets["one"] == [4]
+    assert sets["q2"] == [2, 4]  # above the median 2.5 of the four patches
+
+
+def test_the_walks_use_the_final_versions_settings():
+    cfg = InterpretationsConfig(model="m", data="d", out="o", jacobian_reuse="auto")
+    ecfg = cfg.explore_config("simexp", 10.0, [3, 5]).validate()
+    assert (ecfg.step_rule, ecfg.eta, ecfg.box, ecfg.projection) == (
+        "paper-final",
+        10.0,
+        "embedding-bounds",
+        "step",
+    )
+    assert ecfg.output_metric == "euclidean-logits" and ecfg.max_step is None
+    assert ecfg.segments == (3, 5) and ecfg.record_every == 10
+    assert ecfg.jacobian_reuse == "off"  # reuse is for SiMEC only
+    assert cfg.explore_config("simec", 1.0, [3]).jacobian_reuse == "auto"
+    assert InterpretationsConfig(model="m", data="d", out="o").jacobian_reuse == "off"
+
+
+def test_vision_experiment_end_to_end_resume_and_refusal(
+    mnist_vit_dir, fake_mnist, tmp_path, capsys
+):
+    out = tmp_path / "exp"
+    argv = _vision_argv(mnist_vit_dir, fake_mnist, out)
+    assert main(argv) == 0
+    rows = load_rows(out / "rows", InterpretationRow)
+    assert len(rows) == 2 * 2 * 3  # 2 images x 2 etas x 3 segment sets
+    assert {(r.label, r.eta, r.segment_set) for r in rows} == {
+        (c, e, s) for c in (0, 1) for e in (1.0, 10.0) for s in ("all", "one", "q2")
+    }
+    for r in rows:
+        assert r.kind == "vision" and 0 <= r.predicted < 10
+        n = {"all": 16, "one": 1, "q2": 8}[r.segment_set]  # 4x4 patches, [CLS] never explored
+        assert len(r.segments) == n and 0 not in r.segments
+        assert len(r.rho_v) == n
+        for walk in (r.simec, r.simexp):
+            rec = walk.record()
+            assert rec.steps == [0, 2, 4] and rec.iterations == 4
+            assert walk.steps_completed == 4
+            assert walk.seconds_per_segment_iteration == pytest.approx(walk.seconds / 4 / n)
+            # the record's counts agree with its own probabilities
+            probs = np.array(rec.embedding_probabilities)
+            assert rec.top1_changes_embedding == m.top1_changes(probs)
+            assert rec.ranking_inversions_embedding == m.ranking_changes(probs)
+            assert rec.embedding_predicted[0] == r.predicted  # x(0) is the input's embedding
+        assert r.simec.algorithm == "simec" and r.simexp.algorithm == "simexp"
+    table = (out / "table.md").read_text()
+    for heading in ("## M1", "## M2/M3", "## M4", "## M7", "## M9", "## Time per patch"):
+        assert heading in table
+    # the pooled ranking-change cell is the mean over the rows' own records
+    pooled = [
+        m.per_1000(r.simexp.record().ranking_inversions_embedding, 4) for r in rows if r.eta == 10
+    ]
+    line = next(x for x in table.splitlines() if x.startswith("| SiMExp η=10 |"))
+    cell = line.split("|")[5].strip()
+    assert cell.startswith(f"{np.mean(pooled):.2f} (")
+    assert "11.91 (11.87)**" in line  # the paper's number beside ours
+    for s in ("all", "one", "q2"):
+        assert (out / f"m1_{s}_eta10.png").is_file()
+    results = json.loads((out / "results.json").read_text())
+    assert results["aggregate"]["rows"] == 12 and results["config"]["step_rule"] == "paper-final"
+
+    # resume with more repetitions: the rows made are kept, the new repetition is added
+    first = sorted((out / "rows").glob("*.json"))[0]
+    stamp = first.stat().st_mtime_ns
+    argv_more = list(argv)
+    argv_more[argv_more.index("--repetitions") + 1] = "2"
+    argv_more[argv_more.index("--images") + 1] = "1"
+    assert main(argv_more) == 0
+    assert first.stat().st_mtime_ns == stamp
+    assert len(list((out / "rows").glob("*.json"))) == 12 + 6
+    # other settings are refused and leave the rows alone
+    capsys.readouterr()
+    assert main(argv + ["--steps", "6"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot resume" in err and len(err.splitlines()) == 1
+    assert first.stat().st_mtime_ns == stamp
+    # another eta or segment set only adds rows (their names carry eta and set)
+    argv_eta = [*argv_more, "--etas", "5", "--segment-sets", "one"]
+    argv_eta[argv_eta.index("--repetitions") + 1] = "1"
+    assert main(argv_eta) == 0
+    assert first.stat().st_mtime_ns == stamp
+    assert len(list((out / "rows").glob("*.json"))) == 12 + 6 + 1
+    assert "| 5 | one | 1 |" in (out / "table.md").read_text()  # the table of the rows asked
+
+
+def _posts(tmp_path):
+    posts = [
+        ("p1", ["we", "hate", "you", "!"], [0, 0, 2]),
+        ("p2", ["the", "cat", "sat", "on", "the", "mat"], [1, 1, 1]),  # normal: skipped
+        ("p3", ["bad", "dog", "is", "bad"], [2, 2, 2]),
+    ]
+    data = tmp_path / "validation.jsonl"
+    data.write_text(
+        "\n".join(
+            json.dumps({"id": i, "post_tokens": w, "annotators": {"label": lab}})
+            for i, w, lab in posts
+        )
+        + "\n"
+    )
+    return data
+
+
+def test_text_experiment_end_to_end(bert_dir, tmp_path):
+    from tests.conftest import make_tokenizer
+    from tests.interpret.test_decode_text import tiny_mlm
+
+    mlm_dir = tmp_path / "mlm"
+    tiny_mlm().save_pretrained(mlm_dir)
+    make_tokenizer(tmp_path).save_pretrained(mlm_dir)
+    out = tmp_path / "text"
+    cfg = InterpretationsConfig(
+        model=str(bert_dir),
+        data=str(_posts(tmp_path)),
+        out=str(out),
+        mlm=str(mlm_dir),
+        posts=2,
+        repetitions=1,
+        steps=4,
+        record_every=2,
+        etas=(10.0,),
+        segment_sets=("one", "all"),
+    )
+    run_interpretations(cfg, progress=False)
+    rows = load_rows(out / "rows", InterpretationRow)
+    assert sorted({r.input_id for r in rows}) == ["p1", "p3"]
+    assert len(rows) == 4
+    for r in rows:
+        assert r.kind == "text"
+        assert len(r.segments) == (1 if r.segment_set == "one" else 4)  # [CLS]/[SEP] kept
+        rec = r.simexp.record()
+        assert rec.kind == "text" and len(rec.interpretation_probabilities) == 3
+    assert json.loads((out / "config.json").read_text())["config"]["mlm"] == str(mlm_dir)
+    assert "MLM " in (out / "table.md").read_text()
+
+
+def test_auto_mlm_prefers_the_hatexplain_model_when_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("SIMEC_CACHE", str(tmp_path))
+    assert resolve_mlm("auto") == "minilm-mlm-full"
+    (tmp_path / "models" / "minilm-mlm-hatexplain").mkdir(parents=True)
+    assert resolve_mlm("auto") == "minilm-mlm-full"  # no config.json: not a model yet
+    (tmp_path / "models" / "minilm-mlm-hatexplain" / "config.json").write_text("{}")
+    assert resolve_mlm("auto") == "minilm-mlm-hatexplain"
+    assert resolve_mlm("some/dir") == "some/dir"
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--etas", "1,1"], "repeated"),
+        (["--record-every", "9"], "exceeds steps"),
+        (["--data", "/nonexistent/mnist"], "does not exist"),
+    ],
+)
+def test_bad_input_is_a_one_line_error(mnist_vit_dir, fake_mnist, tmp_path, capsys, extra, message):
+    argv = _vision_argv(mnist_vit_dir, fake_mnist, tmp_path / "bad") + extra
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "bad" / "rows").exists()  # refused before any work
+
+
+def test_text_data_for_an_image_model_and_bad_option_values_are_refused(
+    mnist_vit_dir, fake_mnist, tmp_path, capsys
+):
+    argv = _vision_argv(mnist_vit_dir, _posts(tmp_path), tmp_path / "bad")
+    assert main(argv) == 2
+    assert "IDX folder" in capsys.readouterr().err
+    for extra in (["--segment-sets", "all,half"], ["--etas", "0"], ["--jacobian-reuse", "x"]):
+        try:  # argparse refuses some (SystemExit 2), the config check the others (return 2)
+            code = main(_vision_argv(mnist_vit_dir, fake_mnist, tmp_path / "bad") + extra)
+        except SystemExit as exc:
+            code = exc.code
+        assert code == 2, extra
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("simec") and "Traceback" not in "".join(err), extra
+    assert not (tmp_path / "bad" / "rows").exists()
+
+
+def test_an_interrupted_walk_leaves_no_row_and_tables_come_from_the_rows_made(
+    mnist_vit_dir, fake_mnist, tmp_path, monkeypatch
+):
+    from dataclasses import replace
+
+    import simec.experiments.interpretations as exp
+
+    out = tmp_path / "exp"
+    cfg = InterpretationsConfig(
+        model=str(mnist_vit_dir),
+        data=str(fake_mnist),
+        out=str(out),
+        images=1,
+        repetitions=1,
+        steps=4,
+        record_every=2,
+        etas=(10.0,),
+        segment_sets=("one", "q2"),
+    )
+    real = exp.explore
+    calls = {"n": 0}
+
+    def explore_then_stop(*args, **kwargs):  # Ctrl-C during the third walk (row 2, SiMEC)
+        calls["n"] += 1
+        result = real(*args, **kwargs)
+        if calls["n"] == 3:
+            return replace(result, stop_reason="interrupted at step 2")
+        return result
+
+    monkeypatch.setattr(exp, "explore", explore_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        run_interpretations(cfg, progress=False)
+    assert [p.name for p in (out / "rows").glob("*.json")] == ["00000-r0-eta10-one.json"]
+    assert not (out / "table.md").exists()
+    exp.tables_from_rows(out)  # the tables of the one row made, nothing computed
+    assert calls["n"] == 3
+    assert "| SiMExp η=10 |" in (out / "table.md").read_text()
+    assert json.loads((out / "results.json").read_text())["aggregate"]["rows"] == 1
+    with pytest.raises(InputError, match="no rows"):
+        exp.tables_from_rows(out, repetitions=0)
