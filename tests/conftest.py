@@ -218,3 +218,15 @@ def idx_data(tmp_path):
     write_idx(root / "t10k-images-idx3-ubyte.gz", rng.integers(10, 245, size=(12, 8, 8)))
     write_idx(root / "t10k-labels-idx1-ubyte.gz", np.arange(12) % 3)
     return root
+
+
+def write_posts(path, posts):
+    """A HateXplain-format JSONL file of (id, words, annotator labels) posts; returns path."""
+    path.write_text(
+        "\n".join(
+            json.dumps({"id": i, "post_tokens": w, "annotators": {"label": lab}})
+            for i, w, lab in posts
+        )
+        + "\n"
+    )
+    return path

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from simec.cli import main
+from tests.conftest import write_posts
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,14 +80,7 @@ def test_text_exploration_runs_and_resumes(bert_dir, tmp_path):
         ("p3", ["bad", "dog", "!"], [2, 2, 2]),
         ("p4", ["they", "hate", "the", "cat"], [0, 2, 0]),
     ]
-    data = tmp_path / "validation.jsonl"
-    data.write_text(
-        "\n".join(
-            json.dumps({"id": i, "post_tokens": w, "annotators": {"label": lab}})
-            for i, w, lab in posts
-        )
-        + "\n"
-    )
+    data = write_posts(tmp_path / "validation.jsonl", posts)
     out = tmp_path / "text"
     cfg = TextExplorationConfig(
         model=str(bert_dir),

@@ -17,6 +17,7 @@ from simec.experiments.interpretations import (
 )
 from simec.experiments.rows import load_rows
 from simec.interpret import measures as m
+from tests.conftest import write_posts
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -142,14 +143,7 @@ def _posts(tmp_path):
         ("p2", ["the", "cat", "sat", "on", "the", "mat"], [1, 1, 1]),  # normal: skipped
         ("p3", ["bad", "dog", "is", "bad"], [2, 2, 2]),
     ]
-    data = tmp_path / "validation.jsonl"
-    data.write_text(
-        "\n".join(
-            json.dumps({"id": i, "post_tokens": w, "annotators": {"label": lab}})
-            for i, w, lab in posts
-        )
-        + "\n"
-    )
+    data = write_posts(tmp_path / "validation.jsonl", posts)
     return data
 
 
