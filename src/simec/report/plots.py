@@ -16,6 +16,7 @@ __all__ = [
     "patch_grid",
     "plot_image",
     "plot_image_strip",
+    "plot_decoded_picture",
     "plot_decoded_strip",
     "picture_caption",
     "DISAGREE_COLOUR",
@@ -160,6 +161,29 @@ def picture_caption(picture: str, embedding: str | None = None) -> tuple[str, bo
     return f"embedding: {embedding} · picture: {picture}", embedding == picture
 
 
+def plot_decoded_picture(
+    image: Any,
+    picture: str,
+    embedding: str | None = None,
+    *,
+    header: str = "",
+    ax: Any,
+    fontsize: float = 8,
+) -> tuple[Any, Any]:
+    """One decoded picture captioned with its own class and its point's (``picture_caption``),
+    under an optional header line; caption and frame in ``DISAGREE_COLOUR`` where the two
+    classes differ. Returns (fig, ax)."""
+    caption, agree = picture_caption(picture, embedding)
+    plot_image(image, ax=ax)
+    colour = "black" if agree else DISAGREE_COLOUR
+    ax.set_title(f"{header}\n{caption}" if header else caption, fontsize=fontsize, color=colour)
+    if not agree:
+        for spine in ax.spines.values():
+            spine.set_edgecolor(DISAGREE_COLOUR)
+            spine.set_linewidth(2.5)
+    return ax.figure, ax
+
+
 def plot_decoded_strip(
     images: Sequence[Any],
     picture_labels: Sequence[str],
@@ -186,14 +210,7 @@ def plot_decoded_strip(
         fig = plt.figure(figsize=(max(2.2 * n, 3.0), 2.5))
     axes = fig.subplots(1, n, squeeze=False)[0]
     for ax, img, pic, emb, top in zip(axes, images, picture_labels, embedding, head):
-        caption, agree = picture_caption(pic, emb)
-        plot_image(img, ax=ax)
-        colour = "black" if agree else DISAGREE_COLOUR
-        ax.set_title(f"{top}\n{caption}" if top else caption, fontsize=8, color=colour)
-        if not agree:
-            for spine in ax.spines.values():
-                spine.set_edgecolor(DISAGREE_COLOUR)
-                spine.set_linewidth(2.5)
+        plot_decoded_picture(img, pic, emb, header=top, ax=ax)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

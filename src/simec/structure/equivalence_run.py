@@ -224,7 +224,7 @@ def _plot(
 
     from ..report import plots
 
-    fig = plt.figure(figsize=(7.5, 5.6 if frames else 3.4))
+    fig = plt.figure(figsize=(9.0, 5.6 if frames else 3.4))
     grid = fig.add_gridspec(
         2 if frames else 1, max(len(frames), 1), height_ratios=([2.2, 1.2] if frames else [1])
     )
@@ -233,12 +233,13 @@ def _plot(
     plots.plot_curve_outputs(result.curve_outputs, list(adapter.labels), ax=ax, title=title)
     for n, frame in enumerate(frames):
         # the class of the point on the curve and the one the model gives its decoded picture
-        caption, agree = plots.picture_caption(frame["picture"], frame["embedding"])
-        image_ax = fig.add_subplot(grid[1, n])
-        plots.plot_image(frame["image"], ax=image_ax)
-        colour = "black" if agree else plots.DISAGREE_COLOUR
-        image_ax.set_title(
-            f"point {frame['point']}\n{caption.replace(' · ', chr(10))}", fontsize=7, color=colour
+        plots.plot_decoded_picture(
+            frame["image"],
+            frame["picture"],
+            frame["embedding"],
+            header=f"point {frame['point']}",
+            ax=fig.add_subplot(grid[1, n]),
+            fontsize=6,
         )
     fig.tight_layout()
     plots.save_figure(fig, path)
