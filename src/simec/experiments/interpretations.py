@@ -265,13 +265,6 @@ class _Task:
     mlm: str | None
 
 
-def _mlm_location(name: str) -> Path:
-    cached = cache_dir() / "models" / name
-    if (cached / "config.json").is_file():
-        return cached
-    return resolve_model_path(name)
-
-
 def resolve_mlm(name: str) -> str:
     """``auto`` -> the preferred masked LM if it is in the cache, else the fallback."""
     if name != "auto":
@@ -355,7 +348,7 @@ def _task(cfg: InterpretationsConfig) -> _Task:
         from ..interpret.decode_text import MLMDecoder
 
         mlm_name = resolve_mlm(cfg.mlm)
-        mlm_adapter = load_adapter(str(_mlm_location(mlm_name)), device=cfg.device)
+        mlm_adapter = load_adapter(mlm_name, device=cfg.device)
         if not isinstance(mlm_adapter, HFMaskedLMAdapter):
             raise InputError(f"--mlm {mlm_name} is not a masked LM (a *ForMaskedLM model)")
         mlm = MLMDecoder(mlm_adapter)
@@ -455,8 +448,8 @@ def _row(
     )
 
 
-def _row_name(item: _Input, repetition: int, eta: float, segment_set: str) -> str:
-    return f"{item.key}-r{repetition}-eta{eta:g}-{segment_set}.json"
+def _row_name(key: str, repetition: int, eta: float, segment_set: str) -> str:
+    return f"{key}-r{repetition}-eta{eta:g}-{segment_set}.json"
 
 
 # ---- tables --------------------------------------------------------------------------------
@@ -478,16 +471,12 @@ def _ms(values: Sequence[float], digits: int = 3) -> str:
 def _curves(group: list[tuple[InterpretationRow, InterpretationRecord]]) -> dict[str, np.ndarray]:
     """M1 along the walks of a group: mean and sd over runs of p(original) and max p, on the
     evaluated iterations that every run reached."""
-    m_min = min(len(rec.steps) for _, rec in group)
-    orig, top = [], []
-    for row, rec in group:
-        o, t = m.original_vs_top(rec.embedding_probabilities[:m_min], row.predicted)
-        orig.append(o)
-        top.append(t)
-    o_arr, t_arr = np.array(orig), np.array(top)
+    probabilities = _stack(group, "embedding_probabilities")  # (runs, m_min, q)
+    pairs = [m.original_vs_top(p, row.predicted) for (row, _), p in zip(group, probabilities)]
+    o_arr, t_arr = np.array([o for o, _ in pairs]), np.array([t for _, t in pairs])
     sd = (lambda a: a.std(axis=0, ddof=1)) if len(group) > 1 else (lambda a: np.zeros(a.shape[1]))
     return {
-        "steps": np.array(group[0][1].steps[:m_min]),
+        "steps": np.array(group[0][1].steps[: probabilities.shape[1]]),
         "orig_mean": o_arr.mean(axis=0),
         "orig_sd": sd(o_arr),
         "top_mean": t_arr.mean(axis=0),
@@ -827,7 +816,7 @@ def run_interpretations(cfg: InterpretationsConfig, *, progress: bool = True) ->
         bar = tqdm(total=len(jobs), desc="interpretations", unit="row")
     try:
         for rep, eta, s, item in jobs:
-            path = out / "rows" / _row_name(item, rep, eta, s)
+            path = out / "rows" / _row_name(item.key, rep, eta, s)
             if not path.is_file():
                 predicted, sets = chosen[item.key]
                 row = _row(
@@ -839,12 +828,11 @@ def run_interpretations(cfg: InterpretationsConfig, *, progress: bool = True) ->
     finally:
         if bar is not None:
             bar.close()
-    wanted = {_row_name(item, rep, eta, s) for rep, eta, s, item in jobs}
+    wanted = {_row_name(item.key, rep, eta, s) for rep, eta, s, item in jobs}
     rows = [
         r
         for r in load_rows(out / "rows", InterpretationRow)
-        if _row_name(_Input(r.input_id, r.index, r.label, None), r.repetition, r.eta, r.segment_set)
-        in wanted
+        if _row_name(r.input_id, r.repetition, r.eta, r.segment_set) in wanted
     ]
     return write_tables(rows, cfg, out, save_figure=save_figure)
 

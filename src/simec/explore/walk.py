@@ -315,8 +315,8 @@ class Walk:
             x_new, before = self.corrector(x_new, jac)
             iterations = self.corrector.iterations
             # residuals measured: one per update, plus the one that met the tolerance
-            self.forwards += iterations + (iterations < self.cfg.corrector_iterations)
-            self.points += iterations + (iterations < self.cfg.corrector_iterations)
+            measured = iterations + (iterations < self.cfg.corrector_iterations)
+            self.forwards, self.points = self.forwards + measured, self.points + measured
         if self.cfg.projection == "step":
             x_new = project(x_new, self.lower, self.upper)
         self.candidate = Candidate(
