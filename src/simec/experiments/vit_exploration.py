@@ -252,9 +252,7 @@ def _row(
     t0 = time.perf_counter()
     seed = cfg.seed + index
     original = adapter.image(image)
-    sim = explore(
-        adapter, image, algorithm="simec", steps=cfg.steps, seed=seed, max_step=cfg.max_step
-    )
+    sim = _walk(adapter, image, cfg, "simec", seed)
     decoded = decoder.decode_trajectory(
         sim.trajectory[1:], original=original, explored_segments=sim.explored_segments
     )
@@ -289,9 +287,7 @@ def _row(
         informative=base.informative,
         same_class=base.same_label,
     )
-    exp = explore(
-        adapter, image, algorithm="simexp", steps=cfg.steps, seed=seed, max_step=cfg.max_step
-    )
+    exp = _walk(adapter, image, cfg, "simexp", seed)
     simexp = SimexpWalk(
         seconds=exp.elapsed_seconds,
         same_class_walk=sum(1 for c in exp.predicted[1:] if c == p0),
@@ -450,6 +446,28 @@ def _draw_figures(
     return records
 
 
+def _walk(
+    adapter: HFImageClassifierAdapter,
+    image: Any,
+    cfg: VitExplorationConfig,
+    algorithm: str,
+    seed: int,
+    *,
+    progress: bool = False,
+) -> ExplorationResult:
+    """One walk of a row (SiMEC or SiMExp), with the experiment's settings: the rows and
+    ``draw_figures`` run the same walks."""
+    return explore(
+        adapter,
+        image,
+        algorithm=algorithm,
+        steps=cfg.steps,
+        seed=seed,
+        max_step=cfg.max_step,
+        progress=progress,
+    )
+
+
 def draw_figures(
     cfg: VitExplorationConfig, *, count: int = 2, progress: bool = False
 ) -> list[dict[str, Any]]:
@@ -468,15 +486,7 @@ def draw_figures(
     figures = []
     for image, index in list(zip(images, indices))[:count]:
         walks = [
-            explore(
-                adapter,
-                image,
-                algorithm=algorithm,
-                steps=cfg.steps,
-                seed=cfg.seed + int(index),
-                max_step=cfg.max_step,
-                progress=progress,
-            )
+            _walk(adapter, image, cfg, algorithm, cfg.seed + int(index), progress=progress)
             for algorithm in ("simec", "simexp")
         ]
         original = adapter.image(image)
