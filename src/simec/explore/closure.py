@@ -74,8 +74,8 @@ class ModelFunction:
                         )
                     ys = torch.stack([self.metric.output(row) for row in logits])
                     return (ys, logits), 1
-                except Exception:  # data-dependent control flow etc.: one point at a time
-                    self.batches = False
+                except (RuntimeError, NotImplementedError):  # as ``driver.drive_group``:
+                    self.batches = False  # e.g. a value read by Python: one point at a time
             outs = [self(p) for p in points]
         return (torch.stack([o[0] for o in outs]), torch.stack([o[1] for o in outs])), len(outs)
 
