@@ -108,6 +108,25 @@ def test_vision_experiment_end_to_end_resume_and_refusal(
     cell = line.split("|")[5].strip()
     assert cell.startswith(f"{np.mean(pooled):.2f} (")
     assert "11.91 (11.87)**" in line  # the paper's number beside ours
+    # beside it, only the inversions in which some class reaches 1%
+    seen = [
+        m.per_1000(
+            m.ranking_changes(r.simexp.record().embedding_probabilities, min_probability=0.01), 4
+        )
+        for r in rows
+        if r.eta == 10
+    ]
+    assert line.split("|")[6].strip() == f"{np.mean(seen):.2f} ({np.std(seen, ddof=1):.2f})"
+    # M4's paired t-test: the rows' mean log10 rho_V against 0
+    logs = [
+        float(np.mean(np.log10([v for v in r.rho_v if v is not None and v > 0])))
+        for r in rows
+        if r.eta == 1 and r.segment_set == "all"
+    ]
+    test = m.one_sample_t_test(logs)
+    m4_part = table[table.index("## M4") : table.index("## M7")]
+    m4 = next(x for x in m4_part.splitlines() if x.startswith("| 1 | all | 2 |"))
+    assert f"{test['t']:.2f} (p = {test['p']:.1e}, n = 2)" in m4
     for s in ("all", "one", "q2"):
         assert (out / f"m1_{s}_eta10.png").is_file()
     results = json.loads((out / "results.json").read_text())

@@ -32,6 +32,50 @@ def test_ranking_inversions_count_discordant_pairs():
     assert m.ranking_changes(P) == 1 + 2 + 0
 
 
+def test_ranking_inversions_above_a_probability_leave_out_near_zero_swaps():
+    # classes 2 and 3 stay near zero and swap; classes 0 and 1 swap at visible probabilities
+    before = [0.60, 0.38, 0.012, 0.008]
+    after = [0.30, 0.68, 0.007, 0.013]
+    assert m.ranking_inversions(before, after) == 2
+    # {0,1} counts; {2,3} reaches 0.013 >= 0.01, so it counts at 1% and not at 2%
+    assert m.ranking_inversions(before, after, min_probability=0.01) == 2
+    assert m.ranking_inversions(before, after, min_probability=0.02) == 1
+    assert m.ranking_inversions(before, after, min_probability=0.9) == 0
+    assert m.ranking_changes([before, after, before], min_probability=0.02) == 2
+    with pytest.raises(InputError):
+        m.ranking_changes([before, after], method="positions", min_probability=0.02)
+
+
+def test_one_sample_t_test_by_hand():
+    # 1, 2, 3, 4: mean 2.5, sd sqrt(5/3), t = 2.5 / (sd / 2) = sqrt(15) = 3.873, df 3
+    r = m.one_sample_t_test([1.0, 2.0, 3.0, 4.0])
+    assert r["t"] == pytest.approx(math.sqrt(15), abs=1e-12)
+    assert r["df"] == 3 and r["n"] == 4
+    # two-sided p from Student's t with 3 df: 2 * (1 - F(sqrt(15))) = 0.0304663 (tables)
+    assert r["p"] == pytest.approx(0.0304663, abs=1e-6)
+    # the textbook critical values: t = 2.776 at 4 df and 12.706 at 1 df give p = 0.05
+    x = [-1.0, -0.5, 0.0, 0.5, 1.0]  # mean 0, standard error sqrt(0.625 / 5)
+    r4 = m.one_sample_t_test(x, mu=-2.776 * math.sqrt(0.625 / 5))
+    assert r4["t"] == pytest.approx(2.776) and r4["p"] == pytest.approx(0.05, abs=1e-4)
+    r2 = m.one_sample_t_test([0.0, 2.0], mu=1.0 - 12.706)  # standard error 1
+    assert r2["p"] == pytest.approx(0.05, abs=1e-4)
+    # mu moves the test: the mean of these values is 0.5
+    assert m.one_sample_t_test([0.4, 0.6, 0.5, 0.5], mu=0.5)["t"] == pytest.approx(0.0)
+    assert math.isnan(m.one_sample_t_test([3.0])["t"])
+    flat = m.one_sample_t_test([2.0, 2.0, 2.0])
+    assert flat["t"] == math.inf and flat["p"] == 0.0
+
+
+def test_one_sample_t_test_matches_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(3)
+    for n, shift in ((5, 0.1), (12, -0.7), (30, 0.3), (200, 0.05)):
+        x = rng.normal(shift, 1.3, n)
+        ours, ref = m.one_sample_t_test(x, mu=0.2), stats.ttest_1samp(x, 0.2)
+        assert ours["t"] == pytest.approx(ref.statistic, rel=1e-12)
+        assert ours["p"] == pytest.approx(ref.pvalue, rel=1e-9, abs=1e-15)
+
+
 def test_ranking_position_changes_follow_the_papers_code():
     # ascending argsorts: P0 -> [2, 1, 0], P1 -> [2, 0, 1]: 2 positions differ
     assert m.ranking_position_changes(P[0], P[1]) == 2

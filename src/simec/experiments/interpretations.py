@@ -107,6 +107,8 @@ PAPER: dict[str, dict[str, Any]] = {
     },
 }
 PAPER_HARDWARE = "one NVIDIA H100 (paper)"
+# M2 beside the paper's count: inversions in which some class reaches this probability
+NOTICEABLE = 0.01
 
 
 @dataclass
@@ -553,8 +555,8 @@ def _m2_table(rows: Sequence[InterpretationRow], cfg: InterpretationsConfig, pap
     sets = list(cfg.segment_sets)
     head = " | ".join(sets)
     lines = [
-        f"| | {head} | pooled (text: inversions) | pooled (code: positions) | pooled, interpretations | top-1 changes per run, emb / int | Spearman, emb / int | paper |",
-        "| --- |" + " --- |" * (len(sets) + 6),
+        f"| | {head} | pooled (text: inversions) | pooled, inversions with a class ≥ {NOTICEABLE:.0%} | pooled (code: positions) | pooled, interpretations | top-1 changes per run, emb / int | Spearman, emb / int | paper |",
+        "| --- |" + " --- |" * (len(sets) + 7),
     ]
     for alg in ("simec", "simexp"):
         for eta in cfg.etas:
@@ -566,6 +568,13 @@ def _m2_table(rows: Sequence[InterpretationRow], cfg: InterpretationsConfig, pap
                 )
             g = _group(rows, alg, eta, sets)
             inv = [_per_1000(rec, rec.ranking_inversions_embedding) for _, rec in g]
+            seen = [
+                _per_1000(
+                    rec,
+                    m.ranking_changes(rec.embedding_probabilities, min_probability=NOTICEABLE),
+                )
+                for _, rec in g
+            ]
             pos = [_per_1000(rec, rec.ranking_positions_embedding) for _, rec in g]
             inv_i = [_per_1000(rec, rec.ranking_inversions_interpretation) for _, rec in g]
             star = "**" if any(rec.top1_changes_embedding for _, rec in g) else ""
@@ -580,38 +589,52 @@ def _m2_table(rows: Sequence[InterpretationRow], cfg: InterpretationsConfig, pap
             name = "SiMEC" if alg == "simec" else "SiMExp"
             ref = paper["m2"].get((alg, float(eta)), "–")
             lines.append(
-                f"| {name} η={eta:g} | {' | '.join(cells)} | {_ms(inv, 2)}{star} | {_ms(pos, 2)} | "
+                f"| {name} η={eta:g} | {' | '.join(cells)} | {_ms(inv, 2)}{star} | "
+                f"{_ms(seen, 2)} | {_ms(pos, 2)} | "
                 f"{_ms(inv_i, 2)} | {top1} | {spear} | {ref} |"
             )
     return "\n".join(lines)
 
 
-def _rho_summary(rows: Sequence[InterpretationRow]) -> tuple[list[float], list[float]]:
-    """Per row: the mean of rho_V over its explored segments, and log10 of their median."""
-    means, logs = [], []
+def _rho_summary(
+    rows: Sequence[InterpretationRow],
+) -> tuple[list[float], list[float], list[float]]:
+    """Per row: the mean of rho_V over its explored segments, log10 of their median, and the
+    mean of their log10 (log10 of the geometric mean: the paired test's sample)."""
+    means, logs, mean_logs = [], [], []
     for r in rows:
         values = np.array([v for v in r.rho_v if v is not None], dtype=float)
         if len(values):
             means.append(float(values.mean()))
             med = float(np.median(values))
             logs.append(math.log10(med) if med > 0 else -math.inf)
-    return means, logs
+            positive = values[values > 0]
+            if len(positive):
+                mean_logs.append(float(np.log10(positive).mean()))
+    return means, logs, mean_logs
+
+
+def _t_cell(values: Sequence[float]) -> str:
+    test = m.one_sample_t_test(values)
+    if math.isnan(test["t"]):
+        return "–"
+    return f"{test['t']:.2f} (p = {test['p']:.1e}, n = {int(test['n'])})"
 
 
 def _m4_table(rows: Sequence[InterpretationRow], cfg: InterpretationsConfig, paper: dict) -> str:
     lines = [
-        "| η | segments | rows | ρ_V: mean over segments, then mean (sd) over rows | log10 of the median over segments, mean (sd) | rows with ρ_V > 1 (median) | paper (Supp. Table 6: t-statistics) |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| η | segments | rows | ρ_V: mean over segments, then mean (sd) over rows | log10 of the median over segments, mean (sd) | rows with ρ_V > 1 (median) | t-test: mean log10 ρ_V per row vs 0 (paired) | paper (Supp. Table 6: t-statistics) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for eta in cfg.etas:
         for s in cfg.segment_sets:
             sel = [r for r in rows if r.eta == eta and r.segment_set == s]
-            means, logs = _rho_summary(sel)
+            means, logs, mean_logs = _rho_summary(sel)
             above = sum(1 for v in logs if v > 0)
             ref = paper["m4_t"].get(float(eta), "–") if s == cfg.segment_sets[0] else ""
             lines.append(
                 f"| {eta:g} | {s} | {len(sel)} | {_ms(means, 3)} | {_ms(logs, 2)} | "
-                f"{above} / {len(logs)} | {ref} |"
+                f"{above} / {len(logs)} | {_t_cell(mean_logs)} | {ref} |"
             )
     return "\n".join(lines)
 
@@ -748,14 +771,19 @@ def summarize(rows: Sequence[InterpretationRow], cfg: InterpretationsConfig) -> 
         "## M2/M3: class-ranking changes per 1000 iterations (from embeddings)",
         "",
         "Columns per set and pooled over the sets (the paper's Table 1 pools all/one/q2); ** = "
-        "at least one top-1 change.",
+        f'at least one top-1 change. "With a class ≥ {NOTICEABLE:.0%}": only the inversions in '
+        "which one of the two classes reaches that probability before or after (ours, not the "
+        "paper's: it leaves out swaps among near-zero classes).",
         "",
         _m2_table(rows, cfg, paper),
         "",
         "## M4: explored hyper-volume ratio ρ_V (SiMExp / SiMEC, same input, seed, η, segments)",
         "",
         "Per explored segment: PCA to 90% variance fitted on both walks' stored points at that "
-        "segment, bounding cuboids, ρ_V = their volume ratio.",
+        "segment, bounding cuboids, ρ_V = their volume ratio. t-test: Student's one-sample test "
+        "of the rows' mean log10 ρ_V (over their segments) against 0, i.e. the paired test of "
+        "SiMExp's against SiMEC's log volumes (the paper runs Welch's test on samples it does "
+        "not state; the two walks of a row share input, seed and segments, so we pair them).",
         "",
         _m4_table(rows, cfg, paper),
         "",

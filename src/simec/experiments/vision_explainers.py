@@ -19,30 +19,12 @@ from .._io import atomic_write_json, environment
 from ..data import load_idx_dataset
 from ..errors import InputError
 from ..explainers import explain, explainer_names
+from ..interpret.measures import spearman  # Spearman with average ranks for ties
 from ..models import HFImageClassifierAdapter, load_adapter
 
 __all__ = ["DEFAULT_EXPLAINERS", "run_vision_explainers", "spearman"]
 
 DEFAULT_EXPLAINERS = ("simec", "rollout", "relevancy", "grad_x_input", "integrated_gradients")
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman's rank correlation (average ranks for ties); nan if either is constant."""
-
-    def ranks(v: np.ndarray) -> np.ndarray:
-        order = np.argsort(v, kind="mergesort")
-        r = np.empty(len(v))
-        r[order] = np.arange(len(v), dtype=float)
-        for value in np.unique(v):  # average the ranks of ties
-            tie = v == value
-            if tie.sum() > 1:
-                r[tie] = r[tie].mean()
-        return r
-
-    ra, rb = ranks(np.asarray(a, float)), ranks(np.asarray(b, float))
-    if ra.std() == 0 or rb.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def run_vision_explainers(

@@ -48,6 +48,7 @@ __all__ = [
     "cuboid_volume",
     "first_change",
     "l1_distance",
+    "one_sample_t_test",
     "original_vs_top",
     "per_1000",
     "pca_coordinates",
@@ -116,17 +117,24 @@ def top1_changes(probs: Any) -> int:
     return int((pred[1:] != pred[:-1]).sum())
 
 
-def ranking_inversions(before: Any, after: Any) -> int:
+def ranking_inversions(before: Any, after: Any, *, min_probability: float = 0.0) -> int:
     """M2, the text's definition: the pairwise inversions between the class rankings of two
     probability vectors (q,): pairs of classes whose order differs (Kendall's discordant pairs,
-    0 .. q(q-1)/2)."""
-    rank_a = np.argsort(class_rankings(_array(before, "before", 1)[None])[0], kind="stable")
-    rank_b = np.argsort(class_rankings(_array(after, "after", 1)[None])[0], kind="stable")
-    if rank_a.shape != rank_b.shape:
+    0 .. q(q-1)/2). ``min_probability`` > 0 counts only the pairs in which some class reaches
+    it before or after (not a definition of the paper: it separates swaps among near-zero
+    classes from changes a reader would see)."""
+    a, b = _array(before, "before", 1), _array(after, "after", 1)
+    if a.shape != b.shape:
         raise InputError("the two probability vectors have different numbers of classes")
+    rank_a = np.argsort(class_rankings(a[None])[0], kind="stable")
+    rank_b = np.argsort(class_rankings(b[None])[0], kind="stable")
     da = rank_a[:, None] - rank_a[None, :]
     db = rank_b[:, None] - rank_b[None, :]
-    return int(((da * db) < 0).sum() // 2)
+    discordant = (da * db) < 0
+    if min_probability > 0:
+        high = np.maximum(a, b) >= min_probability
+        discordant &= high[:, None] | high[None, :]
+    return int(discordant.sum() // 2)
 
 
 def ranking_position_changes(before: Any, after: Any) -> int:
@@ -139,14 +147,23 @@ def ranking_position_changes(before: Any, after: Any) -> int:
     return int((a != b).sum())
 
 
-def ranking_changes(probs: Any, *, method: str = "inversions") -> int:
+def ranking_changes(probs: Any, *, method: str = "inversions", min_probability: float = 0.0) -> int:
     """M2 summed over consecutive snapshots of a run: ``method="inversions"`` (the text) or
-    ``"positions"`` (the code)."""
+    ``"positions"`` (the code); ``min_probability`` as in ``ranking_inversions`` (inversions
+    only)."""
     p = _probs(probs)
-    count = {"inversions": ranking_inversions, "positions": ranking_position_changes}.get(method)
-    if count is None:
+    if method == "inversions":
+        return int(
+            sum(
+                ranking_inversions(p[k - 1], p[k], min_probability=min_probability)
+                for k in range(1, len(p))
+            )
+        )
+    if method != "positions":
         raise InputError(f"method must be 'inversions' or 'positions', got {method!r}")
-    return int(sum(count(p[k - 1], p[k]) for k in range(1, len(p))))
+    if min_probability > 0:
+        raise InputError("min_probability applies to method='inversions' only")
+    return int(sum(ranking_position_changes(p[k - 1], p[k]) for k in range(1, len(p))))
 
 
 def per_1000(count: float, iterations: int) -> float:
@@ -421,3 +438,66 @@ def patch_volume_ratios(
         zb, _ = pca_coordinates(b[:, patch], f[:, patch], variance=variance)
         ratios.append(volume_ratio(za, zb))
     return np.array(ratios)
+
+
+# ---- M4's test ----------------------------------------------------------------------------------
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the regularised incomplete beta function (modified Lentz)."""
+    tiny, eps = 1e-300, 1e-15
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 500):
+        m2 = 2 * m
+        for num in (
+            m * (b - m) * x / ((a + m2 - 1.0) * (a + m2)),
+            -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1.0)),
+        ):
+            d = 1.0 + num * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + num / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < eps:
+            break
+    return h
+
+
+def _incomplete_beta(a: float, b: float, x: float) -> float:
+    """I_x(a, b), the regularised incomplete beta function, for a, b > 0 and 0 <= x <= 1."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    log_front = (
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    )
+    if x < (a + 1.0) / (a + b + 2.0):
+        return math.exp(log_front) * _betacf(a, b, x) / a
+    return 1.0 - math.exp(log_front) * _betacf(b, a, 1.0 - x) / b
+
+
+def one_sample_t_test(values: Any, mu: float = 0.0) -> dict[str, float]:
+    """Student's one-sample t-test of mean(values) = mu, two-sided: {"t", "df", "p", "n"}.
+
+    For M4 on log10 rho_V against 0 it is the paired t-test of SiMExp's against SiMEC's log
+    volumes (both walks share the input, seed, eta and patches). The p-value is
+    I_{df/(df+t^2)}(df/2, 1/2), computed here (no scipy needed). nan when n < 2 or the values
+    do not vary (t = +-inf, p = 0, when they do not vary and differ from mu)."""
+    x = _array(values, "values", 1)
+    x = x[np.isfinite(x)]
+    n = len(x)
+    if n < 2:
+        return {"t": math.nan, "df": math.nan, "p": math.nan, "n": float(n)}
+    df = n - 1
+    mean = float(x.mean())
+    sd = float(x.std(ddof=1))
+    if sd == 0:
+        if mean == mu:
+            return {"t": math.nan, "df": float(df), "p": math.nan, "n": float(n)}
+        return {"t": math.copysign(math.inf, mean - mu), "df": float(df), "p": 0.0, "n": float(n)}
+    t = (mean - mu) / (sd / math.sqrt(n))
+    p = _incomplete_beta(df / 2.0, 0.5, df / (df + t * t))
+    return {"t": t, "df": float(df), "p": min(max(p, 0.0), 1.0), "n": float(n)}
