@@ -181,3 +181,86 @@ def test_masked_lm_importance_from_the_cli(tmp_path):
     result = json.loads((out / "importance.json").read_text())
     assert "[MASK]" in result["segments"]
     assert (out / "importance.png").is_file()
+
+
+def test_explore_interpretations_of_an_image(vit_dir, image, tmp_path, capsys):
+    """--interpretations decodes the stored points and classifies the pictures: checked
+    against an independent decoding of trajectory.safetensors and one-by-one classification."""
+    import torch
+
+    from simec.interpret import ViTDecoder
+    from simec.interpret.run_measures import InterpretationRecord
+    from simec.models import load_adapter
+
+    np.save(tmp_path / "digit.npy", image)
+    out = tmp_path / "out"
+    argv = ["explore", "--model", str(vit_dir), "--input", str(tmp_path / "digit.npy")]
+    argv += ["--algorithm", "simexp", "--steps", "6", "--record-every", "2", "--seed", "1"]
+    assert main([*argv, "--interpretations", "--out", str(out), "--quiet"]) == 0
+    assert "interpretations: 4 stored points decoded" in capsys.readouterr().out
+    rec = InterpretationRecord.load(out / "interpretations.json")
+    summary = json.loads((out / "summary.json").read_text())
+    assert rec.steps == [0, 2, 4, 6] and rec.iterations == 6
+    # from embeddings: the model's outputs on the stored (projected, --projection end) points
+    probs = np.array(summary["trajectory_probabilities"])
+    np.testing.assert_allclose(rec.embedding_probabilities, probs, atol=1e-6)
+    # from interpretations: decode each stored point, paste into the image, classify it alone
+    adapter = load_adapter(str(vit_dir))
+    decoder = ViTDecoder(adapter)
+    points = load_file(str(out / "trajectory.safetensors"))["trajectory"]
+    original = adapter.image(str(tmp_path / "digit.npy"))
+    for k, point in enumerate(points):
+        picture = decoder.to_image(
+            point.to(adapter.dtype),
+            original=original,
+            explored_segments=summary["explored_segments"],
+        )
+        with torch.no_grad():
+            p = torch.softmax(adapter.image_logits(picture[None]), -1)[0].double().numpy()
+        np.testing.assert_allclose(rec.interpretation_probabilities[k], p, atol=1e-6)
+    l1 = np.abs(np.array(rec.embedding_probabilities) - np.array(rec.interpretation_probabilities))
+    np.testing.assert_allclose(rec.l1, l1.sum(1), atol=1e-9)
+
+
+def test_explore_interpretations_of_a_text_give_the_text_back_at_step_0(bert_dir, tmp_path):
+    from simec.interpret.run_measures import InterpretationRecord
+
+    out = tmp_path / "text"
+    argv = ["explore", "--model", str(bert_dir), "--input", "the dog is good", "--steps", "4"]
+    argv += ["--record-every", "2", "--interpretations", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    rec = InterpretationRecord.load(out / "interpretations.json")
+    # the nearest real token of an unmodified embedding is the token itself: same prediction
+    np.testing.assert_allclose(
+        rec.interpretation_probabilities[0], rec.embedding_probabilities[0], atol=1e-5
+    )
+    assert rec.steps == [0, 2, 4] and len(rec.l1) == 3
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--text-decoder", "minilm-mlm-hatexplain"], "--text-decoder is for text models"),
+        (["--data", "DATA"], "--interpretations is for one input"),
+    ],
+)
+def test_explore_interpretations_refusals(
+    vit_dir, image, idx_data, tmp_path, capsys, extra, message
+):
+    np.save(tmp_path / "digit.npy", image)
+    source = ["--input", str(tmp_path / "digit.npy")]
+    if extra[0] == "--data":
+        source, extra = ["--data", str(idx_data)], []
+    argv = ["explore", "--model", str(vit_dir), *source, "--steps", "2", "--interpretations"]
+    assert main([*argv, *extra, "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "o" / "summary.json").exists()  # refused before any walk
+
+
+def test_explore_interpretations_text_decoder_must_be_a_masked_lm(bert_dir, tmp_path, capsys):
+    argv = ["explore", "--model", str(bert_dir), "--input", "the dog", "--steps", "2"]
+    argv += ["--interpretations", "--text-decoder", str(bert_dir), "--out", str(tmp_path / "o")]
+    assert main([*argv, "--quiet"]) == 2
+    assert "is not a masked LM" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "summary.json").exists()

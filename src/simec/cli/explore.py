@@ -41,6 +41,8 @@ outputs (in --out):
   summary.json            the full configuration, package versions, per-step probabilities,
                           predicted classes, lambda_max, step sizes, ranks, drift, stop reason
   trajectory.safetensors  the explored points p_k (every --record-every steps, and the last)
+  interpretations.json    with --interpretations: predictions from the stored points and from
+                          their decoded inputs, and the final paper's measures of the two
   dataset runs: inputs/<id>/ (the two files above, per input), manifest.jsonl (one line per
   input: id, status, seed, result folder, stop reason), run.json (options, model, versions)
 """
@@ -118,6 +120,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="guided SiMEC (--input only): walk toward this target input inside the class of "
         "--input (null-space projection of target - x, corrector on); stops when no null "
         "direction brings it closer",
+    )
+    what.add_argument(
+        "--interpretations",
+        action="store_true",
+        help="--input only: decode every stored point back into an input (a picture, or "
+        "tokens), classify it, and write the final paper's measures of the two predictions "
+        "to interpretations.json (M1-M3, M6-M9; --record-every 10 is the paper's k)",
+    )
+    what.add_argument(
+        "--text-decoder",
+        default="nearest",
+        metavar="NAME",
+        help="text models, with --interpretations: 'nearest' (the nearest real token under "
+        "the embedding map) or a masked LM sharing the classifier's embeddings (a cached "
+        "name such as minilm-mlm-hatexplain, or a folder) (default: %(default)s)",
     )
     what.add_argument(
         "--truncate",
@@ -239,15 +256,17 @@ def run(args: argparse.Namespace) -> int:
                 "--overwrite is for --input; a dataset run continues with --resume, or "
                 "choose a new --out"
             )
+        if args.interpretations:
+            raise InputError("--interpretations is for one input (--input), not dataset runs")
         return run_dataset(args, config)
     check_output_dir(args.out, results=(SUMMARY, TRAJECTORY), overwrite=args.overwrite)
     adapter = load_adapter(
         args.model, space=args.space, device=args.device, dtype=args.dtype, truncation=args.truncate
     )
     toward = read_input(args.toward, adapter) if args.toward is not None else None
-    result = explore(
-        adapter, read_input(args.input, adapter), config, progress=not args.quiet, toward=toward
-    )
+    raw = read_input(args.input, adapter)
+    interpreter = _interpreter_factory(args, adapter, raw, config) if args.interpretations else None
+    result = explore(adapter, raw, config, progress=not args.quiet, toward=toward)
     out = result.save(args.out)
     labels = result.labels
     first, last = result.predicted[0], result.predicted[-1]
@@ -259,8 +278,71 @@ def run(args: argparse.Namespace) -> int:
     )
     if result.remaining_distance:
         print(f"remaining distance to the target: {result.remaining_distance[-1]:.4g} of the start")
+    if interpreter is not None:
+        _write_interpretations(result, interpreter(result), out)
     natural = ("completed", "projected distance vanished")
     return 0 if result.stop_reason.startswith(natural) else 3
+
+
+def _interpreter_factory(
+    args: argparse.Namespace, adapter: Any, raw: Any, config: ExploreConfig
+) -> Any:
+    """``--interpretations``: check the options and load the decoder before the walk; returns
+    result -> Interpreter (the explored segments are known once the walk has run)."""
+    from ..interpret.run_measures import text_interpreter, vision_interpreter
+    from ..models import HFImageClassifierAdapter, HFSequenceClassifierAdapter, load_adapter
+
+    if isinstance(adapter, HFImageClassifierAdapter):
+        if args.text_decoder != "nearest":
+            raise InputError("--text-decoder is for text models; pictures are decoded exactly")
+        from ..interpret import ViTDecoder
+
+        decoder = ViTDecoder(adapter)
+        return lambda result: vision_interpreter(
+            adapter, raw, result.explored_segments, decoder=decoder
+        )
+    if not isinstance(adapter, HFSequenceClassifierAdapter):
+        raise InputError(
+            "--interpretations needs a Hugging Face image or text classifier (its decoder)"
+        )
+    from ..interpret.decode_text import MLMDecoder, NearestTokenDecoder
+    from ..models import HFMaskedLMAdapter
+
+    prepared = adapter.prepare(raw)
+    special = set(adapter.tokenizer.all_special_tokens)
+    if config.segments is not None and all(
+        prepared.segment_names[i] in special for i in config.segments
+    ):
+        raise InputError("--interpretations: the explored segments are all special tokens")
+    text_decoder: NearestTokenDecoder | MLMDecoder
+    if args.text_decoder == "nearest":
+        text_decoder = NearestTokenDecoder(adapter)
+    else:
+        mlm = load_adapter(args.text_decoder, device=args.device, dtype=args.dtype)
+        if not isinstance(mlm, HFMaskedLMAdapter):
+            raise InputError(f"--text-decoder {args.text_decoder} is not a masked LM")
+        text_decoder = MLMDecoder(mlm)
+    return lambda result: text_interpreter(
+        adapter, prepared, text_decoder, result.explored_segments
+    )
+
+
+def _write_interpretations(result: Any, interpreter: Any, out: Path) -> None:
+    from ..interpret.run_measures import measure_run
+
+    try:
+        record = measure_run(result, interpreter)
+    except InputError as err:  # e.g. a walk that stopped before storing two points
+        print(f"interpretations not measured: {err}")
+        return
+    path = record.save(Path(out) / "interpretations.json")
+    l1 = sorted(record.l1)
+    print(
+        f"interpretations: {len(record.steps)} stored points decoded; top-1 changes "
+        f"{record.top1_changes_embedding} from the points, {record.top1_changes_interpretation} "
+        f"from their decoded inputs; median L1 between the two predictions "
+        f"{l1[len(l1) // 2]:.3g}; in {path}"
+    )
 
 
 def run_dataset(args: argparse.Namespace, config: ExploreConfig) -> int:
