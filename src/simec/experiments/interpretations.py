@@ -54,7 +54,7 @@ from ..models.hf_text import HFMaskedLMAdapter, HFSequenceClassifierAdapter
 from ..models.hf_vision import HFImageClassifierAdapter
 from ..stats import mean_std
 from . import start_or_resume
-from .rows import load_rows, save_row
+from .rows import load_rows, make_rows
 
 __all__ = [
     "PAPER",
@@ -842,17 +842,21 @@ def run_interpretations(cfg: InterpretationsConfig, *, progress: bool = True) ->
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(jobs), desc="interpretations", unit="row")
-    try:
-        for rep, eta, s, item in jobs:
-            path = out / "rows" / _row_name(item.key, rep, eta, s)
-            if not path.is_file():
-                predicted, sets = chosen[item.key]
-                row = _row(
-                    task, cfg, item, predicted, sets[s], repetition=rep, eta=eta, segment_set=s
-                )
-                save_row(path, row)
-            if bar is not None:
-                bar.update(1)
+
+    def maker(rep: int, eta: float, s: str, item: _Input) -> Callable[[], InterpretationRow]:
+        predicted, sets = chosen[item.key]
+        return lambda: _row(
+            task, cfg, item, predicted, sets[s], repetition=rep, eta=eta, segment_set=s
+        )
+
+    try:  # several processes may share the folder: each row is made by one of them
+        make_rows(
+            [
+                (out / "rows" / _row_name(item.key, rep, eta, s), maker(rep, eta, s, item))
+                for rep, eta, s, item in jobs
+            ],
+            done=None if bar is None else lambda: bar.update(1),
+        )
     finally:
         if bar is not None:
             bar.close()

@@ -2,14 +2,19 @@
 
 A row is written atomically to ``out/rows/<name>.json`` as soon as its input is done, so an
 interrupted experiment resumes where it stopped; ``load_rows`` reads them back as the same
-dataclasses (nested dataclass fields and lists of them included).
+dataclasses (nested dataclass fields and lists of them included). ``make_rows`` lets several
+processes share one folder: each claims a row (``claim_row``, an ``flock`` on
+``rows/.<name>.lock``) before making it and leaves the rows others hold to them.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -17,7 +22,7 @@ from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 from .._io import atomic_write_bytes
 from ..errors import InputError
 
-__all__ = ["from_dict", "load_row", "load_rows", "save_row"]
+__all__ = ["claim_row", "from_dict", "load_row", "load_rows", "make_rows", "save_row"]
 
 T = TypeVar("T")
 
@@ -64,3 +69,57 @@ def load_row(path: Path, cls: type[T]) -> T:
 def load_rows(folder: Path, cls: type[T]) -> list[T]:
     """Every ``*.json`` row in ``folder``, in file-name order."""
     return [load_row(path, cls) for path in sorted(folder.glob("*.json"))]
+
+
+@contextmanager
+def claim_row(path: Path, *, wait: bool = False) -> Iterator[bool]:
+    """Claim the row ``path`` for this process: yields True when no other process holds it
+    (``wait``: block until none does), False when another holds it. An ``flock`` on
+    ``<folder>/.<name>.lock``, dropped by the kernel when the process ends however it ends; the
+    lock file is removed once the row exists."""
+    lock = path.with_name(f".{path.name}.lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            if path.is_file():
+                lock.unlink(missing_ok=True)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def make_rows(
+    jobs: Sequence[tuple[Path, Callable[[], Any]]], *, done: Callable[[], None] | None = None
+) -> int:
+    """Make and save (``save_row``) each row ``path`` of ``jobs`` (path, make) not on disk yet;
+    a row another process is making is left to it, then waited for at the end (and made here
+    if that process stopped without it). ``done`` is called once per job (a progress bar).
+    Returns the number of rows this process made."""
+    made = 0
+    later = []
+    for path, make in jobs:
+        if not path.is_file():
+            with claim_row(path) as mine:
+                if not mine:
+                    later.append((path, make))
+                    continue
+                if not path.is_file():
+                    save_row(path, make())
+                    made += 1
+        if done is not None:
+            done()
+    for path, make in later:
+        with claim_row(path, wait=True):
+            if not path.is_file():
+                save_row(path, make())
+                made += 1
+        if done is not None:
+            done()
+    return made
