@@ -59,7 +59,7 @@ def add_plausibility_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--protocol",
-        choices=sorted(PROTOCOLS),
+        choices=PROTOCOLS.names(),
         default="hatexplain",
         help="how gold, hard rationale and metrics are defined (default: %(default)s)",
     )

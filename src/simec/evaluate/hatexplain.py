@@ -320,11 +320,10 @@ def _plot(table: dict[str, Any], protocol: Protocol, path: Path) -> None:
 
 
 def _protocol(name: str, unit: str) -> Protocol:
-    if name not in PROTOCOLS:
-        raise InputError(f"unknown protocol {name!r}; choose from {sorted(PROTOCOLS)}")
+    protocol = PROTOCOLS.get(name)
     if unit not in UNITS:
         raise InputError(f"unknown unit {unit!r}; choose from {list(UNITS)}")
-    return PROTOCOLS[name]
+    return protocol
 
 
 def evaluate_scores(

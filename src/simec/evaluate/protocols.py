@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
+from ..registry import Registry
 from ..stats import mean_std
 from .plausibility import (
     MetricInfo,
@@ -132,30 +133,34 @@ def _unit_interval(**descriptions: str) -> dict[str, MetricInfo]:
     return {name: MetricInfo(name, 0.0, 1.0, True, text) for name, text in descriptions.items()}
 
 
-PROTOCOLS: dict[str, Protocol] = {
-    "hatexplain": HateXplainProtocol(
-        "hatexplain",
-        "HateXplain/ERASER: union gold, top-5 units as 1-unit spans, ERASER metrics",
-        {
-            "cosine": COSINE,
-            **_unit_interval(
-                iou_f1="ERASER partial-match F1 (IOU >= 0.5, macro)",
-                token_f1="ERASER instance-macro token F1 of the top 5",
-                auprc="ERASER AUPRC, mean over posts",
-            ),
-        },
-    ),
-    "ferret": FerretProtocol(
-        "ferret",
-        "ferret: union gold, top-7 positive scores, specials dropped",
-        {
-            "cosine": COSINE,
-            **_unit_interval(
-                token_f1="token F1 of the top-7 positive scores",
-                token_iou="token IOU of the top-7 positive scores",
-                auprc="AUPRC of the scores clipped at 0",
-            ),
-        },
-        drop_specials=True,
-    ),
-}
+#: the evaluation protocols by name (``--protocol`` choices)
+PROTOCOLS: Registry[Protocol] = Registry(
+    "evaluation protocol",
+    {
+        "hatexplain": HateXplainProtocol(
+            "hatexplain",
+            "HateXplain/ERASER: union gold, top-5 units as 1-unit spans, ERASER metrics",
+            {
+                "cosine": COSINE,
+                **_unit_interval(
+                    iou_f1="ERASER partial-match F1 (IOU >= 0.5, macro)",
+                    token_f1="ERASER instance-macro token F1 of the top 5",
+                    auprc="ERASER AUPRC, mean over posts",
+                ),
+            },
+        ),
+        "ferret": FerretProtocol(
+            "ferret",
+            "ferret: union gold, top-7 positive scores, specials dropped",
+            {
+                "cosine": COSINE,
+                **_unit_interval(
+                    token_f1="token F1 of the top-7 positive scores",
+                    token_iou="token IOU of the top-7 positive scores",
+                    auprc="AUPRC of the scores clipped at 0",
+                ),
+            },
+            drop_specials=True,
+        ),
+    },
+)
