@@ -67,3 +67,20 @@ def test_the_tolerance_catches_another_direction_draw():
     other = dataclasses.replace(case, options={**case.options, "seed": 2})
     found = mismatches(case.name, other.run(), case.dtype, exact=False)
     assert "0.trajectory" in {m.field for m in found}, found
+
+
+def test_a_local_baseline_is_compared_bit_for_bit(tmp_path, monkeypatch):
+    """``record --out DIR`` then ``SIMEC_GOLDEN_BASELINE=DIR``: a rerun on this machine equals
+    the baseline bit for bit, and a change far below the default tolerance is caught."""
+    from tests.golden import compare, record
+
+    (case,) = [c for c in CASES if c.name == "vit_simec_uncapped"]
+    record.write(tmp_path, case.name, case.run())
+    monkeypatch.setenv(compare.BASELINE_VARIABLE, str(tmp_path))
+    assert compare.exact_mode() and compare.golden_dir() == tmp_path
+    assert not mismatches(case.name, case.run(), case.dtype, exact=True)
+    tiny = dataclasses.replace(case, options={**case.options, "step_multiplier": 1 + 1e-15})
+    found = mismatches(case.name, tiny.run(), case.dtype, exact=True)
+    assert found and not mismatches(case.name, tiny.run(), case.dtype, exact=False, data=tmp_path)
+    message = failure_message(case.name, found)
+    assert "bit for bit" in message and "this environment" in message
