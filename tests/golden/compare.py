@@ -103,18 +103,20 @@ def _numbers(value: Any) -> list[float | None]:
 
 
 def _list_mismatch(name: str, got: Any, want: Any, exact: bool, dtype: str):
-    if exact or name not in FLOAT_LIST_FIELDS:
+    if name not in FLOAT_LIST_FIELDS:
         return None if got == want else Mismatch(name, math.nan, math.nan, "values differ")
     a, b = _numbers(got), _numbers(want)
     if len(a) != len(b) or any((x is None) != (y is None) for x, y in zip(a, b)):
         return Mismatch(name, math.nan, math.nan, "length or missing values differ")
     worst_abs = worst_rel = 0.0
-    bad = False
+    bad = exact and got != want  # JSON floats round-trip exactly: == is bit identity
     for x, y in zip(a, b):
         if x is None or y is None or (math.isnan(x) and math.isnan(y)):
             continue
         d = abs(x - y)
         worst_abs, worst_rel = max(worst_abs, d), max(worst_rel, d / max(1.0, abs(y)))
+        if exact:
+            continue
         if dtype == "float64":
             bad |= not d <= RTOL64 * max(1.0, abs(y))
         else:
