@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 # the versions CI tested (see its header; `make lock` rewrites it)
 CONSTRAINTS ?= constraints.txt
 
-.PHONY: install demo test test-kernels lint bench lock clean
+.PHONY: install demo test test-kernels lint docs bench lock clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,13 @@ lint: install
 	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/mypy
 
+# the documentation site (mkdocs.yml) into site/: --strict fails on a broken link, a missing API
+# reference or a tutorial notebook that raises (they are executed on every build); it opens
+# offline from site/index.html
+docs: install
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e ".[dev,docs]"
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 # the numerical tests again under each narrower CPU kernel set torch can run here (the portable
 # "default", and AVX2 on an AVX-512 CPU): a result that depends on the kernels' rounding fails
 # here. Tests marked `compiles` assert that torch.compile succeeds, which torch 2.13's inductor
@@ -48,7 +55,7 @@ lock:
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install -q --upgrade pip
 	.lock-venv/bin/python -m pip install -q "$(TORCH_SPEC)"
-	.lock-venv/bin/python -m pip install -q -e ".[dev]"
+	.lock-venv/bin/python -m pip install -q -e ".[dev,docs]"
 	{ grep '^#' $(CONSTRAINTS); .lock-venv/bin/python -m pip --version | awk '{print "pip==" $$2}'; \
 	  .lock-venv/bin/python -m pip freeze --exclude-editable | sed -E 's/^(torch==[^+]*)\+.*/\1/'; \
 	} > $(CONSTRAINTS).new
@@ -59,4 +66,4 @@ bench: install
 	$(PY) benchmarks/bench_explore.py
 
 clean:
-	rm -rf $(VENV) .lock-venv build dist src/*.egg-info .pytest_cache
+	rm -rf $(VENV) .lock-venv build dist src/*.egg-info .pytest_cache site .cache/mkdocs-jupyter
