@@ -45,6 +45,7 @@ from .models import (
     from_model,
     load_adapter,
 )
+from . import report as _report  # noqa: F401  (registers ExplorationResult's views)
 
 __version__ = "0.1.0"
 

@@ -6,6 +6,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -13,10 +14,11 @@ from safetensors.torch import load_file, save
 
 from .._io import atomic_write_bytes, atomic_write_json, check_output_dir
 from ..errors import OutputError
+from ..registry import Registry
 from .config import ExploreConfig
 from .reuse import Fidelity
 
-__all__ = ["ExplorationResult"]
+__all__ = ["VIEWS", "ExplorationResult"]
 
 SUMMARY = "summary.json"
 TRAJECTORY = "trajectory.safetensors"
@@ -34,6 +36,11 @@ JSON_FIELDS = (
 )
 #: the same, added later: a summary.json without them loads with the field's default
 LATER_JSON_FIELDS = ("uncorrected_drift", "model", "environment", "recoveries", "batch")
+
+#: how a result is shown: ``"html"`` (``result -> str``, Jupyter's compact view) and ``"page"``
+#: (``(result, path, **options) -> Path``, the interactive viewer). ``simec.report`` registers
+#: them when imported (``import simec`` does), so this layer never imports the report layer.
+VIEWS: Registry[Callable[..., Any]] = Registry("result view")
 
 
 @dataclass
@@ -158,9 +165,7 @@ class ExplorationResult:
 
     def _repr_html_(self) -> str:
         """A compact view in Jupyter: the facts of the run and p(i*) along the walk."""
-        from ..report.viewer_repr import compact_html
-
-        return compact_html(self)
+        return str(VIEWS.get("html")(self))
 
     def view(self, path: str | os.PathLike, **options: Any) -> Path:
         """Write the interactive viewer of this run (as ``simec view``) to ``path``.
@@ -168,6 +173,4 @@ class ExplorationResult:
         ``options`` go to ``simec.report.viewer.write_viewer`` (``adapter=`` or ``model=`` to
         decode the stored points when the run does not record its model directory).
         """
-        from ..report.viewer import write_viewer
-
-        return write_viewer(self, path, **options)
+        return Path(VIEWS.get("page")(self, path, **options))
