@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save
+from safetensors.torch import load_file
 
-from .._io import atomic_write_bytes, atomic_write_json, check_output_dir
-from ..errors import OutputError
+from .._io import save_record
 from ..registry import Registry
 from .config import ExploreConfig
 from .reuse import Fidelity
@@ -131,19 +130,18 @@ class ExplorationResult:
     def save(self, out_dir: str | os.PathLike, *, summary: dict[str, Any] | None = None) -> Path:
         """Write ``summary.json`` and ``trajectory.safetensors`` atomically into ``out_dir``;
         ``summary``: this result's ``summary()`` when the caller has it already."""
-        out = check_output_dir(out_dir, option="out_dir")
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"cannot create {str(out)!r}: {exc.strerror or exc}") from None
         tensors = {
-            "trajectory": self.trajectory.detach().cpu().contiguous(),
+            "trajectory": self.trajectory,
             "trajectory_steps": torch.tensor(self.trajectory_steps, dtype=torch.int64),
-            "probabilities": self.probabilities.detach().cpu().contiguous(),
+            "probabilities": self.probabilities,
         }
-        atomic_write_bytes(out / TRAJECTORY, save(tensors, metadata={"format": "simec-1"}))
-        atomic_write_json(out / SUMMARY, self.summary() if summary is None else summary)
-        return out
+        return save_record(
+            out_dir,
+            summary=self.summary() if summary is None else summary,
+            tensors=tensors,
+            files=(SUMMARY, TRAJECTORY),
+            format="simec-1",
+        )
 
     @classmethod
     def load(cls, out_dir: str | os.PathLike) -> ExplorationResult:
