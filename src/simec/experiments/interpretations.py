@@ -48,10 +48,9 @@ from ..interpret.run_measures import (
     text_interpreter,
     vision_interpreter,
 )
-from ..models import load_adapter
+from ..models import as_image_model, as_masked_lm, as_text_model, load_adapter
 from ..models.cache import cache_dir, resolve_model_path
-from ..models.hf_text import HFMaskedLMAdapter, HFSequenceClassifierAdapter
-from ..models.hf_vision import HFImageClassifierAdapter
+from ..models.hf_text import HFSequenceClassifierAdapter
 from ..stats import mean_std
 from . import start_or_resume
 from .rows import load_rows, make_rows
@@ -332,8 +331,10 @@ def _check(cfg: InterpretationsConfig) -> None:
 
 
 def _task(cfg: InterpretationsConfig) -> _Task:
-    adapter = load_adapter(cfg.model, device=cfg.device)
-    if isinstance(adapter, HFImageClassifierAdapter):
+    loaded = load_adapter(cfg.model, device=cfg.device)
+    image_model, text_model = as_image_model(loaded), as_text_model(loaded)
+    if image_model is not None:
+        adapter = image_model
         if Path(cfg.data).is_file():
             raise InputError(f"{cfg.model} classifies images: --data must be an IDX folder")
         from ..interpret import ViTDecoder
@@ -344,23 +345,24 @@ def _task(cfg: InterpretationsConfig) -> _Task:
             return vision_interpreter(adapter, raw, result.explored_segments, decoder=decoder)
 
         return _Task("vision", adapter, _images(cfg), frozenset({"[CLS]"}), vision, None)
-    if isinstance(adapter, HFSequenceClassifierAdapter):
+    if text_model is not None:
+        classifier = text_model
         if Path(cfg.data).is_dir():
             raise InputError(f"{cfg.model} classifies text: --data must be a HateXplain JSONL")
         from ..interpret.decode_text import MLMDecoder
 
         mlm_name = resolve_mlm(cfg.mlm)
-        mlm_adapter = load_adapter(mlm_name, device=cfg.device)
-        if not isinstance(mlm_adapter, HFMaskedLMAdapter):
+        mlm_adapter = as_masked_lm(load_adapter(mlm_name, device=cfg.device))
+        if mlm_adapter is None:
             raise InputError(f"--mlm {mlm_name} is not a masked LM (a *ForMaskedLM model)")
         mlm = MLMDecoder(mlm_adapter)
 
         def text(result: ExplorationResult, raw: Any) -> Interpreter:
-            prepared = adapter.prepare(raw)
-            return text_interpreter(adapter, prepared, mlm, result.explored_segments)
+            prepared = classifier.prepare(raw)
+            return text_interpreter(classifier, prepared, mlm, result.explored_segments)
 
-        special = frozenset(adapter.tokenizer.all_special_tokens)
-        return _Task("text", adapter, _posts(cfg, adapter), special, text, mlm_name)
+        special = frozenset(classifier.tokenizer.all_special_tokens)
+        return _Task("text", classifier, _posts(cfg, classifier), special, text, mlm_name)
     raise InputError(f"{cfg.model} is neither an image nor a sequence classifier")
 
 
