@@ -48,7 +48,7 @@ from ..interpret.run_measures import (
     text_interpreter,
     vision_interpreter,
 )
-from ..models import as_image_model, as_masked_lm, as_text_model, load_adapter
+from ..models import as_masked_lm, load_adapter
 from ..models.cache import cache_dir, resolve_model_path
 from ..models.hf_text import HFSequenceClassifierAdapter
 from ..stats import mean_std
@@ -331,10 +331,8 @@ def _check(cfg: InterpretationsConfig) -> None:
 
 
 def _task(cfg: InterpretationsConfig) -> _Task:
-    loaded = load_adapter(cfg.model, device=cfg.device)
-    image_model, text_model = as_image_model(loaded), as_text_model(loaded)
-    if image_model is not None:
-        adapter = image_model
+    adapter: Any = load_adapter(cfg.model, device=cfg.device)  # narrowed by its modality
+    if adapter.modality == "image":
         if Path(cfg.data).is_file():
             raise InputError(f"{cfg.model} classifies images: --data must be an IDX folder")
         from ..interpret import ViTDecoder
@@ -345,8 +343,7 @@ def _task(cfg: InterpretationsConfig) -> _Task:
             return vision_interpreter(adapter, raw, result.explored_segments, decoder=decoder)
 
         return _Task("vision", adapter, _images(cfg), frozenset({"[CLS]"}), vision, None)
-    if text_model is not None:
-        classifier = text_model
+    if adapter.modality == "text":
         if Path(cfg.data).is_dir():
             raise InputError(f"{cfg.model} classifies text: --data must be a HateXplain JSONL")
         from ..interpret.decode_text import MLMDecoder
@@ -358,11 +355,11 @@ def _task(cfg: InterpretationsConfig) -> _Task:
         mlm = MLMDecoder(mlm_adapter)
 
         def text(result: ExplorationResult, raw: Any) -> Interpreter:
-            prepared = classifier.prepare(raw)
-            return text_interpreter(classifier, prepared, mlm, result.explored_segments)
+            prepared = adapter.prepare(raw)
+            return text_interpreter(adapter, prepared, mlm, result.explored_segments)
 
-        special = frozenset(classifier.tokenizer.all_special_tokens)
-        return _Task("text", classifier, _posts(cfg, classifier), special, text, mlm_name)
+        special = frozenset(adapter.tokenizer.all_special_tokens)
+        return _Task("text", adapter, _posts(cfg, adapter), special, text, mlm_name)
     raise InputError(f"{cfg.model} is neither an image nor a sequence classifier")
 
 
