@@ -285,6 +285,17 @@ def test_committed_equivalence_results_resume_with_their_settings(tmp_path):
         start_or_resume(tmp_path, replace(cfg, pairs=21))
 
 
+def _approx_floats(value):
+    """``value`` with every float replaced by ``pytest.approx`` (abs 1e-5), for == on records."""
+    if isinstance(value, dict):
+        return {k: _approx_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_approx_floats(v) for v in value]
+    if isinstance(value, float):
+        return pytest.approx(value, abs=1e-5)
+    return value
+
+
 def test_vit_exploration_shows_under_every_decoded_picture_its_own_class(
     mnist_vit_dir, fake_mnist, tmp_path, monkeypatch
 ):
@@ -353,6 +364,8 @@ def test_vit_exploration_shows_under_every_decoded_picture_its_own_class(
     # the figures redrawn from the settings alone: the same walks, pictures and classes
     titles.clear()
     cfg = VitExplorationConfig(**json.loads((out / "config.json").read_text())["config"])
-    assert draw_figures(cfg) == records
-    assert json.loads((out / "figure3_decoded.json").read_text()) == records
+    # float32 walks: the same classes and pictures; probabilities to round-off (the command
+    # picked its torch thread count from the load, this process may run another one)
+    assert draw_figures(cfg) == _approx_floats(records)
+    assert json.loads((out / "figure3_decoded.json").read_text()) == _approx_floats(records)
     assert len(titles) == 2

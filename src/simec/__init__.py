@@ -20,6 +20,9 @@ import sys as _sys
 if "torch" not in _sys.modules:
     _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+# the report layer registers ExplorationResult's views (``_repr_html_``, ``view``): the explore
+# layer never imports it
+from . import report as _report  # noqa: F401
 from .errors import (
     ExactTooLargeError,
     InputError,

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from .errors import OutputError
+from .errors import InputError, OutputError
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -77,6 +77,54 @@ def check_output_dir(
                 f"(overwrite=True) to replace it, or choose another {option}"
             )
     return path
+
+
+def save_record(
+    out_dir: str | os.PathLike,
+    *,
+    summary: dict[str, Any],
+    tensors: dict[str, torch.Tensor],
+    files: tuple[str, str],
+    format: str,
+) -> Path:
+    """Write a result record into ``out_dir``: ``tensors`` to ``files[1]`` (safetensors, with
+    ``format`` in its metadata), then ``summary`` to ``files[0]`` (JSON), each atomically.
+
+    The folder is checked first (``check_output_dir``) and created; returns it.
+    """
+    from safetensors.torch import save
+
+    out = check_output_dir(out_dir, option="out_dir")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {str(out)!r}: {exc.strerror or exc}") from None
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    atomic_write_bytes(out / files[1], save(tensors, metadata={"format": format}))
+    atomic_write_json(out / files[0], summary)
+    return out
+
+
+def load_record(
+    out_dir: str | os.PathLike, *, files: tuple[str, str], what: str
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The JSON summary and the tensors of a record written by ``save_record``; a folder
+    without them, or with unreadable ones, is an ``InputError`` naming ``what`` it should be."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    out = Path(out_dir)
+    missing = [name for name in files if not (out / name).is_file()]
+    if missing:
+        raise InputError(f"{str(out)!r} is not a saved {what} (no {' or '.join(missing)})")
+    try:
+        summary = json.loads((out / files[0]).read_text())
+        tensors = load_file(str(out / files[1]))
+    except (ValueError, OSError, SafetensorError) as exc:
+        raise InputError(f"{str(out)!r}: the saved {what} cannot be read ({exc})") from None
+    if not isinstance(summary, dict):
+        raise InputError(f"{str(out / files[0])!r} is not a saved {what} (not a JSON object)")
+    return summary, tensors
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> int:

@@ -19,7 +19,7 @@ from ._io import atomic_write_json, environment
 from .errors import InputError
 from .explore import ExplorationResult, explore
 from .interpret import ViTDecoder, classify_pictures, segment_importance
-from .models import load_adapter
+from .models import as_image_model, load_adapter
 from .models.cache import resolve_model_path
 from .models.hf_vision import HFImageClassifierAdapter
 from .report import plots
@@ -102,8 +102,8 @@ def run_demo(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model_dir = resolve_model_path(model) if model else shipped_model()
-    adapter = load_adapter(model_dir, device=device)
-    if not isinstance(adapter, HFImageClassifierAdapter) or not adapter.patch_size:
+    adapter = as_image_model(load_adapter(model_dir, device=device))
+    if adapter is None or not adapter.patch_size:
         raise InputError("the demo needs a patch-based image classifier (ViT family)")
     raw = sample_digit() if image is None else image  # paths are read by the adapter
     original = adapter.image(raw)

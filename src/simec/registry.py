@@ -1,9 +1,10 @@
 """A named collection of extension points (output metrics, explainers, run backends,
-architectures): one way to register, list and look them up, with one clear error."""
+architectures, step rules, analyses, experiments, commands): one way to register, list and look
+them up, with one clear error."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Generic, TypeVar
 
 from .errors import InputError
@@ -17,7 +18,9 @@ class Registry(Generic[T]):
     """Objects of one kind by name, in registration order.
 
     ``kind`` names the kind in messages ("unknown output metric 'x'; choose one of [...]");
-    ``items`` are registered first, in their order.
+    ``items`` are registered first, in their order. Read like a mapping: ``registry[name]``
+    (as ``get``), ``name in registry``, ``list(registry)`` (the names), ``registry.items()``,
+    so a CLI's choices come from the registry itself.
     """
 
     def __init__(self, kind: str, items: Mapping[str, T] | None = None) -> None:
@@ -50,6 +53,16 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         return list(self._items)
+
+    def items(self) -> list[tuple[str, T]]:
+        """``(name, object)`` pairs in registration order."""
+        return list(self._items.items())
+
+    def __getitem__(self, name: str) -> T:
+        return self.get(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._items))
 
     def __contains__(self, name: object) -> bool:
         return name in self._items

@@ -70,3 +70,37 @@ def test_attention_explainers_on_hf_models_leave_the_model_alone(method, tokeniz
         assert model.config._attn_implementation == before  # the user's model is untouched
     pixels = from_model(tiny_vit(), space="pixels")
     assert len(explain(pixels, image, method).scores) == 16  # patches only, CLS dropped
+
+
+def test_an_explanation_saves_and_loads_back_bit_for_bit(tmp_path):
+    from simec.explainers import Explanation
+
+    adapter, x0 = one_token_reader()
+    exp = explain(adapter, x0, "integrated_gradients", target=1, steps=3)
+    back = Explanation.load(exp.save(tmp_path / "exp"))
+    assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == sorted(Explanation.FILES)
+    assert back.scores.dtype == torch.float64 and torch.equal(back.scores, exp.scores)
+    assert (back.segment_names, back.target, back.method) == (
+        exp.segment_names,
+        1,
+        "integrated_gradients",
+    )
+    neg = Explanation(torch.tensor([-1.5, 2.0], dtype=torch.float32), ["[CLS]", "ü"], 0, "x")
+    back = Explanation.load(neg.save(tmp_path / "exp"))  # over the first one
+    assert back.scores.dtype == torch.float32 and torch.equal(back.scores, neg.scores)
+    assert back.segment_names == ["[CLS]", "ü"] and back.target == 0
+
+
+def test_loading_an_explanation_from_elsewhere_is_a_clear_error(tmp_path):
+    from simec.explainers import Explanation
+
+    with pytest.raises(InputError, match="not a saved explanation .no explanation.json"):
+        Explanation.load(tmp_path)
+    (tmp_path / "explanation.json").write_text("[1, 2]")
+    Explanation(torch.ones(1), ["a"], 0, "x").save(tmp_path / "other")
+    (tmp_path / "other" / "explanation.safetensors").rename(tmp_path / "explanation.safetensors")
+    with pytest.raises(InputError, match="not a JSON object"):
+        Explanation.load(tmp_path)
+    (tmp_path / "explanation.json").write_text("{}")
+    with pytest.raises(InputError, match="lacks 'segment_names'"):
+        Explanation.load(tmp_path)

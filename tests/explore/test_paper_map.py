@@ -30,6 +30,6 @@ def test_the_rules_are_the_algorithms_the_config_offers():
     from simec.explore.simec import SIMEC
     from simec.explore.simexp import SIMEXP
 
-    assert RULES == {"simec": SIMEC, "simexp": SIMEXP}
+    assert dict(RULES.items()) == {"simec": SIMEC, "simexp": SIMEXP}
     # the paper's line 7: delta = 1/sqrt(lambda_max) for SiMEC, 2/sqrt(lambda_max) for SiMExp
-    assert ALGORITHMS == {"simec": ("null", 1.0), "simexp": ("non-null", 2.0)}
+    assert dict(ALGORITHMS.items()) == {"simec": ("null", 1.0), "simexp": ("non-null", 2.0)}

@@ -3,6 +3,7 @@ import torch
 
 from simec import TorchAdapter
 from simec.interpret import importance_from_jacobian, segment_importance
+from simec.interpret.importance import SegmentImportance
 from simec.models import from_model
 from tests.conftest import TEXT, tiny_bert, tiny_vit
 
@@ -46,3 +47,44 @@ def test_importance_reflects_what_the_model_reads():
 def test_rejects_bad_jacobians():
     with pytest.raises(Exception, match="segments, width"):
         importance_from_jacobian(torch.ones(3, 4), torch.ones(3))
+
+
+def test_segment_importance_saves_and_loads_back_bit_for_bit(tokenizer, tmp_path):
+    adapter = from_model(tiny_bert(), tokenizer, dtype="float64")
+    imp = segment_importance(adapter, TEXT, output_metric="fisher-rao", method="exact")
+    out = imp.save(tmp_path / "imp")
+    assert out == tmp_path / "imp"
+    assert sorted(p.name for p in out.iterdir()) == sorted(imp.FILES)
+    back = SegmentImportance.load(out)
+    assert back.scores.dtype == torch.float64 and torch.equal(back.scores, imp.scores)
+    assert torch.equal(back.probabilities, imp.probabilities)
+    assert (back.segment_names, back.labels) == (imp.segment_names, imp.labels)
+    assert (back.method, back.output_metric) == ("exact", "fisher-rao")
+    assert back.ranking() == imp.ranking() and back.predicted == imp.predicted
+    # float32, a name with a quote and non-ASCII, saved over the first one
+    small = SegmentImportance(
+        torch.tensor([0.5, 0.0], dtype=torch.float32),
+        ['"é"', "##x"],
+        torch.tensor([0.25, 0.75], dtype=torch.float32),
+        ["no", "yes"],
+        "lowrank",
+        "euclidean-probs",
+    )
+    back = SegmentImportance.load(small.save(out))
+    assert back.scores.dtype == torch.float32 and torch.equal(back.scores, small.scores)
+    assert back.segment_names == ['"é"', "##x"] and back.predicted == 1
+
+
+def test_loading_segment_importance_from_elsewhere_is_a_clear_error(tmp_path):
+    from simec.errors import InputError, OutputError
+
+    with pytest.raises(InputError, match="not a saved segment importance"):
+        SegmentImportance.load(tmp_path)
+    (tmp_path / "segment_importance.json").write_text("{not json")
+    (tmp_path / "segment_importance.safetensors").write_bytes(b"nope")
+    with pytest.raises(InputError, match="cannot be read"):
+        SegmentImportance.load(tmp_path)
+    (tmp_path / "file").write_text("x")
+    imp = SegmentImportance(torch.ones(1), ["a"], torch.ones(1), ["c"], "exact", "m")
+    with pytest.raises(OutputError, match="is a file, not a folder"):
+        imp.save(tmp_path / "file")

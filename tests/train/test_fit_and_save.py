@@ -1,6 +1,7 @@
 import json
 from dataclasses import asdict
 
+import numpy as np
 import pytest
 import torch
 
@@ -81,6 +82,100 @@ def test_fit_steps_the_scheduler_once_per_batch():
         progress=False,
     )
     assert sched.last_epoch == 6
+
+
+def test_fit_with_own_batches_steps_clipping_and_a_step_log_matches_a_hand_written_loop():
+    """The masked LM's use: batches from a hook, a step count that ends mid-epoch, gradients
+    clipped, a history every few steps; the same as the loop written out."""
+    torch.manual_seed(0)
+    x = torch.randn(11, 3, dtype=torch.float64)
+    y = x @ torch.tensor([1.5, -2.0, 0.5], dtype=torch.float64)
+    w0 = torch.tensor([3.0, -3.0, 2.0], dtype=torch.float64)
+
+    def epoch_batches(rng):  # uneven batches, reshuffled every epoch
+        perm = rng.permutation(11)
+        return [perm[:2], perm[2:7], perm[7:]]
+
+    def loss(w, idx):
+        return ((x[idx] @ w - y[idx]) ** 2).mean()
+
+    # by hand: 8 steps (two full epochs of 3 batches, then 2 of the third), clip at 0.5
+    w = torch.nn.Parameter(w0.clone())
+    opt = torch.optim.SGD([w], lr=0.1)
+    rng = np.random.default_rng(4)
+    losses, step = [], 0
+    while step < 8:
+        for idx in epoch_batches(rng):
+            if step >= 8:
+                break
+            value = loss(w, idx)
+            opt.zero_grad()
+            value.backward()
+            torch.nn.utils.clip_grad_norm_([w], 0.5)
+            opt.step()
+            losses.append(float(value.detach()))
+            step += 1
+    expected_w = w.detach().clone()
+
+    w = torch.nn.Parameter(w0.clone())
+    opt = torch.optim.SGD([w], lr=0.1)
+    rng = np.random.default_rng(4)
+    epochs_seen = []
+
+    def batches(epoch):
+        epochs_seen.append(epoch)
+        return epoch_batches(rng)
+
+    history = fit(
+        lambda idx: loss(w, idx),
+        size=11,
+        batch_size=4,
+        epochs=None,
+        max_steps=8,
+        batches=batches,
+        max_grad_norm=0.5,
+        log_every=3,
+        optimizer=opt,
+        scheduler=torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0),
+        progress=False,
+    )
+    assert torch.equal(w.detach(), expected_w)
+    assert epochs_seen == [1, 2, 3]  # no fourth epoch drawn once the steps are done
+    assert [e["step"] for e in history] == [3, 6, 8]
+    means = [sum(losses[0:3]) / 3, sum(losses[3:6]) / 3, sum(losses[6:8]) / 2]
+    assert [e["train_loss"] for e in history] == pytest.approx(means, rel=1e-15)
+    # clipping mattered: without it the walk differs
+    w2 = torch.nn.Parameter(w0.clone())
+    opt2 = torch.optim.SGD([w2], lr=0.1)
+    rng = np.random.default_rng(4)
+    fit(
+        lambda idx: loss(w2, idx),
+        size=11,
+        batch_size=4,
+        epochs=None,
+        max_steps=8,
+        batches=lambda e: epoch_batches(rng),
+        optimizer=opt2,
+        scheduler=torch.optim.lr_scheduler.LambdaLR(opt2, lambda s: 1.0),
+        progress=False,
+    )
+    assert not torch.allclose(w2.detach(), expected_w)
+
+
+def test_fit_refuses_what_it_cannot_do():
+    w = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([w], lr=1.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    common = dict(size=4, batch_size=2, optimizer=opt, scheduler=sched, progress=False)
+    gen = torch.Generator().manual_seed(0)
+    with pytest.raises(ValueError, match="epochs or max_steps"):
+        fit(lambda idx: w.sum(), epochs=None, generator=gen, **common)
+    with pytest.raises(ValueError, match="no validate or on_epoch"):
+        fit(lambda idx: w.sum(), epochs=1, generator=gen, log_every=2, validate=dict, **common)
+    with pytest.raises(ValueError, match="needs a generator"):
+        fit(lambda idx: w.sum(), epochs=1, **common)
+    with pytest.raises(ValueError, match="epoch 1 has no batches"):
+        fit(lambda idx: w.sum(), epochs=None, max_steps=3, batches=lambda e: [], **common)
 
 
 class _Pretrained:

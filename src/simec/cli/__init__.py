@@ -31,6 +31,7 @@ from typing import Any, NoReturn
 import torch
 
 from ..errors import SimecError
+from ..registry import Registry
 from . import (
     demo,
     equivalence,
@@ -53,17 +54,20 @@ inputs the model cannot tell apart) or across classes (SiMExp)."""
 
 #: command name -> its module (``HELP``, optional ``DESCRIPTION``/``EPILOG``, ``add_arguments``,
 #: ``run`` unless its subcommands set their own ``func``)
-COMMANDS: dict[str, ModuleType] = {
-    "explore": explore,
-    "importance": importance,
-    "demo": demo,
-    "experiment": experiment,
-    "evaluate": evaluate,
-    "structure": structure,
-    "equivalence": equivalence,
-    "train": train,
-    "view": view,
-}
+COMMANDS: Registry[ModuleType] = Registry(
+    "command",
+    {
+        "explore": explore,
+        "importance": importance,
+        "demo": demo,
+        "experiment": experiment,
+        "evaluate": evaluate,
+        "structure": structure,
+        "equivalence": equivalence,
+        "train": train,
+        "view": view,
+    },
+)
 
 
 class Parser(argparse.ArgumentParser):

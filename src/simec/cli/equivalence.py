@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from ..errors import InputError
 from ..structure.equivalence import EquivalenceConfig
-from .explore import read_text_input
 from .options import (
     add_dataclass_arguments,
     add_device,
@@ -69,10 +69,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 REFERENCE_KEYS = ("lower_bound", "upper_bound", "upper_converged", "verdict")
 
 
-def _read(value: str, text_model: bool) -> str:
+def _read(value: str, adapter: Any) -> Any:
     """A text (or the contents of a .txt, as ``--input`` reads it), or an existing image file."""
-    if text_model:
-        return read_text_input(value)
+    if adapter.modality == "text":
+        return adapter.read_input(value)
     if not Path(value).is_file():
         raise InputError(f"{value!r} is not an image file")
     return value
@@ -80,15 +80,14 @@ def _read(value: str, text_model: bool) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ..models import load_adapter
-    from ..models.hf_text import HFSequenceClassifierAdapter
     from ..structure.equivalence_run import compare_pair, reference_pairs, save_equivalence
 
     cfg = dataclass_from_args(EquivalenceConfig, args).validate()
     if args.reference and not args.data:
         raise InputError("--reference needs --data (an IDX image folder)")
     adapter = load_adapter(args.model, device=args.device, dtype=args.dtype, space=args.space)
-    text = isinstance(adapter, HFSequenceClassifierAdapter)
-    a, b = _read(args.a, text), _read(args.b, text)
+    text = adapter.modality == "text"
+    a, b = _read(args.a, adapter), _read(args.b, adapter)
     result = compare_pair(adapter, a, b, cfg, guided_steps=args.guided_steps)
     reference = None
     if args.reference:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ from ..experiments.equivalence_pairs import EquivalencePairsConfig
 from ..experiments.interpretations import InterpretationsConfig
 from ..experiments.text_exploration import TextExplorationConfig
 from ..experiments.vit_exploration import VitExplorationConfig
+from ..registry import Registry
 from .options import (
     add_config_command,
     add_device,
@@ -47,70 +50,39 @@ INTERPRETATION_FIELDS = (
 )
 
 
+@dataclass(frozen=True)
+class Experiment:
+    """One ``simec experiment NAME``: its config dataclass, whose fields are its options
+    (``options`` go to ``add_config_command``: ``include``, ``required``; ``None``: options of
+    its own), the command's ``run``, its help and description."""
+
+    config: type | None
+    run: Callable[[argparse.Namespace], int]
+    help: str
+    description: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     exps = parser.add_subparsers(dest="experiment", metavar="EXPERIMENT")
     exps.required = True
-    add_config_command(
-        exps,
-        "vit-exploration",
-        VitExplorationConfig,
-        run_vit_exploration,
-        help="SiMEC vs the perturbation baseline on a ViT (SiMEC paper, Section 4)",
-        description="For N images: SiMEC for K steps (timed), the perturbation baseline for the "
-        "same wall time, SiMExp for K steps; informative-image counts, explored volume, a "
-        "markdown + JSON table and Figure 1/3-style PNGs. Resumable: finished images are kept.",
-        include=VIT_FIELDS,
-    )
-    _add_vision_explainers(exps)
-    add_config_command(
-        exps,
-        "text-exploration",
-        TextExplorationConfig,
-        run_text_exploration,
-        help="alternative prompts along SiMEC/SiMExp on a hate-speech classifier (Figure 4)",
-        description="For N HateXplain posts labelled hate speech or offensive: SiMEC and SiMExp "
-        "for K steps on the classifier's embeddings; every explored point is decoded by the "
-        "masked LM into 5 alternative prompts, which are classified (Y_c: prediction changed, "
-        "Y_s: kept). Writes a table, Figure 2/4-style PNGs and report.html. Resumable.",
-        include=TEXT_FIELDS,
-        required=["out"],
-    )
-
-    add_config_command(
-        exps,
-        "equivalence",
-        EquivalencePairsConfig,
-        run_equivalence_pairs,
-        help="bounds on the pseudodistance of four kinds of image pairs (SiMEC endpoints, "
-        "embedding-matched, same class, different classes)",
-        description="Pairs of each kind from an IDX data set, bounded by `simec equivalence` "
-        "in the embedding space: lower and upper bounds, verdicts, the guided walks' closest "
-        "approach, seconds per pair. Writes rows/, table.md and results.json. Resumable.",
-    )
-    add_config_command(
-        exps,
-        "interpretations",
-        InterpretationsConfig,
-        run_interpretations,
-        help="the final paper's measures of decoded inputs along SiMEC/SiMExp (M1-M9), on a "
-        "ViT or a text classifier",
-        description="Per input (one image per class, or HateXplain hate/offensive posts), "
-        "repetition, eta and segment set (all / one / q2 by an attribution method): SiMEC and "
-        "SiMExp with the final version's step rule and box; every k-th point decoded and "
-        "re-classified. Writes rows/, table.md (M1, M2/M3, M4, M7, M9, time per segment per "
-        "iteration, the paper's numbers beside), results.json and M1 figures. Resumable.",
-        include=INTERPRETATION_FIELDS,
-    )
+    for name, exp in EXPERIMENTS.items():
+        if exp.config is None:
+            _add_vision_explainers(exps, name, exp)
+        else:
+            add_config_command(
+                exps,
+                name,
+                exp.config,
+                exp.run,
+                help=exp.help,
+                description=exp.description,
+                **exp.options,
+            )
 
 
-def _add_vision_explainers(commands: Any) -> None:
-    vxp = commands.add_parser(
-        "vision-explainers",
-        help="every explainer's patch heatmap side by side for a handful of digits",
-        description="Per image: the predicted class and one heatmap per explainer (absolute "
-        "scores for that class), plus each explainer's Spearman correlation with simec. Writes "
-        "explainers_heatmaps.png and explainers.json.",
-    )
+def _add_vision_explainers(commands: Any, name: str, exp: Experiment) -> None:
+    vxp = commands.add_parser(name, help=exp.help, description=exp.description)
     from ..experiments import vision_explainers
 
     # no config dataclass: the defaults of the function it runs
@@ -137,7 +109,7 @@ def _add_vision_explainers(commands: Any) -> None:
     )
     add_device(vxp)
     add_out(vxp)
-    vxp.set_defaults(func=run_vision_explainers)
+    vxp.set_defaults(func=exp.run)
 
 
 def run_vit_exploration(args: argparse.Namespace) -> int:
@@ -191,3 +163,62 @@ def run_interpretations(args: argparse.Namespace) -> int:
     run_interpretations(cfg, progress=not args.quiet)
     print((Path(cfg.out) / "table.md").read_text())
     return 0
+
+
+#: experiment name -> Experiment, in --help order
+EXPERIMENTS: Registry[Experiment] = Registry(
+    "experiment",
+    {
+        "vit-exploration": Experiment(
+            VitExplorationConfig,
+            run_vit_exploration,
+            help="SiMEC vs the perturbation baseline on a ViT (SiMEC paper, Section 4)",
+            description="For N images: SiMEC for K steps (timed), the perturbation baseline for "
+            "the same wall time, SiMExp for K steps; informative-image counts, explored volume, "
+            "a markdown + JSON table and Figure 1/3-style PNGs. Resumable: finished images are "
+            "kept.",
+            options={"include": VIT_FIELDS},
+        ),
+        "vision-explainers": Experiment(
+            None,  # no config dataclass: the defaults of the function it runs
+            run_vision_explainers,
+            help="every explainer's patch heatmap side by side for a handful of digits",
+            description="Per image: the predicted class and one heatmap per explainer (absolute "
+            "scores for that class), plus each explainer's Spearman correlation with simec. "
+            "Writes explainers_heatmaps.png and explainers.json.",
+        ),
+        "text-exploration": Experiment(
+            TextExplorationConfig,
+            run_text_exploration,
+            help="alternative prompts along SiMEC/SiMExp on a hate-speech classifier (Figure 4)",
+            description="For N HateXplain posts labelled hate speech or offensive: SiMEC and "
+            "SiMExp for K steps on the classifier's embeddings; every explored point is decoded "
+            "by the masked LM into 5 alternative prompts, which are classified (Y_c: prediction "
+            "changed, Y_s: kept). Writes a table, Figure 2/4-style PNGs and report.html. "
+            "Resumable.",
+            options={"include": TEXT_FIELDS, "required": ["out"]},
+        ),
+        "equivalence": Experiment(
+            EquivalencePairsConfig,
+            run_equivalence_pairs,
+            help="bounds on the pseudodistance of four kinds of image pairs (SiMEC endpoints, "
+            "embedding-matched, same class, different classes)",
+            description="Pairs of each kind from an IDX data set, bounded by `simec equivalence` "
+            "in the embedding space: lower and upper bounds, verdicts, the guided walks' closest "
+            "approach, seconds per pair. Writes rows/, table.md and results.json. Resumable.",
+        ),
+        "interpretations": Experiment(
+            InterpretationsConfig,
+            run_interpretations,
+            help="the final paper's measures of decoded inputs along SiMEC/SiMExp (M1-M9), on "
+            "a ViT or a text classifier",
+            description="Per input (one image per class, or HateXplain hate/offensive posts), "
+            "repetition, eta and segment set (all / one / q2 by an attribution method): SiMEC "
+            "and SiMExp with the final version's step rule and box; every k-th point decoded "
+            "and re-classified. Writes rows/, table.md (M1, M2/M3, M4, M7, M9, time per segment "
+            "per iteration, the paper's numbers beside), results.json and M1 figures. "
+            "Resumable.",
+            options={"include": INTERPRETATION_FIELDS},
+        ),
+    },
+)

@@ -195,28 +195,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def read_input(text: str, adapter: Any) -> Any:
-    """A text model's input: the text itself, or the contents of a .txt file; else the path."""
-    from ..models.hf_text import HFSequenceClassifierAdapter
-
-    if isinstance(adapter, HFSequenceClassifierAdapter):
-        return read_text_input(text)
-    return text  # an image path: the adapter reads and validates it
-
-
-def read_text_input(text: str) -> str:
-    """``--input`` of a text model: the contents of a .txt file (UTF-8), else the text itself
-    (a path to an image or array file is refused by the adapter)."""
-    path = Path(text)
-    if path.suffix.lower() != ".txt" or "\n" in text:
-        return text
-    if path.is_dir():
-        raise InputError(f"{text!r} is a folder: give a .txt file or the text itself")
-    if not path.is_file():
-        raise InputError(f"text file {text!r} does not exist (give the text itself, or a file)")
-    try:
-        return path.read_text(encoding="utf-8").strip()
-    except UnicodeDecodeError:
-        raise InputError(f"{text!r} is not UTF-8 text: save it as UTF-8") from None
+    """``--input`` as the adapter reads it (``ModelAdapter.read_input``): a text model takes the
+    text itself or the contents of a .txt file; an image model the path, which it validates."""
+    return adapter.read_input(text)
 
 
 def config_from_args(args: argparse.Namespace) -> ExploreConfig:
@@ -290,9 +271,9 @@ def _interpreter_factory(
     """``--interpretations``: check the options and load the decoder before the walk; returns
     result -> Interpreter (the explored segments are known once the walk has run)."""
     from ..interpret.run_measures import text_interpreter, vision_interpreter
-    from ..models import HFImageClassifierAdapter, HFSequenceClassifierAdapter, load_adapter
+    from ..models import as_masked_lm, load_adapter
 
-    if isinstance(adapter, HFImageClassifierAdapter):
+    if adapter.modality == "image":
         if args.text_decoder != "nearest":
             raise InputError("--text-decoder is for text models; pictures are decoded exactly")
         from ..interpret import ViTDecoder
@@ -301,12 +282,11 @@ def _interpreter_factory(
         return lambda result: vision_interpreter(
             adapter, raw, result.explored_segments, decoder=decoder
         )
-    if not isinstance(adapter, HFSequenceClassifierAdapter):
+    if adapter.modality != "text":
         raise InputError(
             "--interpretations needs a Hugging Face image or text classifier (its decoder)"
         )
     from ..interpret.decode_text import MLMDecoder, NearestTokenDecoder
-    from ..models import HFMaskedLMAdapter
 
     prepared = adapter.prepare(raw)
     special = set(adapter.tokenizer.all_special_tokens)
@@ -318,8 +298,8 @@ def _interpreter_factory(
     if args.text_decoder == "nearest":
         text_decoder = NearestTokenDecoder(adapter)
     else:
-        mlm = load_adapter(args.text_decoder, device=args.device, dtype=args.dtype)
-        if not isinstance(mlm, HFMaskedLMAdapter):
+        mlm = as_masked_lm(load_adapter(args.text_decoder, device=args.device, dtype=args.dtype))
+        if mlm is None:
             raise InputError(f"--text-decoder {args.text_decoder} is not a masked LM")
         text_decoder = MLMDecoder(mlm)
     return lambda result: text_interpreter(

@@ -70,7 +70,7 @@ def text_importance_views(imp: Any, out: Path, mask_token: str | None = None) ->
 def run(args: argparse.Namespace) -> int:
     from .._io import atomic_write_json, check_output_dir, environment
     from ..interpret import segment_importance
-    from ..models import HFImageClassifierAdapter, HFSequenceClassifierAdapter, load_adapter
+    from ..models import as_image_model, load_adapter
 
     check_output_dir(args.out, results=("importance.json",), overwrite=args.overwrite)
     adapter = load_adapter(args.model, device=args.device, dtype=args.dtype)
@@ -90,13 +90,14 @@ def run(args: argparse.Namespace) -> int:
             "environment": environment(),
         },
     )
-    if isinstance(adapter, HFImageClassifierAdapter) and adapter.patch_size:
+    image_model = as_image_model(adapter)
+    if image_model is not None and image_model.patch_size:
         from ..report import plots
 
-        grid = tuple(s // adapter.patch_size for s in adapter.image_size)
+        grid = image_model.patch_grid
         fig, _ = plots.plot_patch_importance(imp.scores, grid)  # type: ignore[arg-type]
         plots.save_figure(fig, out / "importance.png")
-    elif isinstance(adapter, HFSequenceClassifierAdapter):
+    elif adapter.modality == "text":
         text_importance_views(imp, out, getattr(adapter.tokenizer, "mask_token", None))
     for name, score in imp.ranking()[:10]:
         print(f"{score:12.5g}  {name}")

@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from ..registry import Registry
 from ..structure.run import (
     LipschitzConfig,
     MatchConfig,
@@ -26,24 +27,29 @@ DESCRIPTION = (
     "files or folders (--input; match: --source and --target). Images are resized to the "
     "model's input size."
 )
-#: analysis -> (help, its config, the function that runs it)
-ANALYSES: dict[str, tuple[str, type[StructureConfig], Callable[[Any], dict[str, Any]]]] = {
-    "match": (
-        "change source images until their embedding matches a target's",
-        MatchConfig,
-        structure_match,
-    ),
-    "spectrum": (
-        "singular values of the embedding's Jacobian and its null space",
-        SpectrumConfig,
-        structure_spectrum,
-    ),
-    "lipschitz": (
-        "local directional Lipschitz constants, random vs optimised",
-        LipschitzConfig,
-        structure_lipschitz,
-    ),
-}
+#: (help, its config, the function that runs it)
+Analysis = tuple[str, type[StructureConfig], Callable[[Any], dict[str, Any]]]
+#: analysis name -> Analysis
+ANALYSES: Registry[Analysis] = Registry(
+    "structure analysis",
+    {
+        "match": (
+            "change source images until their embedding matches a target's",
+            MatchConfig,
+            structure_match,
+        ),
+        "spectrum": (
+            "singular values of the embedding's Jacobian and its null space",
+            SpectrumConfig,
+            structure_spectrum,
+        ),
+        "lipschitz": (
+            "local directional Lipschitz constants, random vs optimised",
+            LipschitzConfig,
+            structure_lipschitz,
+        ),
+    },
+)
 #: options in --help order: the shared ones, the analysis' own, then seed, device, out
 FIRST = ("model", "data", "dataset", "count", "kind")
 LAST = ("seed", "device", "out", "overwrite")

@@ -132,12 +132,8 @@ def run_plausibility(args: argparse.Namespace) -> int:
         from ..models import load_adapter
 
         explainers = [e.strip() for e in args.explainers.split(",") if e.strip()]
-        from ..models.hf_text import HFMaskedLMAdapter, HFSequenceClassifierAdapter
-
         adapter = load_adapter(args.model, device=args.device, truncation=args.truncate)
-        if not isinstance(adapter, HFSequenceClassifierAdapter) or isinstance(
-            adapter, HFMaskedLMAdapter
-        ):
+        if adapter.modality != "text" or adapter.task != "classifier":
             raise InputError(
                 f"--model {args.model!r} is a {type(adapter).__name__}: plausibility against "
                 "HateXplain rationales needs a text classifier (*ForSequenceClassification)"

@@ -148,10 +148,9 @@ def run_equivalence_pairs(cfg: EquivalencePairsConfig, *, progress: bool = True)
     """Run (or resume) the experiment; writes rows/, table.md and results.json."""
     from ..data import load_idx_dataset
     from ..models import load_adapter
-    from ..models.hf_vision import HFImageClassifierAdapter
 
     adapter = load_adapter(cfg.model, device=cfg.device)
-    if not isinstance(adapter, HFImageClassifierAdapter):
+    if adapter.modality != "image":
         raise InputError("the equivalence experiment needs an image classifier")
     data = load_idx_dataset(cfg.data)
     rng = np.random.default_rng(cfg.seed)

@@ -48,10 +48,9 @@ from ..interpret.run_measures import (
     text_interpreter,
     vision_interpreter,
 )
-from ..models import load_adapter
+from ..models import as_masked_lm, load_adapter
 from ..models.cache import cache_dir, resolve_model_path
-from ..models.hf_text import HFMaskedLMAdapter, HFSequenceClassifierAdapter
-from ..models.hf_vision import HFImageClassifierAdapter
+from ..models.hf_text import HFSequenceClassifierAdapter
 from ..stats import mean_std
 from . import start_or_resume
 from .rows import load_rows, make_rows
@@ -332,8 +331,8 @@ def _check(cfg: InterpretationsConfig) -> None:
 
 
 def _task(cfg: InterpretationsConfig) -> _Task:
-    adapter = load_adapter(cfg.model, device=cfg.device)
-    if isinstance(adapter, HFImageClassifierAdapter):
+    adapter: Any = load_adapter(cfg.model, device=cfg.device)  # narrowed by its modality
+    if adapter.modality == "image":
         if Path(cfg.data).is_file():
             raise InputError(f"{cfg.model} classifies images: --data must be an IDX folder")
         from ..interpret import ViTDecoder
@@ -344,14 +343,14 @@ def _task(cfg: InterpretationsConfig) -> _Task:
             return vision_interpreter(adapter, raw, result.explored_segments, decoder=decoder)
 
         return _Task("vision", adapter, _images(cfg), frozenset({"[CLS]"}), vision, None)
-    if isinstance(adapter, HFSequenceClassifierAdapter):
+    if adapter.modality == "text":
         if Path(cfg.data).is_dir():
             raise InputError(f"{cfg.model} classifies text: --data must be a HateXplain JSONL")
         from ..interpret.decode_text import MLMDecoder
 
         mlm_name = resolve_mlm(cfg.mlm)
-        mlm_adapter = load_adapter(mlm_name, device=cfg.device)
-        if not isinstance(mlm_adapter, HFMaskedLMAdapter):
+        mlm_adapter = as_masked_lm(load_adapter(mlm_name, device=cfg.device))
+        if mlm_adapter is None:
             raise InputError(f"--mlm {mlm_name} is not a masked LM (a *ForMaskedLM model)")
         mlm = MLMDecoder(mlm_adapter)
 

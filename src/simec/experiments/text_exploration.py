@@ -27,7 +27,7 @@ from ..errors import InputError
 from ..explore import ExplorationResult, explore
 from ..interpret import segment_importance
 from ..interpret.decode_text import MLMDecoder, NearestTokenDecoder, alternative_prompts
-from ..models import load_adapter
+from ..models import as_masked_lm, as_text_model, load_adapter
 from ..models.hf_text import HFMaskedLMAdapter, HFSequenceClassifierAdapter
 from ..stats import mean_std
 from . import start_or_resume
@@ -340,13 +340,11 @@ def run_text_exploration(cfg: TextExplorationConfig, *, progress: bool = True) -
     out = Path(cfg.out)
     (out / "rows").mkdir(parents=True, exist_ok=True)
     start_or_resume(out, cfg)
-    classifier = load_adapter(cfg.model, device=cfg.device)
-    if not isinstance(classifier, HFSequenceClassifierAdapter) or isinstance(
-        classifier, HFMaskedLMAdapter
-    ):
+    classifier = as_text_model(load_adapter(cfg.model, device=cfg.device))
+    if classifier is None or classifier.task != "classifier":
         raise InputError(f"{cfg.model!r} is not a sequence classifier")
-    mlm = load_adapter(cfg.mlm, device=cfg.device, top_k=cfg.top_k)
-    if not isinstance(mlm, HFMaskedLMAdapter):
+    mlm = as_masked_lm(load_adapter(cfg.mlm, device=cfg.device, top_k=cfg.top_k))
+    if mlm is None:
         raise InputError(f"{cfg.mlm!r} is not a masked LM")
     decoder, nearest = MLMDecoder(mlm), NearestTokenDecoder(classifier)
     posts = _select_posts(cfg, classifier)

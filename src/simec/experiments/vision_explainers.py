@@ -20,7 +20,7 @@ from ..data import load_idx_dataset
 from ..errors import InputError
 from ..explainers import explain, explainer_names
 from ..interpret.measures import spearman  # Spearman with average ranks for ties
-from ..models import HFImageClassifierAdapter, load_adapter
+from ..models import as_image_model, load_adapter
 
 __all__ = ["DEFAULT_EXPLAINERS", "run_vision_explainers", "spearman"]
 
@@ -42,8 +42,8 @@ def run_vision_explainers(
     unknown = [e for e in explainers if e not in explainer_names()]
     if unknown:
         raise InputError(f"unknown explainers {unknown}; choose from {explainer_names()}")
-    adapter = load_adapter(model, space="pixels", device=device)
-    if not isinstance(adapter, HFImageClassifierAdapter) or not adapter.patch_size:
+    adapter = as_image_model(load_adapter(model, space="pixels", device=device))
+    if adapter is None or not adapter.patch_size:
         raise InputError("vision-explainers needs a patch-based image classifier (ViT family)")
     if data:
         pool = load_idx_dataset(data, split="test")

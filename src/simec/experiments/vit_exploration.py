@@ -30,7 +30,7 @@ from ..errors import InputError, ModelError
 from ..explore import ExplorationResult, ExploreConfig, explore
 from ..explore.perturbation import INFORMATIVE_VARIANCE, perturbation_explore
 from ..interpret import ViTDecoder, classify_pictures, segment_importance
-from ..models import HFImageClassifierAdapter, load_adapter
+from ..models import HFImageClassifierAdapter, as_image_model, load_adapter
 from ..stats import mean_std
 from . import start_or_resume
 from .rows import load_rows, save_row
@@ -375,8 +375,8 @@ def run_vit_exploration(cfg: VitExplorationConfig, *, progress: bool = True) -> 
     out = Path(cfg.out)
     (out / "rows").mkdir(parents=True, exist_ok=True)
     start_or_resume(out, cfg)
-    adapter = load_adapter(cfg.model, device=cfg.device)
-    if not isinstance(adapter, HFImageClassifierAdapter):
+    adapter = as_image_model(load_adapter(cfg.model, device=cfg.device))
+    if adapter is None:
         raise TypeError("vit-exploration needs an image classifier")
     decoder = ViTDecoder(adapter)
     images, labels, indices = _images(cfg)
@@ -476,8 +476,8 @@ def draw_figures(
     and classified. Returns the figure records (also in ``cfg.out/figure3_decoded.json``)."""
     if count < 1:
         raise InputError(f"count must be at least 1, got {count}")
-    adapter = load_adapter(cfg.model, device=cfg.device)
-    if not isinstance(adapter, HFImageClassifierAdapter):
+    adapter = as_image_model(load_adapter(cfg.model, device=cfg.device))
+    if adapter is None:
         raise ModelError("vit-exploration needs an image classifier")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -10,14 +10,17 @@ attention explainers read attention maps from a private eager-attention copy of 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.func import grad, vmap
 
+from .._io import load_record, save_record
 from ..errors import InputError
 from ..geometry.jacobian import jacobian, quiet_vmap
 from ..geometry.metrics import get_output_metric
@@ -40,10 +43,48 @@ ExplainerFn = Callable[[ModelAdapter, PreparedInput, int, dict], Tensor]
 
 @dataclass
 class Explanation:
+    """One score per segment of an input for class ``target``, by explainer ``method``.
+
+    Saves to ``explanation.json`` + ``explanation.safetensors`` (the scores, their dtype kept)
+    and loads back (``Explanation.load``).
+    """
+
     scores: Tensor  # (segments,)
     segment_names: list[str]
     target: int
     method: str
+
+    FILES = ("explanation.json", "explanation.safetensors")
+
+    def save(self, out_dir: str | os.PathLike) -> Path:
+        """Write this explanation into ``out_dir`` (atomically; returns the folder)."""
+        summary = {
+            "segment_names": self.segment_names,
+            "target": self.target,
+            "method": self.method,
+        }
+        tensors = {"scores": self.scores}
+        return save_record(
+            out_dir,
+            summary=summary,
+            tensors=tensors,
+            files=self.FILES,
+            format="simec-explanation-1",
+        )
+
+    @classmethod
+    def load(cls, out_dir: str | os.PathLike) -> Explanation:
+        """The explanation ``save`` wrote into ``out_dir``."""
+        summary, tensors = load_record(out_dir, files=cls.FILES, what="explanation")
+        try:
+            return cls(
+                scores=tensors["scores"],
+                segment_names=list(summary["segment_names"]),
+                target=int(summary["target"]),
+                method=str(summary["method"]),
+            )
+        except KeyError as exc:
+            raise InputError(f"{str(out_dir)!r}: the saved explanation lacks {exc}") from None
 
 
 _REGISTRY: Registry[ExplainerFn] = Registry("explainer")

@@ -15,6 +15,7 @@ from ..geometry.jacobian import compile_from_environment
 from ..geometry.metrics import output_metric_names
 from ..geometry.spectrum import METHODS
 from ..geometry.steps import STEP_RULES
+from ..registry import Registry
 from .box import BOXES
 from .proposal import StepRule
 from .simec import SIMEC
@@ -31,11 +32,11 @@ __all__ = [
 
 #: algorithm name -> its step rule: Algorithm 1 (stay in the equivalence class), Algorithm 2
 #: (move across classes)
-RULES: dict[str, StepRule] = {rule.name: rule for rule in (SIMEC, SIMEXP)}
+RULES: Registry[StepRule] = Registry("algorithm", {rule.name: rule for rule in (SIMEC, SIMEXP)})
 #: algorithm name -> (which eigenvectors it walks along, the paper's step scale c in c/sqrt(lmax))
-ALGORITHMS: dict[str, tuple[str, float]] = {
-    name: (rule.directions, rule.c) for name, rule in RULES.items()
-}
+ALGORITHMS: Registry[tuple[str, float]] = Registry(
+    "algorithm", {name: (rule.directions, rule.c) for name, rule in RULES.items()}
+)
 PROJECTIONS = ("end", "step", "none")
 #: jacobian_reuse="auto": one Jacobian serves at most this many steps
 REUSE_AUTO_MAX_AGE = 50

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save
+from safetensors.torch import load_file
 
-from .._io import atomic_write_bytes, atomic_write_json, check_output_dir
-from ..errors import OutputError
+from .._io import save_record
+from ..registry import Registry
 from .config import ExploreConfig
 from .reuse import Fidelity
 
-__all__ = ["ExplorationResult"]
+__all__ = ["VIEWS", "ExplorationResult"]
 
 SUMMARY = "summary.json"
 TRAJECTORY = "trajectory.safetensors"
@@ -34,6 +35,11 @@ JSON_FIELDS = (
 )
 #: the same, added later: a summary.json without them loads with the field's default
 LATER_JSON_FIELDS = ("uncorrected_drift", "model", "environment", "recoveries", "batch")
+
+#: how a result is shown: ``"html"`` (``result -> str``, Jupyter's compact view) and ``"page"``
+#: (``(result, path, **options) -> Path``, the interactive viewer). ``simec.report`` registers
+#: them when imported (``import simec`` does), so this layer never imports the report layer.
+VIEWS: Registry[Callable[..., Any]] = Registry("result view")
 
 
 @dataclass
@@ -124,19 +130,18 @@ class ExplorationResult:
     def save(self, out_dir: str | os.PathLike, *, summary: dict[str, Any] | None = None) -> Path:
         """Write ``summary.json`` and ``trajectory.safetensors`` atomically into ``out_dir``;
         ``summary``: this result's ``summary()`` when the caller has it already."""
-        out = check_output_dir(out_dir, option="out_dir")
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"cannot create {str(out)!r}: {exc.strerror or exc}") from None
         tensors = {
-            "trajectory": self.trajectory.detach().cpu().contiguous(),
+            "trajectory": self.trajectory,
             "trajectory_steps": torch.tensor(self.trajectory_steps, dtype=torch.int64),
-            "probabilities": self.probabilities.detach().cpu().contiguous(),
+            "probabilities": self.probabilities,
         }
-        atomic_write_bytes(out / TRAJECTORY, save(tensors, metadata={"format": "simec-1"}))
-        atomic_write_json(out / SUMMARY, self.summary() if summary is None else summary)
-        return out
+        return save_record(
+            out_dir,
+            summary=self.summary() if summary is None else summary,
+            tensors=tensors,
+            files=(SUMMARY, TRAJECTORY),
+            format="simec-1",
+        )
 
     @classmethod
     def load(cls, out_dir: str | os.PathLike) -> ExplorationResult:
@@ -158,9 +163,7 @@ class ExplorationResult:
 
     def _repr_html_(self) -> str:
         """A compact view in Jupyter: the facts of the run and p(i*) along the walk."""
-        from ..report.viewer_repr import compact_html
-
-        return compact_html(self)
+        return str(VIEWS.get("html")(self))
 
     def view(self, path: str | os.PathLike, **options: Any) -> Path:
         """Write the interactive viewer of this run (as ``simec view``) to ``path``.
@@ -168,6 +171,4 @@ class ExplorationResult:
         ``options`` go to ``simec.report.viewer.write_viewer`` (``adapter=`` or ``model=`` to
         decode the stored points when the run does not record its model directory).
         """
-        from ..report.viewer import write_viewer
-
-        return write_viewer(self, path, **options)
+        return Path(VIEWS.get("page")(self, path, **options))

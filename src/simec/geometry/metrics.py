@@ -65,8 +65,7 @@ class OutputMetric:
         ``on`` says where y lives: "probabilities" (softmax of the logits) or "logits".
         The factor is G^{1/2} from an eigendecomposition, negative round-off clamped to zero.
         """
-        if on not in _OUTPUT_MAPS:
-            raise InputError(f"on={on!r}: expected one of {sorted(_OUTPUT_MAPS)}")
+        output = _OUTPUT_MAPS.get(on)
 
         def factor(y: Tensor) -> Tensor:
             g = metric(y)
@@ -80,7 +79,7 @@ class OutputMetric:
             w, v = torch.linalg.eigh(g)
             return (v * w.clamp_min(0).sqrt()).T
 
-        return cls(name=name, output=_OUTPUT_MAPS[on], factor=factor, description="user callable")
+        return cls(name=name, output=output, factor=factor, description="user callable")
 
 
 def _probabilities(logits: Tensor) -> Tensor:
@@ -97,10 +96,10 @@ def _fisher_rao_factor(p: Tensor) -> Tensor:
     return p.clamp_min(torch.finfo(p.dtype).tiny).rsqrt()
 
 
-_OUTPUT_MAPS: dict[str, Callable[[Tensor], Tensor]] = {
-    "probabilities": _probabilities,
-    "logits": _identity,
-}
+#: where a custom metric's y lives (``OutputMetric.from_callable(on=...)``) -> logits to y
+_OUTPUT_MAPS: Registry[Callable[[Tensor], Tensor]] = Registry(
+    "output space (on=)", {"probabilities": _probabilities, "logits": _identity}
+)
 
 _REGISTRY: Registry[OutputMetric] = Registry("output metric")
 

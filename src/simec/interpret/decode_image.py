@@ -25,27 +25,25 @@ class ViTDecoder:
     """Inverse of a ViT-family embeddings module on the patch tokens (see module docstring)."""
 
     def __init__(self, adapter: HFImageClassifierAdapter) -> None:
-        if not isinstance(adapter, HFImageClassifierAdapter):
-            raise ModelError("ViTDecoder needs an HFImageClassifierAdapter")
+        if adapter.modality != "image":
+            raise ModelError(
+                f"ViTDecoder needs an image model's adapter, not {type(adapter).__name__}"
+            )
         self.adapter = adapter
         dtype, device = adapter.dtype, adapter.device
         self.space = adapter.space
-        module = adapter.embedding_module
-        conv = getattr(getattr(module, "patch_embeddings", None), "projection", None)
-        if not isinstance(conv, torch.nn.Conv2d):
-            raise ModelError(
-                f"{type(module).__name__} has no patch_embeddings.projection Conv2d to invert"
-            )
-        weight = conv.weight.detach().to(device=device, dtype=dtype)
-        self.weight = weight.reshape(weight.shape[0], -1)  # (width, C*p*p), rows as in patchify
+        try:
+            affine = adapter.patch_embedding()
+        except ModelError as exc:
+            raise ModelError(f"{exc} to invert") from None
+        self.weight = affine.weight  # (width, C*p*p), rows as in patchify
         self.bias = (
-            conv.bias.detach().to(device=device, dtype=dtype)
-            if conv.bias is not None
-            else torch.zeros(weight.shape[0], device=device, dtype=dtype)
+            affine.bias
+            if affine.bias is not None
+            else torch.zeros(affine.weight.shape[0], device=device, dtype=dtype)
         )
         self.pinv = torch.linalg.pinv(self.weight)  # (C*p*p, width)
-        pos = getattr(module, "position_embeddings", None)
-        self.position = pos.detach()[0].to(device=device, dtype=dtype) if pos is not None else None
+        self.position = affine.position
         self.num_patches = adapter.num_patches
         # range(W) projector: the part of an embedding change that decoding can keep
         self._range = self.weight @ self.pinv

@@ -91,7 +91,7 @@ class NearestTokenDecoder:
         allow_special: bool = False,
         chunk: int = 4096,
     ) -> None:
-        if not isinstance(adapter, HFSequenceClassifierAdapter):
+        if adapter.modality != "text":
             raise InputError("NearestTokenDecoder needs a Hugging Face text adapter")
         self.adapter = adapter
         self.chunk = chunk
@@ -167,7 +167,7 @@ class MLMDecoder:
     """Top-k tokens of a masked-LM model fed the explored embedding matrix (Algorithm 5)."""
 
     def __init__(self, mlm: HFMaskedLMAdapter, *, batch_size: int = 32) -> None:
-        if not isinstance(mlm, HFMaskedLMAdapter):
+        if mlm.task != "masked-lm":
             raise InputError(
                 "MLMDecoder needs a masked-LM adapter (load_adapter of a *ForMaskedLM)"
             )

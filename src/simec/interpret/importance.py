@@ -8,12 +8,15 @@ in one batched call), `exact` by eigvalsh of each width x width block.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from .._io import load_record, save_record
 from ..errors import InputError
 from ..geometry.jacobian import jacobian
 from ..geometry.metrics import OutputMetric, get_output_metric
@@ -25,7 +28,11 @@ __all__ = ["SegmentImportance", "segment_importance", "importance_from_jacobian"
 
 @dataclass
 class SegmentImportance:
-    """Per-segment importance (lambda_max of the restricted pullback) at one input."""
+    """Per-segment importance (lambda_max of the restricted pullback) at one input.
+
+    Saves to ``segment_importance.json`` + ``segment_importance.safetensors`` (scores and
+    probabilities, their dtypes kept) and loads back (``SegmentImportance.load``).
+    """
 
     scores: Tensor  # (segments,)
     segment_names: list[str]
@@ -33,6 +40,33 @@ class SegmentImportance:
     labels: list[str]
     method: str
     output_metric: str
+
+    FILES = ("segment_importance.json", "segment_importance.safetensors")
+    _JSON_FIELDS = ("segment_names", "labels", "method", "output_metric")
+
+    def save(self, out_dir: str | os.PathLike) -> Path:
+        """Write this record into ``out_dir`` (atomically; returns the folder)."""
+        summary: dict[str, Any] = {name: getattr(self, name) for name in self._JSON_FIELDS}
+        summary["predicted"] = self.predicted  # for readers of the JSON alone
+        tensors = {"scores": self.scores, "probabilities": self.probabilities}
+        return save_record(
+            out_dir, summary=summary, tensors=tensors, files=self.FILES, format="simec-importance-1"
+        )
+
+    @classmethod
+    def load(cls, out_dir: str | os.PathLike) -> SegmentImportance:
+        """The record ``save`` wrote into ``out_dir``."""
+        summary, tensors = load_record(out_dir, files=cls.FILES, what="segment importance")
+        try:
+            return cls(
+                scores=tensors["scores"],
+                probabilities=tensors["probabilities"],
+                **{name: summary[name] for name in cls._JSON_FIELDS},
+            )
+        except KeyError as exc:
+            raise InputError(
+                f"{str(out_dir)!r}: the saved segment importance lacks {exc}"
+            ) from None
 
     @property
     def predicted(self) -> int:

@@ -3,7 +3,7 @@
 Names M1-M9 are those of reference 003 (``shared/reference/003_final_version_notes.md``,
 section 4). Every k̂-th point of a walk (k̂ = ``record_every``, 10 in the paper) is classified
 twice: "from embeddings" (the model run from the explored point x(k)) and "from
-interpretations" (the point decoded back to an input, Algorithm 3, and re-classified). A series
+interpretations" (the point decoded back to an input, Algorithm 5, and re-classified). A series
 of m such snapshots is an array ``probs`` (m, q) with its iterations ``steps`` (m,).
 
 Where the paper's text and its code disagree, the text's definition is the default and the

@@ -7,6 +7,7 @@ from .architectures import (
     register_embeddings_path,
 )
 from .base import ModelAdapter, PreparedInput
+from .capabilities import as_image_model, as_masked_lm, as_text_model
 from .hf_base import HFAdapter
 from .hf_text import HFMaskedLMAdapter, HFSequenceClassifierAdapter
 from .hf_vision import HFImageClassifierAdapter
@@ -23,6 +24,9 @@ __all__ = [
     "ModelAdapter",
     "PreparedInput",
     "TorchAdapter",
+    "as_image_model",
+    "as_masked_lm",
+    "as_text_model",
     "coerce_image",
     "embeddings_module",
     "from_model",

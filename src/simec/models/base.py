@@ -19,10 +19,27 @@ The protocol (``ModelAdapter``; everything other layers may use, nothing else):
   Hugging Face adapters only (the user's model is never modified);
 * ``describe()``: a JSON-able description recorded next to every run.
 
-The Hugging Face adapters add ``model``, ``weights``, ``submodule_weights(module)`` and
-``embedding_module`` (``hf_base.HFAdapter``); the vision adapter adds pixel geometry and
-normalisation (``hf_vision``). Modules outside ``models/`` never touch an adapter's
-underscore members (``tests/test_layering.py`` checks it).
+Capabilities (what other layers ask instead of "which adapter class is this?"; every adapter
+answers them, most with a default, so a new kind of model only has to give its own answers):
+
+* ``modality``: what a raw input is: ``"image"``, ``"text"`` or ``"tensor"`` (an embedding
+  tensor already; ``TorchAdapter``);
+* ``task``: what the logits are: ``"classifier"`` (class scores), ``"masked-lm"`` (the top-k
+  tokens at a [MASK]) or ``"backbone"`` (no head: hidden states only, nothing to explore);
+* ``tokenizer``: the model's tokenizer (text models), None when it reads no text;
+* ``patch_size``: the side in pixels of the square patches an image is cut into, None when the
+  model has no patches;
+* ``model``: the wrapped ``nn.Module`` (read, never modified), None when there is none;
+* ``read_input(arg)``: a command-line ``--input`` -> the raw input ``prepare`` takes (a text
+  model reads a .txt file; others take the argument itself, e.g. an image path);
+* ``embedding_bounds()``: analytic (lower, upper) bounds of the embedding layer's output over
+  every valid input (the final version's feasible box); ``ModelError`` where not known.
+
+The Hugging Face adapters add ``weights``, ``submodule_weights(module)`` and
+``embedding_module`` (``hf_base.HFAdapter``); the vision adapter adds pixel geometry,
+normalisation and ``patch_embedding()`` (``hf_vision``). Modules outside ``models/`` never touch
+an adapter's underscore members (``tests/test_layering.py`` checks it) and never test its class
+(``tests/test_capabilities.py``).
 """
 
 from __future__ import annotations
@@ -31,7 +48,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -81,6 +98,36 @@ class ModelAdapter(ABC):
     labels: list[str]
     device: torch.device
     dtype: torch.dtype
+
+    # -- capabilities (see the module docstring) ------------------------------------------
+    #: what a raw input is: "image", "text" or "tensor" (already an embedding tensor)
+    modality: ClassVar[str] = "tensor"
+    #: the model's tokenizer (text models); None when the model reads no text
+    tokenizer: Any = None
+    #: side in pixels of the square patches an image is cut into; None without patches
+    patch_size: int | None = None
+    #: the wrapped module (read, never modified); None when the adapter wraps a plain function
+    model: nn.Module | None = None
+
+    @property
+    def task(self) -> str:
+        """What the logits are: "classifier" (class scores), "masked-lm" (top-k tokens at the
+        mask) or "backbone" (no head: the model runs to hidden states only)."""
+        return "classifier"
+
+    def read_input(self, arg: str) -> Any:
+        """A command-line input (``--input``) -> the raw input ``prepare`` takes. Default: the
+        argument itself (a path the adapter reads, or a value it validates)."""
+        return arg
+
+    def embedding_bounds(self) -> tuple[Tensor, Tensor]:
+        """Analytic bounds (lower, upper), each (width,), of the explored embedding over every
+        valid input (``ExploreConfig.box="embedding-bounds"``). Adapters that cannot bound
+        their embedding raise ``ModelError``."""
+        raise ModelError(
+            f"box='embedding-bounds' knows Hugging Face ViT and BERT-family adapters, not "
+            f"{type(self).__name__}: pass box=(lower, upper) to explore()"
+        )
 
     @abstractmethod
     def prepare(self, raw: Any) -> PreparedInput:

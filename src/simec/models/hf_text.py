@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,9 +20,10 @@ from .base import (
     resolve_device,
     resolve_dtype,
 )
+from .bounds import layernorm_bounds
 from .hf_base import HFAdapter
 
-__all__ = ["HFMaskedLMAdapter", "HFSequenceClassifierAdapter"]
+__all__ = ["HFMaskedLMAdapter", "HFSequenceClassifierAdapter", "read_text_input"]
 
 
 #: suffixes of files that are never a text model's input
@@ -40,6 +42,22 @@ def _refuse_file_path(text: str) -> None:
             f"{candidate!r} is an image or array file, but this is a text model: give the text "
             "itself (or a .txt file), or use a vision model"
         )
+
+
+def read_text_input(text: str) -> str:
+    """``--input`` of a text model: the contents of a .txt file (UTF-8), else the text itself
+    (a path to an image or array file is refused by the adapter)."""
+    path = Path(text)
+    if path.suffix.lower() != ".txt" or "\n" in text:
+        return text
+    if path.is_dir():
+        raise InputError(f"{text!r} is a folder: give a .txt file or the text itself")
+    if not path.is_file():
+        raise InputError(f"text file {text!r} does not exist (give the text itself, or a file)")
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError:
+        raise InputError(f"{text!r} is not UTF-8 text: save it as UTF-8") from None
 
 
 def _repeat(model_inputs: Mapping[str, Tensor], count: int) -> dict[str, Tensor]:
@@ -87,6 +105,34 @@ class HFSequenceClassifierAdapter(HFAdapter):
         self.truncation = truncation
         self.labels = [str(config.id2label[i]) for i in range(config.num_labels)]
 
+    # -- capabilities ----------------------------------------------------------------------
+    modality = "text"
+
+    def read_input(self, arg: str) -> str:
+        """The text itself, or the contents of a .txt file (``read_text_input``)."""
+        return read_text_input(arg)
+
+    def embedding_bounds(self) -> tuple[Tensor, Tensor]:
+        """Analytic bounds of the embeddings over every token, position and type.
+
+        BERT-family embeddings end in a LayerNorm, y = gamma u + beta with u = (z - mean z) /
+        std z, whose coordinates lie in [-sqrt(h - 1), sqrt(h - 1)] for any z (h the width;
+        ``bounds.layernorm_bounds``): lower/upper = beta -/+ |gamma| sqrt(h - 1), analytic and
+        valid for any input but loose (the paper's formula for one-hot inputs is not stated for
+        the LayerNorm; this is our choice).
+        """
+        module = self.embedding_module
+        norm = getattr(module, "LayerNorm", None) or getattr(module, "layer_norm", None)
+        if not isinstance(norm, nn.LayerNorm) or norm.weight is None:
+            raise ModelError(
+                f"{type(module).__name__} does not end in a LayerNorm with weights: "
+                "box='embedding-bounds' cannot bound it; pass box=(lower, upper)"
+            )
+        gamma = norm.weight.detach().to(device=self.device, dtype=self.dtype)
+        beta = norm.bias.detach().to(gamma) if norm.bias is not None else torch.zeros_like(gamma)
+        return layernorm_bounds(gamma, beta)
+
+    # -- protocol ------------------------------------------------------------------------
     def prepare(self, raw: Any) -> PreparedInput:
         """Embed a text, or a list of words (then each segment's word index is recorded)."""
         words = isinstance(raw, (list, tuple))
@@ -215,6 +261,11 @@ class HFMaskedLMAdapter(HFSequenceClassifierAdapter):
             raise ModelError("the tokenizer has no mask token")
         self.top_k = int(top_k)
         self.labels = [f"top-{i + 1}" for i in range(self.top_k)]
+
+    @property
+    def task(self) -> str:
+        """ "masked-lm": the logits are the top-k tokens at the input's mask."""
+        return "masked-lm"
 
     def prepare(self, raw: Any) -> PreparedInput:
         prepared = super().prepare(raw)

@@ -9,6 +9,7 @@ states (``backbone_outputs``), which is all ``simec structure`` needs for its ``
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,12 +28,29 @@ from .base import (
     resolve_device,
     resolve_dtype,
 )
+from .bounds import affine_bounds
 from .hf_base import HFAdapter
 from .images import coerce_image, load_image
 
-__all__ = ["HFImageClassifierAdapter", "load_image"]
+__all__ = ["HFImageClassifierAdapter", "PatchEmbedding", "load_image"]
 
 SPACES = ("embeddings", "pixels")
+
+
+@dataclass(frozen=True)
+class PatchEmbedding:
+    """The affine map of a ViT-family embeddings module, in the adapter's dtype and device:
+    patch token i is ``weight @ patchify(pixels)[i] + bias + position[special + i]``; the CLS
+    row is ``cls + position[0]``."""
+
+    #: (width, C*p*p), columns in ``patchify`` order
+    weight: Tensor
+    #: (width,) or None
+    bias: Tensor | None
+    #: (positions, width), special tokens first, or None
+    position: Tensor | None
+    #: (width,) the classification token, or None
+    cls: Tensor | None
 
 
 class HFImageClassifierAdapter(HFAdapter):
@@ -228,6 +246,69 @@ class HFImageClassifierAdapter(HFAdapter):
         """Names of the patches, row-major over the patch grid: ``patch (row,col)``."""
         rows, cols = self.patch_grid
         return [f"patch ({r},{c})" for r in range(rows) for c in range(cols)]
+
+    def patch_embedding(self) -> PatchEmbedding:
+        """The embeddings module's affine map (``PatchEmbedding``): its patch projection
+        (``patch_embeddings.projection``, a Conv2d), position embeddings and CLS token."""
+        module = self.embedding_module
+        conv = getattr(getattr(module, "patch_embeddings", None), "projection", None)
+        if not isinstance(conv, nn.Conv2d):
+            raise ModelError(f"{type(module).__name__} has no patch_embeddings.projection Conv2d")
+        weight = conv.weight.detach().to(device=self.device, dtype=self.dtype)
+        weight = weight.reshape(weight.shape[0], -1)  # (width, C*p*p), columns as in patchify
+        bias = conv.bias.detach().to(weight) if conv.bias is not None else None
+        pos = getattr(module, "position_embeddings", None)
+        position = pos.detach()[0].to(weight) if isinstance(pos, Tensor) else None
+        cls = getattr(module, "cls_token", None)
+        cls_row = cls.detach().reshape(-1).to(weight) if cls is not None else None
+        return PatchEmbedding(weight, bias, position, cls_row)
+
+    # -- capabilities ----------------------------------------------------------------------
+    modality = "image"
+
+    @property
+    def task(self) -> str:
+        """ "classifier" with an image-classification head, else "backbone"."""
+        return "classifier" if self.has_head else "backbone"
+
+    def embedding_bounds(self) -> tuple[Tensor, Tensor]:
+        """Analytic bounds of the explored rows over every image with pixels in [0, 1].
+
+        ``space="embeddings"``: the patch embedding is affine in the normalised pixels z,
+        e = W z + b + q(s); with z in [(0 - mean)/std, (1 - mean)/std] per channel,
+        ``affine_bounds`` gives the exact range of W z + b, and max_s q(s) / min_s q(s) over
+        the patch positions are added. The paper's formula has no bias b and uses the raw
+        [0, 1] pixels (its code 255): here the bias and the model's own normalisation are
+        included, which is the exact range of what the layer can output. The CLS row (cls +
+        q(0)) is a single point, folded in, so one box holds every row. ``space="pixels"``:
+        the normalised pixel range itself.
+        """
+        dtype, device = self.dtype, self.device
+        mean = torch.tensor(self.image_mean, dtype=dtype, device=device)
+        std = torch.tensor(self.image_std, dtype=dtype, device=device)
+        # the model's normalised pixel values of pixels in [0, 1], per channel
+        low_c, high_c = (0 - mean) / std, (1 - mean) / std
+        p = self.require_patch_size()
+        low, high = low_c.repeat_interleave(p * p), high_c.repeat_interleave(p * p)
+        if self.space == "pixels":  # x0 rows are patchified normalised pixels
+            return torch.minimum(low, high), torch.maximum(low, high)
+        try:
+            affine = self.patch_embedding()
+        except ModelError as exc:
+            raise ModelError(
+                f"{exc}: box='embedding-bounds' cannot bound it; pass box=(lower, upper)"
+            ) from None
+        lower, upper = affine_bounds(affine.weight, low, high, affine.bias)
+        special = 1 if affine.cls is not None else 0
+        if affine.position is not None:
+            patches = affine.position[special:]
+            lower, upper = lower + patches.amin(0), upper + patches.amax(0)
+        if affine.cls is not None:  # the CLS row: cls + pos(0), one point
+            row = affine.cls
+            if affine.position is not None:
+                row = row + affine.position[0]
+            lower, upper = torch.minimum(lower, row), torch.maximum(upper, row)
+        return lower, upper
 
     # -- running -------------------------------------------------------------------------
     def _no_head(self) -> ModelError:

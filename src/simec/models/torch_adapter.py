@@ -43,6 +43,7 @@ class TorchAdapter(ModelAdapter):
         if not callable(forward):
             raise ModelError(f"forward must be callable, got {type(forward).__name__}")
         self.forward = forward
+        self.model = forward if isinstance(forward, nn.Module) else None
         self.embed = embed
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)

@@ -246,9 +246,7 @@ class ModelSource:
         return got, None
 
     def _respace(self, adapter: Any, space: str) -> Any:
-        from ..models.hf_vision import HFImageClassifierAdapter
-
-        if not isinstance(adapter, HFImageClassifierAdapter) or adapter.space == space:
+        if adapter.modality != "image" or adapter.space == space:
             return adapter
         key = (f"adapter-{id(adapter)}", space)
         if key not in self._cache:  # the adapter's own twin (same weights, device and dtype)

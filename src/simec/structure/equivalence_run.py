@@ -22,6 +22,7 @@ from .._io import atomic_write_bytes, atomic_write_json, environment
 from ..errors import InputError
 from ..explore.guided import walk_toward
 from ..models.base import ModelAdapter, PreparedInput
+from ..models.capabilities import as_image_model, as_text_model
 from .equivalence import EquivalenceConfig, EquivalenceResult, compare_inputs
 
 __all__ = ["compare_pair", "reference_pairs", "save_equivalence"]
@@ -182,13 +183,12 @@ def _decoded_text(
     result: EquivalenceResult, adapter: ModelAdapter, prepared: PreparedInput
 ) -> list[str] | None:
     """Text models: the nearest real tokens at every point of the curve."""
-    from ..models.hf_text import HFSequenceClassifierAdapter
-
-    if not isinstance(adapter, HFSequenceClassifierAdapter):
+    text_model = as_text_model(adapter)
+    if text_model is None:
         return None
     from ..interpret.decode_text import NearestTokenDecoder
 
-    decoded = NearestTokenDecoder(adapter).decode(result.curve, prepared)
+    decoded = NearestTokenDecoder(text_model).decode(result.curve, prepared)
     return [
         adapter.tokenizer.decode(ids.tolist(), skip_special_tokens=True)
         for ids in decoded.ids[:, 0]
@@ -200,16 +200,15 @@ def _decoded_images(
 ) -> list[dict[str, Any]]:
     """Vision models: ``count`` points of the curve decoded into pictures, each with the class
     of its point (``embedding``) and the class the model gives the picture (``picture``)."""
-    from ..models.hf_vision import HFImageClassifierAdapter
-
-    if not isinstance(adapter, HFImageClassifierAdapter):
+    image_model = as_image_model(adapter)
+    if image_model is None:
         return []
     from ..interpret.decode_image import ViTDecoder, classify_pictures
 
     picks = np.unique(np.linspace(0, len(result.curve) - 1, count).round().astype(int))
-    images = ViTDecoder(adapter).decode_trajectory(result.curve[picks])
+    images = ViTDecoder(image_model).decode_trajectory(result.curve[picks])
     labels = list(adapter.labels)
-    pictures = classify_pictures(adapter, images).argmax(-1).tolist()
+    pictures = classify_pictures(image_model, images).argmax(-1).tolist()
     points = result.curve_outputs[picks].argmax(-1).tolist()
     return [
         {"point": int(i), "image": img, "embedding": labels[e], "picture": labels[p]}

@@ -19,7 +19,7 @@ import torch
 from .._io import atomic_write_json, check_output_dir, environment
 from ..data import load_idx_dataset
 from ..errors import InputError, ModelError
-from ..models import HFImageClassifierAdapter, load_adapter
+from ..models import as_image_model, load_adapter
 from ..report import plots
 from ..stats import mean_std
 from .core import (
@@ -238,8 +238,8 @@ class _Setup:
     def __init__(self, command: str, cfg: StructureConfig) -> None:
         check_output_dir(cfg.out, results=(f"{command}.json",), overwrite=cfg.overwrite)
         self.images = images = _Images(command, cfg)
-        adapter = load_adapter(cfg.model, space="pixels", device=cfg.device)
-        if not isinstance(adapter, HFImageClassifierAdapter):
+        adapter = as_image_model(load_adapter(cfg.model, space="pixels", device=cfg.device))
+        if adapter is None:
             raise ModelError(f"{cfg.model} is not a vision model; simec structure needs one")
         self.adapter = adapter
         self.fn = vision_embedding_fn(adapter, cfg.kind)

