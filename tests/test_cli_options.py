@@ -20,6 +20,7 @@ from simec.cli.options import (
     add_dataclass_arguments,
     dataclass_from_args,
 )
+from simec.evaluate.rationales import PlausibilityConfig
 from simec.experiments.equivalence_pairs import EquivalencePairsConfig
 from simec.experiments.interpretations import InterpretationsConfig
 from simec.experiments.text_exploration import TextExplorationConfig
@@ -50,6 +51,7 @@ CONFIGS: dict[tuple[str, ...], type] = {
     ("experiment", "equivalence"): EquivalencePairsConfig,
     ("experiment", "interpretations"): InterpretationsConfig,
     ("equivalence",): EquivalenceConfig,
+    ("evaluate", "plausibility"): PlausibilityConfig,
 }
 
 
