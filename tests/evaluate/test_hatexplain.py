@@ -184,8 +184,9 @@ def test_rows_written_before_the_typed_rows_resume_and_other_posts_rows_are_made
     assert main(argv) == 0
     assert load_row(rows[0], PostRow).id == "a"
     assert set(load_row(rows[1], PostRow).explainers) == {"simec", "random"}
-    assert json.loads((out / "results.json").read_text())["table"]["simec"]["cosine"] == (
-        before["simec"]["cosine"]
+    assert (
+        json.loads((out / "results.json").read_text())["table"]["simec"]["cosine"]
+        == (before["simec"]["cosine"])
     )
 
 

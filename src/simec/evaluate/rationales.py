@@ -23,8 +23,8 @@ import torch
 
 from .._io import atomic_write_json, environment
 from ..errors import InputError
-from ..explainers import explain, explainer_names
 from ..experiments.rows import load_row, make_rows
+from ..explainers import explain, explainer_names
 from ..fields import option
 from ..models.base import ModelAdapter, eval_mode
 from .faithfulness import (
