@@ -24,6 +24,7 @@ from simec.evaluate.rationales import PlausibilityConfig
 from simec.experiments.equivalence_pairs import EquivalencePairsConfig
 from simec.experiments.interpretations import InterpretationsConfig
 from simec.experiments.text_exploration import TextExplorationConfig
+from simec.experiments.vision_explainers import VisionExplainersConfig
 from simec.experiments.vit_exploration import VitExplorationConfig
 from simec.explore.config import ALGORITHMS, ExploreConfig, parse_segments
 from simec.geometry.metrics import output_metric_names
@@ -52,6 +53,7 @@ CONFIGS: dict[tuple[str, ...], type] = {
     ("experiment", "interpretations"): InterpretationsConfig,
     ("equivalence",): EquivalenceConfig,
     ("evaluate", "plausibility"): PlausibilityConfig,
+    ("experiment", "vision-explainers"): VisionExplainersConfig,
 }
 
 

@@ -4,27 +4,20 @@ interpretations``."""
 from __future__ import annotations
 
 import argparse
-import inspect
 from pathlib import Path
-from typing import Any
 
 from ..experiments.equivalence_pairs import EquivalencePairsConfig
 from ..experiments.interpretations import InterpretationsConfig
 from ..experiments.text_exploration import TextExplorationConfig
+from ..experiments.vision_explainers import VisionExplainersConfig
 from ..experiments.vit_exploration import VitExplorationConfig
-from .options import (
-    add_config_command,
-    add_device,
-    add_model,
-    add_out,
-    at_least_one,
-    dataclass_from_args,
-)
+from .options import add_config_command, dataclass_from_args
 
 HELP = "reproduce the papers' experiments"
 
 #: options of each experiment's config, in --help order (other fields are the paper's settings)
 VIT_FIELDS = ("model", "data", "dataset", "images", "steps", "seed", "max_step", "device", "out")
+VISION_EXPLAINER_FIELDS = ("model", "data", "images", "explainers", "device", "out")
 TEXT_FIELDS = ("model", "mlm", "data", "posts", "steps", "max_tokens", "seed", "device", "out")
 INTERPRETATION_FIELDS = (
     "model",
@@ -61,7 +54,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "markdown + JSON table and Figure 1/3-style PNGs. Resumable: finished images are kept.",
         include=VIT_FIELDS,
     )
-    _add_vision_explainers(exps)
+    add_config_command(
+        exps,
+        "vision-explainers",
+        VisionExplainersConfig,
+        run_vision_explainers,
+        help="every explainer's patch heatmap side by side for a handful of digits",
+        description="Per image: the predicted class and one heatmap per explainer (absolute "
+        "scores for that class), plus each explainer's Spearman correlation with simec. Writes "
+        "rows/, explainers_heatmaps.png and explainers.json. Resumable: finished images are kept.",
+        include=VISION_EXPLAINER_FIELDS,
+    )
     add_config_command(
         exps,
         "text-exploration",
@@ -103,43 +106,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_vision_explainers(commands: Any) -> None:
-    vxp = commands.add_parser(
-        "vision-explainers",
-        help="every explainer's patch heatmap side by side for a handful of digits",
-        description="Per image: the predicted class and one heatmap per explainer (absolute "
-        "scores for that class), plus each explainer's Spearman correlation with simec. Writes "
-        "explainers_heatmaps.png and explainers.json.",
-    )
-    from ..experiments import vision_explainers
-
-    # no config dataclass: the defaults of the function it runs
-    defaults = inspect.signature(vision_explainers.run_vision_explainers).parameters
-
-    add_model(vxp)
-    vxp.add_argument(
-        "--data",
-        default=defaults["data"].default,
-        metavar="DIR",
-        help="IDX folder (default: the shipped digit)",
-    )
-    vxp.add_argument(
-        "--images",
-        type=at_least_one,
-        default=defaults["images"].default,
-        metavar="N",
-        help="how many images, the first of the split (default: %(default)s)",
-    )
-    vxp.add_argument(
-        "--explainers",
-        default=",".join(defaults["explainers"].default),
-        help="comma-separated names (default: %(default)s)",
-    )
-    add_device(vxp)
-    add_out(vxp)
-    vxp.set_defaults(func=run_vision_explainers)
-
-
 def run_vit_exploration(args: argparse.Namespace) -> int:
     from ..experiments.vit_exploration import run_vit_exploration
 
@@ -151,14 +117,7 @@ def run_vit_exploration(args: argparse.Namespace) -> int:
 def run_vision_explainers(args: argparse.Namespace) -> int:
     from ..experiments.vision_explainers import run_vision_explainers
 
-    res = run_vision_explainers(
-        args.model,
-        out=args.out,
-        data=args.data,
-        images=args.images,
-        explainers=tuple(e.strip() for e in args.explainers.split(",") if e.strip()),
-        device=args.device,
-    )
+    res = run_vision_explainers(dataclass_from_args(VisionExplainersConfig, args))
     for name, corr in res["mean_spearman_vs_simec"].items():
         print(f"{name:>22}: mean Spearman with simec {corr:+.3f}")
     print(f"heatmaps in {args.out}/explainers_heatmaps.png")
