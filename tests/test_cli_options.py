@@ -6,7 +6,7 @@ import argparse
 import ast
 import dataclasses
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -279,6 +279,24 @@ def test_cli_modules_hand_copy_no_option_of_a_config():
             found[path.name] = copies
     assert not found, found
     assert "add_dataclass_arguments" in (CLI_DIR / "explore.py").read_text()
+
+
+def test_a_nested_config_s_fields_are_options_with_the_outer_default():
+    from simec.experiments.interpretations import paper_final_walk
+
+    options = _options(_subparser(("experiment", "interpretations")))
+    walk = paper_final_walk()
+    steps = options["explore.steps"]
+    assert steps.option_strings == ["--steps"] and steps.default == walk.steps == 1000
+    assert options["explore.record_every"].default == 10
+    help_of = {f.name: f.metadata.get("help") for f in dataclasses.fields(ExploreConfig)}
+    assert steps.help.startswith(help_of["steps"])
+    argv = ["experiment", "interpretations", "--model", "m", "--data", "d", "--out", "o"]
+    args = build_parser().parse_args([*argv, "--steps", "7", "--jacobian-reuse", "auto"])
+    cfg = dataclass_from_args(InterpretationsConfig, args)
+    assert cfg.explore == replace(walk, steps=7, jacobian_reuse="auto")
+    args = build_parser().parse_args(argv)
+    assert dataclass_from_args(InterpretationsConfig, args).explore == walk
 
 
 #: options in cli/ still written by hand with a literal default, each with its reason
