@@ -114,8 +114,9 @@ def run_demo(
     """Run the demo and write ``report.html`` (and ``viewer.html``) into the folder ``config``
     (or ``config.out``); ``options`` are other :class:`DemoConfig` fields (``image`` may also
     be an array). Returns the report's path."""
-    cfg = config if isinstance(config, DemoConfig) else DemoConfig(out=str(config))
-    cfg = replace(cfg, **options)
+    cfg = replace(
+        config if isinstance(config, DemoConfig) else DemoConfig(out=str(config)), **options
+    )
     out_dir, steps, seed, device = cfg.out, cfg.steps, cfg.seed, cfg.device
     model: Any = cfg.model
     image: Any = cfg.image
@@ -273,7 +274,7 @@ def run_demo(
         note=True,
     )
     elapsed = time.perf_counter() - t_start
-    config = {
+    record = {
         "steps": steps,
         "seed": seed,
         "device": device,
@@ -282,12 +283,12 @@ def run_demo(
         "elapsed_seconds": elapsed,
     }
     report.details(
-        "configuration and environment", {"config": config, "environment": environment()}
+        "configuration and environment", {"config": record, "environment": environment()}
     )
     atomic_write_json(
         out / "demo.json",
         {
-            "config": config,
+            "config": record,
             "environment": environment(),
             "importance": importance.scores.tolist(),
             "summary": rows,

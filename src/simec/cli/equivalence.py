@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     a, b = _read(args.a, text), _read(args.b, text)
     result = compare_pair(adapter, a, b, cfg, guided_steps=pair.guided_steps)
     reference = None
-    if pair.reference:
+    if pair.reference and pair.data:  # --reference without --data was refused above
         if text:
             raise InputError("--reference draws image pairs: it needs a vision model")
         from ..data import load_idx_dataset

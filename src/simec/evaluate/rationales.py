@@ -173,6 +173,7 @@ def run_plausibility(cfg: PlausibilityConfig, *, progress: bool = True) -> dict[
     from ..models import load_adapter
     from ..models.hf_text import HFMaskedLMAdapter, HFSequenceClassifierAdapter
 
+    assert cfg.model is not None  # validate(): exactly one source
     adapter = load_adapter(cfg.model, device=cfg.device, truncation=cfg.truncate)
     if not isinstance(adapter, HFSequenceClassifierAdapter) or isinstance(
         adapter, HFMaskedLMAdapter

@@ -212,7 +212,9 @@ FLAT_WALK_KEYS = (
 def config_from_dict(saved: dict[str, Any]) -> InterpretationsConfig:
     """The config of a saved ``config.json`` (either form, ``upgrade_config``)."""
     saved = upgrade_config(saved)
-    walk = {k: tuple(v) if isinstance(v, list) else v for k, v in saved["explore"].items()}
+    walk: dict[str, Any] = {
+        k: tuple(v) if isinstance(v, list) else v for k, v in saved["explore"].items()
+    }
     return InterpretationsConfig(
         **{
             **saved,

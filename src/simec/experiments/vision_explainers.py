@@ -13,6 +13,7 @@ holds the rows and the mean correlations.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,12 +152,11 @@ def run_vision_explainers(cfg: VisionExplainersConfig) -> dict[str, Any]:
     (out / "rows").mkdir(parents=True, exist_ok=True)
     start_or_resume(out, cfg)
     paths = [out / "rows" / f"{name}.json" for name, _, _ in inputs]
-    make_rows(
-        [
-            (path, lambda raw=raw, caption=caption: _image_row(adapter, raw, caption, explainers))
-            for path, (_, caption, raw) in zip(paths, inputs)
-        ]
-    )
+
+    def make(raw: Any, caption: str) -> Callable[[], ImageRow]:
+        return lambda: _image_row(adapter, raw, caption, explainers)
+
+    make_rows([(path, make(raw, caption)) for path, (_, caption, raw) in zip(paths, inputs)])
     rows = [load_row(path, ImageRow) for path in paths]
     plots.save_figure(_figure(adapter, inputs, rows, explainers), out / "explainers_heatmaps.png")
     mean_corr = {
