@@ -246,6 +246,7 @@ def test_ctrl_c_in_a_batch_returns_every_walk_so_far():
 
 
 @pytest.mark.slow
+@pytest.mark.compiles
 def test_compiled_batched_jacobians_walk_the_same_paths_as_eager(monkeypatch):
     """compile=True with batches: one compiled graph per batch shape (walks that stop leave a
     smaller batch: a new graph); every walk follows its eager path."""

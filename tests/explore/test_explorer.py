@@ -84,8 +84,10 @@ def test_same_seed_same_trajectory_and_other_seed_differs(vit64, image):
     a = explore(vit64, image, steps=5, seed=7)
     b = explore(vit64, image, steps=5, seed=7)
     c = explore(vit64, image, steps=5, seed=8)
-    assert torch.equal(a.trajectory, b.trajectory)
-    assert not torch.equal(a.trajectory, c.trajectory)
+    assert torch.equal(a.trajectory, b.trajectory)  # one process, one machine: bit for bit
+    # another seed draws other directions: the walks part by a fair part of a step (0.097 here,
+    # steps of 0.14), not by round-off
+    assert float((a.trajectory - c.trajectory).abs().max()) > 0.1 * a.step_sizes[0]
 
 
 def test_exact_and_lowrank_walk_the_same_path(vit64, image):

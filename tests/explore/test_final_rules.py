@@ -165,29 +165,59 @@ def test_vit_embedding_bounds_by_hand():
     assert lo.tolist() == [-1.0] and hi.tolist() == [1.0]
 
 
+def _walking_vit():
+    """A ViT of width 4 on 2x2 gray images (1x1 patches), random weights large enough that
+    SiMExp moves: width 2 does not do, since a LayerNorm over two coordinates is +-1 whatever
+    its input, so ``_hand_vit``'s output is constant up to round-off (lambda_max ~ 1e-35) and
+    a walk on it only follows rounding noise."""
+    from transformers import ViTConfig, ViTForImageClassification
+
+    torch.manual_seed(0)
+    config = ViTConfig(
+        image_size=2,
+        patch_size=1,
+        num_channels=1,
+        hidden_size=4,
+        num_hidden_layers=1,
+        num_attention_heads=1,
+        intermediate_size=8,
+        num_labels=2,
+        initializer_range=0.5,
+    )
+    return ViTForImageClassification(config).eval()
+
+
+def _outside(points, lower, upper) -> float:
+    """How far the farthest coordinate of ``points`` lies outside [lower, upper] (0: inside)."""
+    return float(torch.maximum(lower - points, points - upper).clamp(min=0).max())
+
+
 def test_explore_with_the_embedding_bounds_box_stays_inside():
     adapter = HFImageClassifierAdapter(
-        _hand_vit(), image_mean=[0.5], image_std=[0.5], dtype="float64"
+        _walking_vit(), image_mean=[0.5], image_std=[0.5], dtype="float64"
     )
     lower, upper = embedding_bounds(adapter)
     image = torch.tensor([[[0.2, 0.7], [0.9, 0.4]]])
-    result = explore(
-        adapter,
-        image,
+    x0 = adapter.prepare(image).embeddings
+    # the default box, computed here independently: the range of the input's own rows
+    input_lower, input_upper = x0.amin(0), x0.amax(0)
+    options = dict(
         algorithm="simexp",
         steps=6,
-        box="embedding-bounds",
         projection="step",
         step_rule="paper-final",
         eta=10.0,
         max_step=None,
     )
-    traj = result.trajectory
-    assert bool((traj >= lower - 1e-12).all() and (traj <= upper + 1e-12).all())
-    # the same run with the default box projects onto a different (narrower) box
-    options = dict(algorithm="simexp", steps=6, projection="step", max_step=None)
-    default = explore(adapter, image, step_rule="paper-final", eta=10.0, **options)
-    assert not torch.equal(default.trajectory, traj)
+    result = explore(adapter, image, box="embedding-bounds", **options)
+    default = explore(adapter, image, **options)
+    for run in (result, default):  # both walks really move (steps of eta = 10, clamped)
+        assert float((run.trajectory[-1] - x0).abs().max()) > 0.5
+    assert _outside(result.trajectory, lower, upper) <= 1e-12
+    assert _outside(default.trajectory, input_lower, input_upper) <= 1e-12
+    # the embedding-bounds box is the wider one and the walk uses it: it leaves the input's
+    # range by far more than round-off (0.72 here)
+    assert _outside(result.trajectory, input_lower, input_upper) > 0.1
     config = ExploreConfig(box="embedding-bounds")
     with pytest.raises(InputError, match="either"):
         explore(adapter, image, config, steps=1, box=(lower, upper))

@@ -1,10 +1,13 @@
 """Record the golden trajectories (see ``cases.py``). Run from the repository root:
 
-python -m tests.golden.record
+python -m tests.golden.record                # rewrite tests/golden/data (an intended change)
+python -m tests.golden.record --out /tmp/b   # a baseline of this machine, then, after a
+SIMEC_GOLDEN_BASELINE=/tmp/b pytest tests/golden   # refactor, compare bit for bit against it
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import tempfile
@@ -14,12 +17,16 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from tests.conftest import make_tokenizer, tiny_bert, tiny_vit, write_idx
+from tests.conftest import LayerNormHead, make_tokenizer, tiny_bert, tiny_vit, write_idx
 from tests.golden.cases import CASES, DATA, MODELS, dataset_run, freeze
+from tests.golden.compare import ENVIRONMENT, environment
 
 
 def build_fixtures() -> None:
     """The stored models and digits (built once; kept if present so goldens stay comparable)."""
+    if not (MODELS / "head.safetensors").exists():
+        MODELS.mkdir(parents=True, exist_ok=True)
+        save_file(LayerNormHead().state_dict(), str(MODELS / "head.safetensors"))
     if (MODELS / "vit").exists():
         return
     MODELS.mkdir(parents=True, exist_ok=True)
@@ -38,24 +45,35 @@ def build_fixtures() -> None:
     write_idx(digits / "t10k-labels-idx1-ubyte.gz", np.arange(6) % 3)
 
 
-def write(name: str, results: list) -> None:
+def write(folder: Path, name: str, results: list) -> None:
     tensors, lists = freeze(results)
-    save_file(tensors, str(DATA / f"{name}.safetensors"))
-    (DATA / f"{name}.json").write_text(json.dumps(lists, indent=1) + "\n")
+    save_file(tensors, str(folder / f"{name}.safetensors"))
+    (folder / f"{name}.json").write_text(json.dumps(lists, indent=1) + "\n")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DATA,
+        help="where to write (default: the goldens themselves); a scratch folder records a "
+        "baseline of this machine for SIMEC_GOLDEN_BASELINE=DIR (bit-for-bit refactor checks)",
+    )
+    out_dir: Path = parser.parse_args(argv).out
+    out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
     build_fixtures()
     for case in CASES:
-        write(case.name, case.run())
+        write(out_dir, case.name, case.run())
         print("recorded", case.name)
     out = Path(tempfile.mkdtemp()) / "run"
     try:
-        write("dataset_run", dataset_run(out))
+        write(out_dir, "dataset_run", dataset_run(out))
         print("recorded dataset_run")
     finally:
         shutil.rmtree(out.parent)
+    (out_dir / ENVIRONMENT).write_text(json.dumps(environment(), indent=1) + "\n")
 
 
 if __name__ == "__main__":

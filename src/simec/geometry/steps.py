@@ -12,6 +12,10 @@ implementation, called by both the code and its tests.
   as non-null (the back-end's rank rule, or ``ExploreConfig.rtol``). The paper's code differs: it
   takes the minimum over *all* eigenvalues plus 1e-6, i.e. delta = eta / sqrt(lambda_max /
   (lambda_min + 1e-6)) ~ eta * 1e-3 / sqrt(lambda_max); we implement the text's rule.
+* ``official_code_step_size``: the final version's *code*, delta = eta / sqrt(lambda_max /
+  (min|lambda| + 1e-6)) with the minimum over all eigenvalues (reference 003, section 2; not yet
+  a ``step_rule``: it needs the per-token blocks of ``simec.geometry.blocks`` to reproduce the
+  code).
 * ``rule_step_size``: the step of a named rule (``STEP_RULES``), the one function the explorer
   calls.
 * ``null_direction``: line 6 of Algorithm 1, a random unit vector of the null space of g.
@@ -29,6 +33,7 @@ __all__ = [
     "STEP_RULES",
     "final_step_size",
     "nonnull_direction",
+    "official_code_step_size",
     "null_direction",
     "rule_step_size",
     "step_size",
@@ -55,6 +60,25 @@ def final_step_size(
             f"lambda_max={lambda_max!r}"
         )
     return min(eta * (lambda_min / lambda_max) ** 0.5, cap)
+
+
+#: the official code's regulariser of min|lambda| (reference 003, section 2, "[code]")
+CODE_EPSILON = 1e-6
+
+
+def official_code_step_size(
+    lambda_max: float, lambda_min_all: float, eta: float, cap: float = math.inf
+) -> float:
+    """delta = min(eta / sqrt(lambda_max / (lambda_min_all + 1e-6)), cap): the final version's
+    code (reference 003, section 2), with ``lambda_min_all`` the smallest eigenvalue over *all*
+    of them, null ones included: 0 whenever the metric has a null space, so delta = eta * 1e-3 /
+    sqrt(lambda_max) then. The text's rule is ``final_step_size``."""
+    if not lambda_max > 0 or lambda_min_all < 0:
+        raise ValueError(
+            f"need lambda_max > 0 and lambda_min_all >= 0, got lambda_max={lambda_max!r}, "
+            f"lambda_min_all={lambda_min_all!r}"
+        )
+    return min(eta / math.sqrt(lambda_max / (lambda_min_all + CODE_EPSILON)), cap)
 
 
 def rule_step_size(

@@ -1,0 +1,139 @@
+"""Per-token blocks of the pullback metric: the final version's code (reference 003, section 2,
+"[code] details not in the paper": "The metric is one h x h block J_i^T J_i per explored token,
+not a joint metric").
+
+Eq. (5) as written pulls G back onto all explored coordinates at once: one n x n metric
+g = J^T G J with n = m h (m explored tokens or patches of width h), and one direction in that
+space per step. The official code instead takes, for each explored token i, the block
+g_i = J_i^T G J_i of its own h coordinates (J_i = dy/dx_i, q x h), draws one direction per
+token from that block's spectrum and moves each token by its own step.
+
+What the difference means: g_i is the i-th diagonal block of g. A vector v_i with g_i v_i = 0
+(A_i v_i = 0 for A = G^{1/2} J) gives a joint vector (0, .., v_i, .., 0) with g v = 0, and so does
+any sum of such vectors over the tokens: per-block null directions are a subset of the joint null
+space (of dimension sum_i (h - rank g_i) <= m h - rank g). SiMExp's per-block eigenvectors are
+eigenvectors of the diagonal blocks, not of g: moves that change the output through several
+tokens together (the joint top eigenvectors) are not drawn.
+
+All blocks are decomposed at once from one factor A (q x m h): a batched thin SVD of the m
+matrices A_i (q x h), with the `lowrank` rank rule per block (``simec.geometry.spectrum``), or
+the code's absolute threshold (``atol``; the code counts |lambda| < 0.01 as zero).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..errors import InputError
+
+__all__ = ["BlockSpectra", "block_spectra", "block_null_directions", "block_nonnull_directions"]
+
+
+@dataclass(frozen=True)
+class BlockSpectra:
+    """The spectra of m blocks g_i = A_i^T A_i (h x h), in fixed shapes.
+
+    ``eigenvalues`` (m, k) descending (k = min(q, h)), ``vectors`` (m, h, k) the eigenvectors
+    (canonical signs: largest-magnitude entry positive), ``keep`` (m, k) the non-null ones (a
+    prefix of each row). Eigenvalues past k are zero (h > q: every block has a null space)."""
+
+    eigenvalues: Tensor
+    vectors: Tensor
+    keep: Tensor
+
+    @property
+    def rank(self) -> Tensor:
+        """(m,) the rank of each block."""
+        return self.keep.sum(dim=-1)
+
+    @property
+    def lambda_max(self) -> Tensor:
+        """(m,) the largest eigenvalue of each block."""
+        return self.eigenvalues[:, 0]
+
+    @property
+    def lambda_min(self) -> Tensor:
+        """(m,) the smallest non-null eigenvalue of each block (0 where a block is zero)."""
+        inf = torch.full_like(self.eigenvalues, torch.inf)
+        kept = torch.where(self.keep, self.eigenvalues, inf)
+        smallest = kept.amin(dim=-1)
+        return torch.where(torch.isinf(smallest), torch.zeros_like(smallest), smallest)
+
+    @property
+    def lambda_min_all(self) -> Tensor:
+        """(m,) the smallest eigenvalue of each block over all h of them, null ones included (0
+        when a block has a null space, which it has whenever h > q): the code's min|lambda|."""
+        width = self.vectors.shape[1]
+        if width > self.eigenvalues.shape[1]:
+            return torch.zeros_like(self.eigenvalues[:, 0])
+        return torch.where(self.keep, self.eigenvalues, torch.zeros_like(self.eigenvalues)).amin(-1)
+
+
+def block_spectra(
+    factor: Tensor, width: int, *, rtol: float | None = None, atol: float | None = None
+) -> BlockSpectra:
+    """Spectra of the per-token blocks of g = A^T A for A = G^{1/2} J of shape (q, m * width),
+    the explored tokens' coordinates in order (token-major, as ``Segments`` flattens them).
+
+    Zero eigenvalues: ``atol`` (absolute, on eigenvalues: the code's 0.01), else ``rtol``
+    relative to each block's lambda_max, else the `lowrank` rule (max(q, h) eps)^2 per block.
+    """
+    if factor.ndim != 2 or factor.shape[1] % width:
+        raise InputError(
+            f"a factor (q, m * {width}) is needed for blocks of width {width}, got "
+            f"{tuple(factor.shape)}"
+        )
+    q = factor.shape[0]
+    blocks = factor.reshape(q, -1, width).transpose(0, 1)  # (m, q, h)
+    if q >= width:
+        _, s, vh = torch.linalg.svd(blocks, full_matrices=False)
+        vectors = vh.mT
+    else:
+        basis, r = torch.linalg.qr(blocks.mT)  # (m, h, q), (m, q, q)
+        _, s, wh = torch.linalg.svd(r.mT)
+        vectors = basis @ wh.mT
+    values = s**2
+    if atol is not None:
+        keep = values > atol
+    else:
+        rel = rtol if rtol is not None else (max(q, width) * torch.finfo(factor.dtype).eps) ** 2
+        keep = values > rel * values[:, :1]
+    index = vectors.abs().argmax(dim=1, keepdim=True)
+    signs = torch.sign(torch.gather(vectors, 1, index))
+    signs = torch.where(signs == 0, torch.ones_like(signs), signs)
+    return BlockSpectra(eigenvalues=values, vectors=vectors * signs, keep=keep)
+
+
+def block_null_directions(spectra: BlockSpectra, generator: torch.Generator | None) -> Tensor:
+    """(m, h): for each block a unit vector uniformly distributed in its null space (SiMEC,
+    Algorithm 1 line 6, per token): a Gaussian vector projected off the block's non-null
+    eigenvectors. One ``randn`` draw of m h values. A block of full rank has no null direction:
+    ``InputError``."""
+    m, width, _ = spectra.vectors.shape
+    if bool((spectra.rank >= width).any()):
+        raise InputError("a block of the pullback metric has full rank: no null direction there")
+    z = torch.randn(
+        m, width, generator=generator, dtype=spectra.vectors.dtype, device=spectra.vectors.device
+    )
+    kept = spectra.vectors * spectra.keep[:, None, :]
+    v = z - (kept @ (kept.mT @ z[..., None]))[..., 0]
+    return v / torch.linalg.vector_norm(v, dim=-1, keepdim=True)
+
+
+def block_nonnull_directions(spectra: BlockSpectra, generator: torch.Generator | None) -> Tensor:
+    """(m, h): for each block one of its non-null eigenvectors chosen uniformly, with a random
+    sign (SiMExp, Algorithm 2 line 6, per token). One ``rand`` draw per block. A zero block has
+    no non-null direction: ``InputError``."""
+    rank = spectra.rank
+    if bool((rank == 0).any()):
+        raise InputError("a block of the pullback metric is zero: no non-null direction there")
+    u = torch.rand(
+        len(rank), generator=generator, dtype=torch.float64, device=spectra.vectors.device
+    )
+    draw = (u * (2 * rank).to(torch.float64)).long().clamp(max=2 * rank - 1)
+    sign = (1 - 2 * (draw % 2)).to(spectra.vectors.dtype)
+    index = (draw // 2)[:, None, None].expand(-1, spectra.vectors.shape[1], 1)
+    return sign[:, None] * torch.gather(spectra.vectors, 2, index)[..., 0]
