@@ -138,6 +138,23 @@ def test_vision_explainers_draws_every_explainer_and_compares_with_simec(
     assert main(argv[:-1] + ["simec,nope", "--out", str(out)]) != 0
 
 
+def test_vision_explainers_resumes_from_its_rows(mnist_vit_dir, fake_mnist, tmp_path):
+    out = tmp_path / "vx"
+    argv = ["experiment", "vision-explainers", "--model", str(mnist_vit_dir), "--data"]
+    argv += [str(fake_mnist), "--images", "2", "--explainers", "simec,random", "--out", str(out)]
+    assert main(argv) == 0
+    rows = sorted((out / "rows").glob("test-*.json"))
+    assert len(rows) == 2
+    first = json.loads((out / "explainers.json").read_text())
+    stamps = [p.stat().st_mtime_ns for p in rows]
+    assert main(argv) == 0  # finished images are kept, not recomputed
+    assert [p.stat().st_mtime_ns for p in rows] == stamps
+    again = json.loads((out / "explainers.json").read_text())
+    assert again["rows"] == first["rows"]
+    other = argv[:-3] + ["simec,rollout", "--out", str(out)]
+    assert main(other) == 2  # rows made with other explainers are not mixed in
+
+
 def test_spearman_against_hand_worked_values():
     import math
 

@@ -11,6 +11,7 @@ a run folder that ``simec view`` shows (curve/, viewer.html).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,36 @@ from safetensors.torch import save
 from .._io import atomic_write_bytes, atomic_write_json, environment
 from ..errors import InputError
 from ..explore.guided import walk_toward
+from ..fields import option
 from ..models.base import ModelAdapter, PreparedInput
 from ..models.capabilities import as_image_model, as_text_model
 from .equivalence import EquivalenceConfig, EquivalenceResult, compare_inputs
 
-__all__ = ["compare_pair", "reference_pairs", "save_equivalence"]
+__all__ = ["PairOptions", "compare_pair", "reference_pairs", "save_equivalence"]
+
+
+@dataclass(frozen=True)
+class PairOptions:
+    """``simec equivalence``'s options beside :class:`EquivalenceConfig`: the guided walks'
+    length (``compare_pair``'s default) and the reference pairs."""
+
+    guided_steps: int = option(
+        50,
+        "steps of each guided SiMEC walk (A->B, B->A) used as a starting curve; 0: only the "
+        "straight line",
+        metavar="K",
+        min=0,
+    )
+    reference: int = option(
+        0,
+        "also bound K random pairs of one predicted class drawn from --data (a null "
+        "distribution; image data sets) (default: none)",
+        metavar="K",
+        min=0,
+    )
+    data: str | None = option(
+        None, "IDX image folder for --reference (MNIST layout)", metavar="DIR"
+    )
 
 
 def compare_pair(
@@ -34,7 +60,7 @@ def compare_pair(
     b: Any,
     config: EquivalenceConfig | None = None,
     *,
-    guided_steps: int = 50,
+    guided_steps: int = PairOptions.guided_steps,
     max_step: float | None = 0.02,
 ) -> EquivalenceResult:
     """Bounds on Pd(a, b) (raw inputs), with the guided walks a -> b and b -> a as extra
