@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..structure.equivalence import EquivalenceConfig
+from ..structure.equivalence_run import GUIDED_STEPS
 from .explore import read_text_input
 from .options import (
     add_dataclass_arguments,
@@ -23,7 +24,8 @@ DESCRIPTION = (
     "Bounds on the pseudodistance Pd(A, B) of the pullback metric (Definitions 4-5 of the SiMEC "
     "paper): a lower bound (the output distance of N(A) and N(B)) and an upper bound (the "
     "pseudolength of the shortest curve found from A to B: the straight line and the guided "
-    "SiMEC walks A->B and B->A, optimised and refined), and a verdict: equivalent, not "
+    "SiMEC walks A->B and B->A, optimised and refined, certified by adaptive subdivision and a "
+    "denser verification), and a verdict: equivalent, not "
     "equivalent, or undetermined. A and B: two images, or two texts with the same number of "
     "tokens. Writes summary.json, equivalence.png, curve.safetensors and viewer.html."
 )
@@ -38,10 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--guided-steps",
         type=int,
-        default=50,
+        default=GUIDED_STEPS,
         metavar="K",
-        help="steps of each guided SiMEC walk (A->B, B->A) used as a starting curve; 0: only "
-        "the straight line (default: %(default)s)",
+        help="most steps of each guided SiMEC walk (A->B, B->A) used as a starting curve; it "
+        "stops earlier when it cannot get closer or the time budget is spent; 0: no walks "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--space",
