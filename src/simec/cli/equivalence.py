@@ -25,7 +25,8 @@ DESCRIPTION = (
     "Bounds on the pseudodistance Pd(A, B) of the pullback metric (Definitions 4-5 of the SiMEC "
     "paper): a lower bound (the output distance of N(A) and N(B)) and an upper bound (the "
     "pseudolength of the shortest curve found from A to B: the straight line and the guided "
-    "SiMEC walks A->B and B->A, optimised and refined), and a verdict: equivalent, not "
+    "SiMEC walks A->B and B->A, optimised and refined, certified by adaptive subdivision and a "
+    "denser verification), and a verdict: equivalent, not "
     "equivalent, or undetermined. A and B: two images, or two texts with the same number of "
     "tokens. Writes summary.json, equivalence.png, curve.safetensors and viewer.html."
 )
