@@ -58,9 +58,7 @@ def run_vision_explainers(
         sample = np.load(str(files("simec.assets") / "sample_digit.npy"))
         inputs, names = [sample], ["shipped sample digit"]
     grid = tuple(s // adapter.patch_size for s in adapter.image_size)
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(
+    fig, axes = plots.subplots(
         len(inputs),
         len(explainers) + 1,
         figsize=(2.0 * (len(explainers) + 1), 2.1 * len(inputs)),
