@@ -314,7 +314,7 @@ def _approx_floats(value):
 
 
 def test_vit_exploration_shows_under_every_decoded_picture_its_own_class(
-    mnist_vit_dir, fake_mnist, tmp_path, monkeypatch
+    mnist_vit_dir, fake_mnist, tmp_path, monkeypatch, one_thread
 ):
     """Figure 3 captions each decoded p_K with its embedding's class and the class the model
     gives the picture (figure3_decoded.json holds them); the pictures' classes, and the row's
@@ -337,6 +337,9 @@ def test_vit_exploration_shows_under_every_decoded_picture_its_own_class(
         return fig, axes
 
     monkeypatch.setattr(plots, "plot_decoded_strip", spy)
+    # the CLI keeps this process's one thread: float32 sums, and so p_picture, depend on the
+    # thread count, and draw_figures below recomputes them in this process
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     out = tmp_path / "exp"
     argv = ["experiment", "vit-exploration", "--model", str(mnist_vit_dir), "--data"]
     argv += [str(fake_mnist), "--images", "2", "--steps", "6", "--out", str(out), "--quiet"]

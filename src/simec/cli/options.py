@@ -67,7 +67,7 @@ SHARED_HELP = {
     "out": "output folder (created; config and package versions are written next to results)",
     "quiet": "no progress bars",
     "overwrite": "replace the result already in --out (without it, such an --out is refused)",
-    "threads": "CPU threads for torch (default: torch's choice)",
+    "threads": "CPU threads for torch (default: the cores no other process keeps busy)",
     "model": "model: a save_pretrained() directory or a cached name",
     "dataset": "which IDX data set the folder holds",
     "images": "how many images, the first of the split",

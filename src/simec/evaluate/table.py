@@ -160,7 +160,7 @@ def write_results(
 def _plot(table: Table, protocol: Protocol, path: Path) -> None:
     from ..report import plots
 
-    fig, ax = plots.plt.subplots(figsize=(7, 3.2))
+    fig, ax = plots.subplots(figsize=(7, 3.2))
     keys = [k for k in protocol.metrics if any(k in e and e[k]["n"] for e in table.values())]
     width = 0.8 / max(1, len(table))
     for j, (name, entry) in enumerate(table.items()):

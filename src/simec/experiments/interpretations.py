@@ -519,13 +519,10 @@ def plot_original_vs_top(
 ) -> tuple[Any, Any]:
     """M1: mean ± sd over runs of p(original class) (solid) and max_c p(c) (dashed) along the
     walks, one colour per algorithm (``curves``: name -> ``_curves`` output)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..report import plots
 
     if ax is None:
-        fig, ax = plt.subplots(figsize=(6, 3.4))
+        fig, ax = plots.subplots(figsize=(6, 3.4))
     else:
         fig = ax.figure
     for n, (name, c) in enumerate(curves.items()):

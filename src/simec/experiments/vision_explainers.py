@@ -111,7 +111,7 @@ def _figure(adapter: Any, inputs: list, rows: list[ImageRow], explainers: tuple[
     from ..report import plots
 
     grid = adapter.patch_grid
-    fig, axes = plots.plt.subplots(
+    fig, axes = plots.subplots(
         len(rows),
         len(explainers) + 1,
         figsize=(2.0 * (len(explainers) + 1), 2.1 * len(rows)),

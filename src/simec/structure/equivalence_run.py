@@ -309,11 +309,9 @@ def _decoded_images(
 def _plot(
     result: EquivalenceResult, adapter: ModelAdapter, path: Path, frames: list[dict[str, Any]]
 ) -> None:
-    import matplotlib.pyplot as plt
-
     from ..report import plots
 
-    fig = plt.figure(figsize=(9.0, 5.6 if frames else 3.4))
+    fig = plots.figure((9.0, 5.6 if frames else 3.4))
     grid = fig.add_gridspec(
         2 if frames else 1, max(len(frames), 1), height_ratios=([2.2, 1.2] if frames else [1])
     )
