@@ -138,6 +138,23 @@ def test_vision_explainers_draws_every_explainer_and_compares_with_simec(
     assert main(argv[:-1] + ["simec,nope", "--out", str(out)]) != 0
 
 
+def test_vision_explainers_resumes_from_its_rows(mnist_vit_dir, fake_mnist, tmp_path):
+    out = tmp_path / "vx"
+    argv = ["experiment", "vision-explainers", "--model", str(mnist_vit_dir), "--data"]
+    argv += [str(fake_mnist), "--images", "2", "--explainers", "simec,random", "--out", str(out)]
+    assert main(argv) == 0
+    rows = sorted((out / "rows").glob("test-*.json"))
+    assert len(rows) == 2
+    first = json.loads((out / "explainers.json").read_text())
+    stamps = [p.stat().st_mtime_ns for p in rows]
+    assert main(argv) == 0  # finished images are kept, not recomputed
+    assert [p.stat().st_mtime_ns for p in rows] == stamps
+    again = json.loads((out / "explainers.json").read_text())
+    assert again["rows"] == first["rows"]
+    other = argv[:-3] + ["simec,rollout", "--out", str(out)]
+    assert main(other) == 2  # rows made with other explainers are not mixed in
+
+
 def test_spearman_against_hand_worked_values():
     import math
 
@@ -297,7 +314,7 @@ def _approx_floats(value):
 
 
 def test_vit_exploration_shows_under_every_decoded_picture_its_own_class(
-    mnist_vit_dir, fake_mnist, tmp_path, monkeypatch
+    mnist_vit_dir, fake_mnist, tmp_path, monkeypatch, one_thread
 ):
     """Figure 3 captions each decoded p_K with its embedding's class and the class the model
     gives the picture (figure3_decoded.json holds them); the pictures' classes, and the row's
@@ -320,6 +337,9 @@ def test_vit_exploration_shows_under_every_decoded_picture_its_own_class(
         return fig, axes
 
     monkeypatch.setattr(plots, "plot_decoded_strip", spy)
+    # the CLI keeps this process's one thread: float32 sums, and so p_picture, depend on the
+    # thread count, and draw_figures below recomputes them in this process
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     out = tmp_path / "exp"
     argv = ["experiment", "vit-exploration", "--model", str(mnist_vit_dir), "--data"]
     argv += [str(fake_mnist), "--images", "2", "--steps", "6", "--out", str(out), "--quiet"]

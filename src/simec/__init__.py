@@ -7,22 +7,17 @@ inside the input's equivalence class (SiMEC) or across classes (SiMExp).
     >>> adapter = simec.load_adapter("path/to/vit")          # saved with save_pretrained
     >>> result = simec.explore(adapter, "digit.png", algorithm="simec", steps=200)
     >>> result.save("runs/digit")
+
+Importing simec changes nothing in the process: no environment variable, no torch setting.
+torch's thread count is chosen by the command line, or by you with :func:`configure_cpu`.
 """
 
 # ruff: noqa: E402
 
-import os as _os
-import sys as _sys
-
-# OpenMP threads that wait for work sleep instead of spinning: on a machine whose cores are
-# busy, spinning threads made runs ~10x slower (README, "Reliability"). Only before torch is
-# imported (OpenMP reads it once) and only if the environment does not say otherwise.
-if "torch" not in _sys.modules:
-    _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 # the report layer registers ExplorationResult's views (``_repr_html_``, ``view``): the explore
 # layer never imports it
 from . import report as _report  # noqa: F401
+from .cpu import configure_cpu
 from .errors import (
     ExactTooLargeError,
     InputError,
@@ -67,6 +62,7 @@ __all__ = [
     "RankZeroMetricError",
     "SimecError",
     "TorchAdapter",
+    "configure_cpu",
     "explore",
     "explore_batch",
     "from_model",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import numpy as np
 from ._io import atomic_write_json, environment
 from .errors import InputError
 from .explore import ExplorationResult, explore
+from .fields import option
 from .interpret import ViTDecoder, classify_pictures, segment_importance
 from .models import as_image_model, load_adapter
 from .models.cache import resolve_model_path
@@ -86,18 +88,38 @@ def _origin(model_dir: Path) -> str:
     return "shipped with simec" if model_dir.resolve().parent == shipped else str(model_dir)
 
 
+@dataclass
+class DemoConfig:
+    """Options of ``simec demo``."""
+
+    out: str = option("simec-demo", "folder for the report", metavar="DIR")
+    steps: int = option(300, "iterations of each walk", min=0)
+    seed: int = 0
+    device: str = "cpu"
+    model: str | None = option(
+        None, "another image classifier directory instead of the shipped one", metavar="DIR"
+    )
+    image: str | None = option(
+        None, "another image (PNG/.npy) instead of the shipped digit", metavar="FILE"
+    )
+
+
 def run_demo(
-    out_dir: str | Path,
+    config: DemoConfig | str | Path,
     *,
-    steps: int = 300,
-    seed: int = 0,
-    device: str = "cpu",
-    model: str | Path | None = None,
-    image: Any = None,
     frames: int = 6,
     progress: bool = True,
+    **options: Any,
 ) -> Path:
-    """Run the demo and write ``out_dir/report.html`` (and ``viewer.html``); returns its path."""
+    """Run the demo and write ``report.html`` (and ``viewer.html``) into the folder ``config``
+    (or ``config.out``); ``options`` are other :class:`DemoConfig` fields (``image`` may also
+    be an array). Returns the report's path."""
+    cfg = replace(
+        config if isinstance(config, DemoConfig) else DemoConfig(out=str(config)), **options
+    )
+    out_dir, steps, seed, device = cfg.out, cfg.steps, cfg.seed, cfg.device
+    model: Any = cfg.model
+    image: Any = cfg.image
     t_start = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -252,7 +274,7 @@ def run_demo(
         note=True,
     )
     elapsed = time.perf_counter() - t_start
-    config = {
+    record = {
         "steps": steps,
         "seed": seed,
         "device": device,
@@ -261,12 +283,12 @@ def run_demo(
         "elapsed_seconds": elapsed,
     }
     report.details(
-        "configuration and environment", {"config": config, "environment": environment()}
+        "configuration and environment", {"config": record, "environment": environment()}
     )
     atomic_write_json(
         out / "demo.json",
         {
-            "config": config,
+            "config": record,
             "environment": environment(),
             "importance": importance.scores.tolist(),
             "summary": rows,

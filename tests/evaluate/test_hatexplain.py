@@ -148,10 +148,52 @@ def test_faithfulness_can_be_limited_to_the_first_posts(bert_dir, tmp_path):
     assert "comprehensiveness n = 1" in (out / "table.md").read_text()
 
 
+def test_rows_written_before_the_typed_rows_resume_and_other_posts_rows_are_made_again(
+    bert_dir, tmp_path
+):
+    """Rows of the old dict form (no keys for faithfulness not computed) load as ``PostRow``
+    and are kept; a row of another post (or lacking an explainer) is made again."""
+    from simec.evaluate.rationales import PostRow
+    from simec.experiments.rows import load_row
+
+    data = _write(tmp_path / "v.jsonl")
+    out = tmp_path / "eval"
+    argv = _argv(bert_dir, data, out, "--explainers", "simec,random", "--faithfulness-posts", "1")
+    assert main(argv) == 0
+    before = json.loads((out / "results.json").read_text())["table"]
+    rows = sorted((out / "rows").glob("*.json"))
+    assert len(rows) == 2
+    second = json.loads(rows[1].read_text())
+    assert second["format"] == 2 and second["explainers"]["simec"]["comprehensiveness"] is None
+    for path in rows:  # the old form: null faithfulness keys absent
+        old = json.loads(path.read_text())
+        for scores in old["explainers"].values():
+            for key in [k for k, v in scores.items() if v is None]:
+                del scores[key]
+        path.write_text(json.dumps(old) + "\n")
+    assert load_row(rows[1], PostRow).explainers["random"].sufficiency is None
+    stamps = [p.stat().st_mtime_ns for p in rows]
+    assert main(argv) == 0
+    assert [p.stat().st_mtime_ns for p in rows] == stamps
+    assert json.loads((out / "results.json").read_text())["table"] == before
+    # another post's row, and a row without one of the explainers, are made again
+    other = json.loads(rows[0].read_text())
+    rows[0].write_text(json.dumps({**other, "id": "zzz"}) + "\n")
+    del second["explainers"]["random"]
+    rows[1].write_text(json.dumps(second) + "\n")
+    assert main(argv) == 0
+    assert load_row(rows[0], PostRow).id == "a"
+    assert set(load_row(rows[1], PostRow).explainers) == {"simec", "random"}
+    assert (
+        json.loads((out / "results.json").read_text())["table"]["simec"]["cosine"]
+        == (before["simec"]["cosine"])
+    )
+
+
 def test_piece_predictor_runs_the_model_on_the_kept_piece_ids(bert_dir):
     import torch
 
-    from simec.evaluate.hatexplain import _piece_predictor
+    from simec.evaluate.rationales import _piece_predictor
     from simec.models import load_adapter
 
     adapter = load_adapter(str(bert_dir))

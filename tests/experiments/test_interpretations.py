@@ -2,6 +2,7 @@
 end to end on tiny models (vision and text), resume, refusals and bad input."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,8 +13,10 @@ from simec.experiments.interpretations import (
     InterpretationRow,
     InterpretationsConfig,
     choose_segments,
+    paper_final_walk,
     resolve_mlm,
     run_interpretations,
+    upgrade_config,
 )
 from simec.experiments.rows import load_rows
 from simec.interpret import measures as m
@@ -55,7 +58,8 @@ def test_choose_segments_on_a_hand_worked_example():
 
 
 def test_the_walks_use_the_final_versions_settings():
-    cfg = InterpretationsConfig(model="m", data="d", out="o", jacobian_reuse="auto")
+    walk = replace(paper_final_walk(), jacobian_reuse="auto")
+    cfg = InterpretationsConfig(model="m", data="d", out="o", explore=walk)
     ecfg = cfg.explore_config("simexp", 10.0, [3, 5]).validate()
     assert (ecfg.step_rule, ecfg.eta, ecfg.box, ecfg.projection) == (
         "paper-final",
@@ -67,7 +71,7 @@ def test_the_walks_use_the_final_versions_settings():
     assert ecfg.segments == (3, 5) and ecfg.record_every == 10
     assert ecfg.jacobian_reuse == "off"  # reuse is for SiMEC only
     assert cfg.explore_config("simec", 1.0, [3]).jacobian_reuse == "auto"
-    assert InterpretationsConfig(model="m", data="d", out="o").jacobian_reuse == "off"
+    assert InterpretationsConfig(model="m", data="d", out="o").explore.jacobian_reuse == "off"
 
 
 def test_vision_experiment_end_to_end_resume_and_refusal(
@@ -130,7 +134,10 @@ def test_vision_experiment_end_to_end_resume_and_refusal(
     for s in ("all", "one", "q2"):
         assert (out / f"m1_{s}_eta10.png").is_file()
     results = json.loads((out / "results.json").read_text())
-    assert results["aggregate"]["rows"] == 12 and results["config"]["step_rule"] == "paper-final"
+    assert (
+        results["aggregate"]["rows"] == 12
+        and results["config"]["explore"]["step_rule"] == "paper-final"
+    )
 
     # resume with more repetitions: the rows made are kept, the new repetition is added
     first = sorted((out / "rows").glob("*.json"))[0]
@@ -181,8 +188,7 @@ def test_text_experiment_end_to_end(bert_dir, tmp_path):
         mlm=str(mlm_dir),
         posts=2,
         repetitions=1,
-        steps=4,
-        record_every=2,
+        explore=replace(paper_final_walk(), steps=4, record_every=2),
         etas=(10.0,),
         segment_sets=("one", "all"),
     )
@@ -245,8 +251,6 @@ def test_text_data_for_an_image_model_and_bad_option_values_are_refused(
 def test_an_interrupted_walk_leaves_no_row_and_tables_come_from_the_rows_made(
     mnist_vit_dir, fake_mnist, tmp_path, monkeypatch
 ):
-    from dataclasses import replace
-
     import simec.experiments.interpretations as exp
 
     out = tmp_path / "exp"
@@ -256,8 +260,7 @@ def test_an_interrupted_walk_leaves_no_row_and_tables_come_from_the_rows_made(
         out=str(out),
         images=1,
         repetitions=1,
-        steps=4,
-        record_every=2,
+        explore=replace(paper_final_walk(), steps=4, record_every=2),
         etas=(10.0,),
         segment_sets=("one", "q2"),
     )
@@ -282,3 +285,30 @@ def test_an_interrupted_walk_leaves_no_row_and_tables_come_from_the_rows_made(
     assert json.loads((out / "results.json").read_text())["aggregate"]["rows"] == 1
     with pytest.raises(InputError, match="no rows"):
         exp.tables_from_rows(out, repetitions=0)
+
+
+def test_a_config_saved_before_explore_was_nested_still_resumes(tmp_path):
+    """The committed runs' config.json hold the walk settings at the top level: they load as
+    a nested ``explore`` and a run with the same settings resumes them; other settings do not."""
+    from pathlib import Path
+
+    from simec.experiments import start_or_resume
+    from simec.experiments.interpretations import FLAT_WALK_KEYS, config_from_dict
+
+    committed = Path(__file__).resolve().parents[2] / "results" / "interpretations-mnist"
+    saved = json.loads((committed / "config.json").read_text())["config"]
+    assert "explore" not in saved and set(FLAT_WALK_KEYS) <= set(saved)
+    cfg = config_from_dict(saved)
+    assert cfg.explore == paper_final_walk()  # the committed run used the defaults
+    assert cfg.explore.steps == 1000 and cfg.explore.record_every == 10
+    assert cfg.etas == (1.0, 10.0) and cfg.segment_sets == ("all", "one", "q2")
+    out = tmp_path / "old"
+    (out / "rows").mkdir(parents=True)
+    (out / "rows" / "r.json").write_text("{}")
+    (out / "config.json").write_text(json.dumps({"config": saved}))
+    start_or_resume(out, cfg, upgrade=upgrade_config)  # the same settings: resumed
+    assert "explore" in json.loads((out / "config.json").read_text())["config"]
+    (out / "config.json").write_text(json.dumps({"config": saved}))
+    other = replace(cfg, explore=replace(cfg.explore, steps=10))
+    with pytest.raises(InputError, match="cannot resume"):
+        start_or_resume(out, other, upgrade=upgrade_config)

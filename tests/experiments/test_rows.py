@@ -78,3 +78,41 @@ def test_rows_on_disk_are_kept_and_a_failed_row_releases_its_claim(tmp_path):
         assert mine
     assert make_rows(_jobs(tmp_path, calls, ["a", "b", "c"])) == 2
     assert {r.name: r.maker for r in load_rows(tmp_path, Row)}["a"] == "before"
+
+
+def test_a_stale_row_is_made_again_and_a_fresh_one_kept(tmp_path):
+    save_row(tmp_path / "a.json", Row("a", "before"))
+    save_row(tmp_path / "b.json", Row("b", "other settings"))
+    calls = []
+
+    def stale(path):
+        return load_rows(tmp_path, Row)[["a.json", "b.json"].index(path.name)].maker != "before"
+
+    assert make_rows(_jobs(tmp_path, calls, ["a", "b"]), stale=stale) == 1
+    assert calls == ["b"]
+    assert [r.maker for r in load_rows(tmp_path, Row)] == ["before", "here"]
+
+
+@dataclass(frozen=True)
+class Inner:
+    value: float
+    extra: float | None = None
+
+
+@dataclass(frozen=True)
+class Outer:
+    name: str
+    by_name: dict[str, Inner]
+    items: list[Inner]
+
+
+def test_dicts_and_lists_of_dataclasses_round_trip(tmp_path):
+    from simec.experiments.rows import from_dict, load_row
+
+    row = Outer("x", {"a": Inner(1.0), "b": Inner(2.0, 3.0)}, [Inner(4.0)])
+    save_row(tmp_path / "x.json", row)
+    assert load_row(tmp_path / "x.json", Outer) == row
+    # a row written before a field existed takes the field's default
+    assert from_dict(Outer, {"name": "y", "by_name": {"a": {"value": 1.0}}, "items": []}) == (
+        Outer("y", {"a": Inner(1.0, None)}, [])
+    )

@@ -31,7 +31,6 @@ def test_decoded_strip_captions_both_classes_and_marks_disagreement_red():
     assert colours == ["#000000", "#000000", plots.DISAGREE_COLOUR]
     frames = [to_hex(ax.spines["left"].get_edgecolor()) for ax in axes]
     assert frames[2] == plots.DISAGREE_COLOUR and frames[1] != plots.DISAGREE_COLOUR
-    plots.plt.close(fig)
 
 
 def test_decoded_strip_refuses_labels_that_do_not_match_the_pictures():

@@ -20,7 +20,7 @@ from torch import nn
 from simec import OutputError, TorchAdapter
 from simec.cli import main
 from simec.cli.explore import PARSE, RUN_FIELDS, WALK_FIELDS
-from simec.cli.threads import choose_threads
+from simec.cpu import choose_threads
 from simec.runs import Manifest, RunItem, run_dataset
 from simec.runs.lock import RunLock
 

@@ -16,6 +16,9 @@ module             command
 =================  ===========================================================
 
 A command's parser gets ``func`` (its ``run``) by ``set_defaults``; :func:`main` calls it.
+:func:`main` makes the process-wide choices a library import never makes: torch's thread count
+(``simec.configure_cpu``: the idle cores, unless ``--threads`` or ``OMP_NUM_THREADS`` says),
+Hugging Face offline, quiet transformers.
 Options that mirror a config dataclass are generated from its fields (see ``options``).
 """
 
@@ -30,6 +33,7 @@ from typing import Any, NoReturn
 
 import torch
 
+from ..cpu import configure_cpu
 from ..errors import SimecError
 from ..registry import Registry
 from . import (
@@ -43,7 +47,6 @@ from . import (
     train,
     view,
 )
-from .threads import configure_threads
 
 __all__ = ["COMMANDS", "DESCRIPTION", "build_parser", "main"]
 
@@ -156,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         check_common_options(args)
         _quiet_loading(args)
         threads_before = torch.get_num_threads()
-        configure_threads(getattr(args, "threads", None))
+        configure_cpu(getattr(args, "threads", None))  # the process's CPU choices: here only
         return int(args.func(args))
     except SimecError as exc:
         print(f"simec {command}: error: {exc}", file=sys.stderr)

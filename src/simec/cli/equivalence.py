@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..runs import ModelSpec
 from ..structure.equivalence import EquivalenceConfig
+from ..structure.equivalence_run import PairOptions
 from .options import (
     add_dataclass_arguments,
     add_device,
@@ -23,7 +25,8 @@ DESCRIPTION = (
     "Bounds on the pseudodistance Pd(A, B) of the pullback metric (Definitions 4-5 of the SiMEC "
     "paper): a lower bound (the output distance of N(A) and N(B)) and an upper bound (the "
     "pseudolength of the shortest curve found from A to B: the straight line and the guided "
-    "SiMEC walks A->B and B->A, optimised and refined), and a verdict: equivalent, not "
+    "SiMEC walks A->B and B->A, optimised and refined, certified by adaptive subdivision and a "
+    "denser verification), and a verdict: equivalent, not "
     "equivalent, or undetermined. A and B: two images, or two texts with the same number of "
     "tokens. Writes summary.json, equivalence.png, curve.safetensors and viewer.html."
 )
@@ -35,32 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("b", metavar="B", help="second input: an image file, or a text")
     add_out(parser)
     add_dataclass_arguments(parser, EquivalenceConfig)
-    parser.add_argument(
-        "--guided-steps",
-        type=int,
-        default=50,
-        metavar="K",
-        help="steps of each guided SiMEC walk (A->B, B->A) used as a starting curve; 0: only "
-        "the straight line (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--space",
-        choices=["embeddings", "pixels"],
-        default="embeddings",
-        help="vision models: compare in the embedding space or the pixel space "
-        "(default: %(default)s)",
-    )
-    parser.add_argument(
-        "--reference",
-        type=int,
-        default=0,
-        metavar="K",
-        help="also bound K random pairs of one predicted class drawn from --data (a null "
-        "distribution; image data sets) (default: none)",
-    )
-    parser.add_argument(
-        "--data", metavar="DIR", help="IDX image folder for --reference (MNIST layout)"
-    )
+    add_dataclass_arguments(parser, PairOptions)
+    add_dataclass_arguments(parser, ModelSpec, include=["space"])
     add_device(parser)
     add_dtype(parser)
 
@@ -83,21 +62,22 @@ def run(args: argparse.Namespace) -> int:
     from ..structure.equivalence_run import compare_pair, reference_pairs, save_equivalence
 
     cfg = dataclass_from_args(EquivalenceConfig, args).validate()
-    if args.reference and not args.data:
+    pair = dataclass_from_args(PairOptions, args)
+    if pair.reference and not pair.data:
         raise InputError("--reference needs --data (an IDX image folder)")
     adapter = load_adapter(args.model, device=args.device, dtype=args.dtype, space=args.space)
     text = adapter.modality == "text"
     a, b = _read(args.a, adapter), _read(args.b, adapter)
-    result = compare_pair(adapter, a, b, cfg, guided_steps=args.guided_steps)
+    result = compare_pair(adapter, a, b, cfg, guided_steps=pair.guided_steps)
     reference = None
-    if args.reference:
+    if pair.reference and pair.data:  # --reference without --data was refused above
         if text:
             raise InputError("--reference draws image pairs: it needs a vision model")
         from ..data import load_idx_dataset
 
-        images = load_idx_dataset(args.data).images
+        images = load_idx_dataset(pair.data).images
         reference = []
-        for i, j in reference_pairs(adapter, images, args.reference, seed=cfg.seed):
+        for i, j in reference_pairs(adapter, images, pair.reference, seed=cfg.seed):
             ref = compare_pair(adapter, images[i], images[j], cfg, guided_steps=0).summary()
             reference.append({"i": i, "j": j, **{k: ref[k] for k in REFERENCE_KEYS}})
     save_equivalence(

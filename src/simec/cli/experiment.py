@@ -4,7 +4,6 @@ interpretations``."""
 from __future__ import annotations
 
 import argparse
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,21 +12,16 @@ from typing import Any
 from ..experiments.equivalence_pairs import EquivalencePairsConfig
 from ..experiments.interpretations import InterpretationsConfig
 from ..experiments.text_exploration import TextExplorationConfig
+from ..experiments.vision_explainers import VisionExplainersConfig
 from ..experiments.vit_exploration import VitExplorationConfig
 from ..registry import Registry
-from .options import (
-    add_config_command,
-    add_device,
-    add_model,
-    add_out,
-    at_least_one,
-    dataclass_from_args,
-)
+from .options import add_config_command, dataclass_from_args
 
 HELP = "reproduce the papers' experiments"
 
 #: options of each experiment's config, in --help order (other fields are the paper's settings)
 VIT_FIELDS = ("model", "data", "dataset", "images", "steps", "seed", "max_step", "device", "out")
+VISION_EXPLAINER_FIELDS = ("model", "data", "images", "explainers", "device", "out")
 TEXT_FIELDS = ("model", "mlm", "data", "posts", "steps", "max_tokens", "seed", "device", "out")
 INTERPRETATION_FIELDS = (
     "model",
@@ -36,12 +30,12 @@ INTERPRETATION_FIELDS = (
     "images",
     "posts",
     "repetitions",
-    "steps",
+    "explore.steps",
     "etas",
     "segment_sets",
     "attribution",
-    "record_every",
-    "jacobian_reuse",
+    "explore.record_every",
+    "explore.jacobian_reuse",
     "max_tokens",
     "dataset",
     "seed",
@@ -53,10 +47,10 @@ INTERPRETATION_FIELDS = (
 @dataclass(frozen=True)
 class Experiment:
     """One ``simec experiment NAME``: its config dataclass, whose fields are its options
-    (``options`` go to ``add_config_command``: ``include``, ``required``; ``None``: options of
-    its own), the command's ``run``, its help and description."""
+    (``options`` go to ``add_config_command``: ``include``, ``required``), the command's
+    ``run``, its help and description."""
 
-    config: type | None
+    config: type
     run: Callable[[argparse.Namespace], int]
     help: str
     description: str
@@ -67,49 +61,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     exps = parser.add_subparsers(dest="experiment", metavar="EXPERIMENT")
     exps.required = True
     for name, exp in EXPERIMENTS.items():
-        if exp.config is None:
-            _add_vision_explainers(exps, name, exp)
-        else:
-            add_config_command(
-                exps,
-                name,
-                exp.config,
-                exp.run,
-                help=exp.help,
-                description=exp.description,
-                **exp.options,
-            )
-
-
-def _add_vision_explainers(commands: Any, name: str, exp: Experiment) -> None:
-    vxp = commands.add_parser(name, help=exp.help, description=exp.description)
-    from ..experiments import vision_explainers
-
-    # no config dataclass: the defaults of the function it runs
-    defaults = inspect.signature(vision_explainers.run_vision_explainers).parameters
-
-    add_model(vxp)
-    vxp.add_argument(
-        "--data",
-        default=defaults["data"].default,
-        metavar="DIR",
-        help="IDX folder (default: the shipped digit)",
-    )
-    vxp.add_argument(
-        "--images",
-        type=at_least_one,
-        default=defaults["images"].default,
-        metavar="N",
-        help="how many images, the first of the split (default: %(default)s)",
-    )
-    vxp.add_argument(
-        "--explainers",
-        default=",".join(defaults["explainers"].default),
-        help="comma-separated names (default: %(default)s)",
-    )
-    add_device(vxp)
-    add_out(vxp)
-    vxp.set_defaults(func=exp.run)
+        add_config_command(
+            exps,
+            name,
+            exp.config,
+            exp.run,
+            help=exp.help,
+            description=exp.description,
+            **exp.options,
+        )
 
 
 def run_vit_exploration(args: argparse.Namespace) -> int:
@@ -123,14 +83,7 @@ def run_vit_exploration(args: argparse.Namespace) -> int:
 def run_vision_explainers(args: argparse.Namespace) -> int:
     from ..experiments.vision_explainers import run_vision_explainers
 
-    res = run_vision_explainers(
-        args.model,
-        out=args.out,
-        data=args.data,
-        images=args.images,
-        explainers=tuple(e.strip() for e in args.explainers.split(",") if e.strip()),
-        device=args.device,
-    )
+    res = run_vision_explainers(dataclass_from_args(VisionExplainersConfig, args))
     for name, corr in res["mean_spearman_vs_simec"].items():
         print(f"{name:>22}: mean Spearman with simec {corr:+.3f}")
     print(f"heatmaps in {args.out}/explainers_heatmaps.png")
@@ -180,12 +133,14 @@ EXPERIMENTS: Registry[Experiment] = Registry(
             options={"include": VIT_FIELDS},
         ),
         "vision-explainers": Experiment(
-            None,  # no config dataclass: the defaults of the function it runs
+            VisionExplainersConfig,
             run_vision_explainers,
             help="every explainer's patch heatmap side by side for a handful of digits",
             description="Per image: the predicted class and one heatmap per explainer (absolute "
             "scores for that class), plus each explainer's Spearman correlation with simec. "
-            "Writes explainers_heatmaps.png and explainers.json.",
+            "Writes rows/, explainers_heatmaps.png and explainers.json. Resumable: finished "
+            "images are kept.",
+            options={"include": VISION_EXPLAINER_FIELDS},
         ),
         "text-exploration": Experiment(
             TextExplorationConfig,

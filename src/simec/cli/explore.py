@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from .._io import check_output_dir
 from ..errors import InputError
 from ..explore.config import ExploreConfig, parse_segments
 from ..explore.result import SUMMARY, TRAJECTORY
+from ..runs import DatasetOptions, ModelSpec
 from .options import (
     add_dataclass_arguments,
     add_device,
@@ -19,7 +21,6 @@ from .options import (
     add_out,
     add_overwrite,
     add_quiet,
-    at_least_one,
     dataclass_from_args,
 )
 
@@ -73,14 +74,8 @@ WALK_FIELDS = (
 RUN_FIELDS = ("record_every", "chunk_size", "compile")
 #: ExploreConfig fields that are not options (documented exclusions)
 NOT_OPTIONS = ("extra",)
-#: dataset-run options and their defaults, refused with --input
-_DATASET_ONLY = {
-    "limit": None,
-    "batch_size": 1,
-    "backend": "local",
-    "workers": None,
-    "resume": False,
-}
+#: ModelSpec fields are options under another name
+MODEL_RENAME = {"truncation": "truncate"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -107,12 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="dataset run: one input per line (an image path, or a text for text models)",
     )
-    what.add_argument(
-        "--space",
-        choices=["embeddings", "pixels"],
-        default="embeddings",
-        help="vision models: explore the embeddings output (default) or the pixels directly",
-    )
+    add_dataclass_arguments(what, ModelSpec, include=["space"])
     add_dataclass_arguments(what, ExploreConfig, include=["segments"], parse=PARSE)
     what.add_argument(
         "--toward",
@@ -136,11 +126,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the embedding map) or a masked LM sharing the classifier's embeddings (a cached "
         "name such as minilm-mlm-hatexplain, or a folder) (default: %(default)s)",
     )
-    what.add_argument(
-        "--truncate",
-        action="store_true",
-        help="text models: keep the first tokens of an over-long text instead of failing",
-    )
+    add_dataclass_arguments(what, ModelSpec, include=["truncation"], rename=MODEL_RENAME)
 
     how = parser.add_argument_group("how to walk")
     add_dataclass_arguments(how, ExploreConfig, include=WALK_FIELDS)
@@ -158,40 +144,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "one result folder per input in OUT/inputs/<id>, OUT/manifest.jsonl, OUT/run.json; "
         "input i uses seed --seed + i",
     )
-    many.add_argument(
-        "--limit", type=at_least_one, default=None, metavar="N", help="the first N inputs only"
-    )
+    add_dataclass_arguments(many, DatasetOptions, include=["limit"])
     many.add_argument(
         "--split",
         choices=["test", "train"],
         default="test",
         help="--data: which IDX split, t10k-* or train-* (default: %(default)s)",
     )
-    many.add_argument(
-        "--batch-size",
-        type=at_least_one,
-        default=_DATASET_ONLY["batch_size"],
-        metavar="B",
-        help="explore B inputs at once with batched Jacobians (default: %(default)s)",
-    )
-    many.add_argument(
-        "--backend",
-        default=_DATASET_ONLY["backend"],
-        metavar="NAME",
-        help="local (this process) or ray (pip install 'simec[ray]') (default: %(default)s)",
-    )
-    many.add_argument(
-        "--workers",
-        type=at_least_one,
-        default=None,
-        metavar="N",
-        help="--backend ray: number of workers, one CPU each (default: all CPUs)",
-    )
-    many.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the dataset run in --out; finished inputs are kept, never redone",
-    )
+    add_dataclass_arguments(many, DatasetOptions, exclude=["limit"])
 
 
 def read_input(text: str, adapter: Any) -> Any:
@@ -224,8 +184,9 @@ def run(args: argparse.Namespace) -> int:
     from ..models import load_adapter
 
     if args.input is not None:
-        for dest, default in _DATASET_ONLY.items():
-            if getattr(args, dest) != default:
+        for option in dataclasses.fields(DatasetOptions):
+            dest = option.name
+            if getattr(args, dest) != option.default:
                 flag = "--" + dest.replace("_", "-")
                 raise InputError(f"{flag} is for dataset runs (--data or --inputs), not --input")
     config = config_from_args(args)
@@ -242,7 +203,11 @@ def run(args: argparse.Namespace) -> int:
         return run_dataset(args, config)
     check_output_dir(args.out, results=(SUMMARY, TRAJECTORY), overwrite=args.overwrite)
     adapter = load_adapter(
-        args.model, space=args.space, device=args.device, dtype=args.dtype, truncation=args.truncate
+        args.model,
+        space=args.space,
+        device=args.device,
+        dtype=args.dtype,
+        truncation=args.truncation,
     )
     toward = read_input(args.toward, adapter) if args.toward is not None else None
     raw = read_input(args.input, adapter)
@@ -327,7 +292,7 @@ def _write_interpretations(result: Any, interpreter: Any, out: Path) -> None:
 
 def run_dataset(args: argparse.Namespace, config: ExploreConfig) -> int:
     """`simec explore --data/--inputs`: one result folder per input, a manifest, resumable."""
-    from ..runs import ModelSpec, idx_items, line_items, run_dataset
+    from ..runs import idx_items, line_items, run_dataset
 
     if args.data is not None:
         items, source = idx_items(args.data, limit=args.limit, split=args.split)
@@ -338,7 +303,7 @@ def run_dataset(args: argparse.Namespace, config: ExploreConfig) -> int:
         space=args.space,
         device=args.device,
         dtype=args.dtype,
-        truncation=args.truncate,
+        truncation=args.truncation,
     )
     counts = run_dataset(
         spec,

@@ -67,7 +67,7 @@ SHARED_HELP = {
     "out": "output folder (created; config and package versions are written next to results)",
     "quiet": "no progress bars",
     "overwrite": "replace the result already in --out (without it, such an --out is refused)",
-    "threads": "CPU threads for torch (default: torch's choice)",
+    "threads": "CPU threads for torch (default: the cores no other process keeps busy)",
     "model": "model: a save_pretrained() directory or a cached name",
     "dataset": "which IDX data set the folder holds",
     "images": "how many images, the first of the split",
@@ -168,10 +168,28 @@ def _is_dict(hint: Any) -> bool:
     return hint is dict or typing.get_origin(hint) is dict
 
 
+def _is_config(hint: Any) -> bool:
+    return isinstance(hint, type) and dataclasses.is_dataclass(hint)
+
+
 def cli_fields(cls: type) -> list[dataclasses.Field]:
-    """The fields of dataclass ``cls`` that can be options (all but dict-valued ones)."""
+    """The fields of dataclass ``cls`` that can be options (all but dict-valued ones and nested
+    configs, whose own fields are options by their dotted names)."""
     hints = typing.get_type_hints(cls)
-    return [f for f in dataclasses.fields(cls) if not _is_dict(_unwrap_optional(hints[f.name])[0])]
+    return [
+        f
+        for f in dataclasses.fields(cls)
+        if not _is_dict(_unwrap_optional(hints[f.name])[0]) and not _is_config(hints[f.name])
+    ]
+
+
+def _nested_default(f: dataclasses.Field) -> Any:
+    """The default instance of a nested config field."""
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    if f.default is dataclasses.MISSING:
+        raise TypeError(f"nested config field {f.name} needs a default")
+    return f.default
 
 
 def _show_default(value: Any) -> str:
@@ -207,18 +225,43 @@ def add_dataclass_arguments(
     ``rename`` changes a flag (not its dest); ``parse`` names fields whose option keeps the raw
     text, turned into the field's value by :func:`dataclass_from_args` (so that a bad value is a
     clear one-line error of the command, e.g. ``parse_segments``); ``required`` options (and
-    fields without a default) have no default. Raises TypeError for a field without help, a
-    dict field, or an unknown name.
+    fields without a default) have no default. A field of a nested config is named
+    ``outer.inner`` (e.g. ``explore.steps``): its flag is ``--inner``, its dest ``outer.inner``,
+    its help the inner field's and its default the outer field's default instance's. Raises
+    TypeError for a field without help, a dict field, or an unknown name.
     """
     hints = typing.get_type_hints(cls)
     by_name = {f.name: f for f in dataclasses.fields(cls)}
     names = list(include) if include is not None else [f.name for f in cli_fields(cls)]
-    unknown = [n for n in [*names, *exclude, *(rename or {}), *(parse or {})] if n not in by_name]
+    unknown = [
+        n
+        for n in [*names, *exclude, *(rename or {}), *(parse or {})]
+        if n.split(".")[0] not in by_name
+    ]
     if unknown:
         raise TypeError(f"{cls.__name__} has no fields {unknown}")
     actions = []
     for name in names:
-        if name not in exclude:
+        if name in exclude:
+            continue
+        if "." in name:  # a field of a nested config
+            outer, inner = name.split(".", 1)
+            nested = _nested_default(by_name[outer])
+            inner_cls = type(nested)
+            inner_field = {f.name: f for f in dataclasses.fields(inner_cls)}.get(inner)
+            if inner_field is None:
+                raise TypeError(f"{inner_cls.__name__} has no field {inner!r}")
+            flag, kwargs = _field_option(
+                f"{cls.__name__}.{name}",
+                inner_field,
+                typing.get_type_hints(inner_cls)[inner],
+                flag=option_name(inner, rename),
+                raw=False,
+                required=False,
+                default=getattr(nested, inner),
+            )
+            kwargs["dest"] = name
+        else:
             flag, kwargs = _field_option(
                 f"{cls.__name__}.{name}",
                 by_name[name],
@@ -227,14 +270,22 @@ def add_dataclass_arguments(
                 raw=name in (parse or {}),
                 required=name in required,
             )
-            actions.append(parser.add_argument(flag, **kwargs))
+        actions.append(parser.add_argument(flag, **kwargs))
     return actions
 
 
 def _field_option(
-    where: str, f: dataclasses.Field, hint: Any, *, flag: str, raw: bool, required: bool
+    where: str,
+    f: dataclasses.Field,
+    hint: Any,
+    *,
+    flag: str,
+    raw: bool,
+    required: bool,
+    default: Any = dataclasses.MISSING,
 ) -> tuple[str, dict[str, Any]]:
-    """The flag and ``add_argument`` keywords of field ``f`` (see the module docstring)."""
+    """The flag and ``add_argument`` keywords of field ``f`` (see the module docstring);
+    ``default`` replaces the field's own (a nested config's default instance's value)."""
     meta = f.metadata
     base, optional = _unwrap_optional(hint)
     if _is_dict(base):
@@ -242,12 +293,15 @@ def _field_option(
     help_text = meta.get("help", SHARED_HELP.get(f.name))
     if not help_text:
         raise TypeError(f"{where} has no help (field metadata 'help')")
-    if f.default_factory is not dataclasses.MISSING:
+    given = default is not dataclasses.MISSING
+    if given:
+        pass
+    elif f.default_factory is not dataclasses.MISSING:
         default = f.default_factory()
     else:
         default = None if f.default is dataclasses.MISSING else f.default
     required = required or (
-        f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        not given and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     )
     kwargs: dict[str, Any] = {"dest": f.name}
     if "metavar" in meta:
@@ -304,12 +358,25 @@ def dataclass_from_args(
 
     Fields that are not options keep their defaults; ``parse`` turns raw text into values (the
     same mapping given to :func:`add_dataclass_arguments`), ``auto``/``on``/``off`` become
-    None/True/False for ``bool | None`` fields.
+    None/True/False for ``bool | None`` fields. A nested config is its default instance with
+    the options named ``outer.inner`` replaced.
     """
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
+    given = vars(args)
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if f.name in overrides or not hasattr(args, f.name):
+        if f.name in overrides:
+            continue
+        if _is_config(hints[f.name]):
+            prefix = f.name + "."
+            inner = {k[len(prefix) :]: v for k, v in given.items() if k.startswith(prefix)}
+            if inner:
+                nested = _nested_default(f)
+                values[f.name] = dataclass_from_args(
+                    type(nested), argparse.Namespace(**inner), **_others(nested, inner)
+                )
+            continue
+        if not hasattr(args, f.name):
             continue
         value = getattr(args, f.name)
         base, optional = _unwrap_optional(hints[f.name])
@@ -319,6 +386,15 @@ def dataclass_from_args(
             value = TRISTATE[value]
         values[f.name] = value
     return cls(**values, **overrides)
+
+
+def _others(config: Any, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of ``config`` not in ``given``, as they are (a nested config's own values)."""
+    return {
+        f.name: getattr(config, f.name)
+        for f in dataclasses.fields(config)
+        if f.name not in given and f.init
+    }
 
 
 # ---- options that are not config fields, each written once ---------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,13 @@ from ..errors import InputError
 _RESUMABLE_CHANGES = ("out", "device", "images", "posts", "repetitions", "etas", "segment_sets")
 
 
-def start_or_resume(out: Path, cfg: Any) -> None:
+def start_or_resume(
+    out: Path, cfg: Any, *, upgrade: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+) -> None:
     """Write ``out/config.json``; refuse to resume a folder whose rows used other settings.
 
     Rows already in ``out/rows`` are reused on a resume, so mixing settings would silently
-    mix results in one table.
+    mix results in one table. ``upgrade`` turns a config saved in an older form into today's.
     """
     now = asdict(cfg)
     path = out / "config.json"
@@ -30,6 +33,8 @@ def start_or_resume(out: Path, cfg: Any) -> None:
             before = json.loads(path.read_text())["config"]
         except (ValueError, KeyError) as err:
             raise InputError(f"{path} is unreadable ({err}); use a new output folder") from err
+        if upgrade is not None:
+            before = upgrade(before)
         # a key missing from an older config.json had the option's default then
         defaults = {f.name: f.default for f in fields(cfg) if f.default is not MISSING}
         before = {**{k: v for k, v in defaults.items() if k not in before}, **before}

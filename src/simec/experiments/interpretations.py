@@ -38,7 +38,6 @@ from .._io import atomic_write_bytes, atomic_write_json, environment
 from ..errors import InputError
 from ..explainers import explain, explainer_names
 from ..explore import ExplorationResult, ExploreConfig, explore
-from ..explore.config import parse_reuse
 from ..interpret import measures as m
 from ..interpret.run_measures import (
     InterpretationRecord,
@@ -110,6 +109,22 @@ PAPER_HARDWARE = "one NVIDIA H100 (paper)"
 NOTICEABLE = 0.01
 
 
+def paper_final_walk() -> ExploreConfig:
+    """The final version's walk (reference 003, section 2): its step rule and box projected
+    after every step, the identity metric on the logits, K = 1000, every 10th point measured."""
+    return ExploreConfig(
+        steps=1000,
+        step_rule="paper-final",
+        box="embedding-bounds",
+        projection="step",
+        output_metric="euclidean-logits",
+        max_step=None,
+        record_every=10,
+        jacobian_reuse="off",
+        compile=False,
+    )
+
+
 @dataclass
 class InterpretationsConfig:
     model: str = field(
@@ -140,7 +155,6 @@ class InterpretationsConfig:
     repetitions: int = field(
         default=3, metadata={"help": "walks per input (seeds)", "metavar": "R", "min": 1}
     )
-    steps: int = field(default=1000, metadata={"metavar": "K", "min": 1})
     etas: tuple[float, ...] = field(
         default=(1.0, 10.0),
         metadata={"help": "the step rule's eta values", "metavar": "ETA,..."},
@@ -161,51 +175,63 @@ class InterpretationsConfig:
             "choices": explainer_names,
         },
     )
-    record_every: int = field(
-        default=10,
-        metadata={
-            "help": "decode and measure every k-th point (the paper's k̂)",
-            "metavar": "k",
-            "min": 1,
-        },
-    )
-    jacobian_reuse: str = field(
-        default="off",
-        metadata={
-            "help": "SiMEC only: off = the paper's algorithm; auto or N = reuse Jacobians "
-            "(simec explore --jacobian-reuse)",
-            "metavar": "off|auto|N",
-            "type": parse_reuse,
-        },
-    )
     max_tokens: int = field(
         default=40, metadata={"help": "text: skip posts with more word pieces", "min": 1}
     )
     dataset: str = field(default="mnist", metadata={"choices": ("mnist", "fashion-mnist")})
     seed: int = 0
     device: str = "cpu"
-    # the final version's settings (reference 003, section 2), recorded with the rows
-    step_rule: str = "paper-final"
-    box: str = "embedding-bounds"
-    projection: str = "step"
-    output_metric: str = "euclidean-logits"
-    max_step: float | None = None
+    #: every walk's settings: the final version's (``paper_final_walk``); algorithm, eta and
+    #: segments are set per walk, jacobian_reuse applies to SiMEC only
+    explore: ExploreConfig = field(default_factory=lambda: paper_final_walk())
 
     def explore_config(self, algorithm: str, eta: float, segments: Sequence[int]) -> ExploreConfig:
-        return ExploreConfig(
+        return replace(
+            self.explore,
             algorithm=algorithm,
-            steps=self.steps,
-            step_rule=self.step_rule,
             eta=eta,
-            box=self.box,
-            projection=self.projection,
-            output_metric=self.output_metric,
-            max_step=self.max_step,
             segments=tuple(segments),
-            record_every=self.record_every,
-            jacobian_reuse=self.jacobian_reuse if algorithm == "simec" else "off",
-            compile=False,
+            jacobian_reuse=self.explore.jacobian_reuse if algorithm == "simec" else "off",
         )
+
+
+#: the walk settings a config.json written before ``explore`` was nested held at its top level
+FLAT_WALK_KEYS = (
+    "steps",
+    "record_every",
+    "jacobian_reuse",
+    "step_rule",
+    "box",
+    "projection",
+    "output_metric",
+    "max_step",
+)
+
+
+def config_from_dict(saved: dict[str, Any]) -> InterpretationsConfig:
+    """The config of a saved ``config.json`` (either form, ``upgrade_config``)."""
+    saved = upgrade_config(saved)
+    walk: dict[str, Any] = {
+        k: tuple(v) if isinstance(v, list) else v for k, v in saved["explore"].items()
+    }
+    return InterpretationsConfig(
+        **{
+            **saved,
+            "etas": tuple(saved["etas"]),
+            "segment_sets": tuple(saved["segment_sets"]),
+            "explore": ExploreConfig(**walk),
+        }
+    )
+
+
+def upgrade_config(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved config (``asdict``) in today's form: one written before ``explore`` was nested
+    has its walk settings (``FLAT_WALK_KEYS``) moved into ``explore``."""
+    if "explore" in saved:
+        return saved
+    flat = {k: saved[k] for k in FLAT_WALK_KEYS if k in saved}
+    walk = asdict(replace(paper_final_walk(), **flat))
+    return {**{k: v for k, v in saved.items() if k not in FLAT_WALK_KEYS}, "explore": walk}
 
 
 @dataclass(frozen=True)
@@ -319,12 +345,15 @@ def _check(cfg: InterpretationsConfig) -> None:
         raise InputError(f"segment_sets must be taken from {list(SEGMENT_SETS)}, got {bad or '()'}")
     if cfg.attribution not in explainer_names():
         raise InputError(f"attribution {cfg.attribution!r} is not one of {explainer_names()}")
-    for name in ("images", "posts", "repetitions", "steps", "record_every"):
-        value = getattr(cfg, name)
+    walk = cfg.explore
+    for name, value in (
+        *((n, getattr(cfg, n)) for n in ("images", "posts", "repetitions")),
+        *((n, getattr(walk, n)) for n in ("steps", "record_every")),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InputError(f"{name} must be a positive whole number, got {value!r}")
-    if cfg.record_every > cfg.steps:
-        raise InputError(f"record_every={cfg.record_every} exceeds steps={cfg.steps}")
+    if walk.record_every > walk.steps:
+        raise InputError(f"record_every={walk.record_every} exceeds steps={walk.steps}")
     cfg.explore_config("simec", cfg.etas[0], (0,)).validate()  # the explorer's own checks
     if not Path(cfg.data).exists():
         raise InputError(f"--data {cfg.data} does not exist")
@@ -490,13 +519,10 @@ def plot_original_vs_top(
 ) -> tuple[Any, Any]:
     """M1: mean ± sd over runs of p(original class) (solid) and max_c p(c) (dashed) along the
     walks, one colour per algorithm (``curves``: name -> ``_curves`` output)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..report import plots
 
     if ax is None:
-        fig, ax = plt.subplots(figsize=(6, 3.4))
+        fig, ax = plots.subplots(figsize=(6, 3.4))
     else:
         fig = ax.figure
     for n, (name, c) in enumerate(curves.items()):
@@ -748,16 +774,18 @@ def summarize(rows: Sequence[InterpretationRow], cfg: InterpretationsConfig) -> 
     paper = PAPER[kind]
     inputs = len({r.input_id for r in rows})
     reps = sorted({r.repetition for r in rows})
+    walk = cfg.explore
     env = _machine(rows)
     load = env["load_average_1min_over_rows"]
     parts = [
         f"# Interpretations ({kind}; paper: {paper['dataset']})",
         "",
         f"{len(rows)} rows (each: SiMEC and SiMExp) over {inputs} inputs, repetitions {reps}, "
-        f"K = {cfg.steps}, k̂ = {cfg.record_every}, η ∈ {{{', '.join(f'{e:g}' for e in cfg.etas)}}}, "
-        f"step rule {cfg.step_rule}, box {cfg.box} projected every step ({cfg.projection}), "
-        f"metric {cfg.output_metric}, attribution {cfg.attribution}, Jacobian reuse "
-        f"{cfg.jacobian_reuse}" + (f", MLM {cfg.mlm}" if kind == "text" else "") + ".",
+        f"K = {walk.steps}, k̂ = {walk.record_every}, "
+        f"η ∈ {{{', '.join(f'{e:g}' for e in cfg.etas)}}}, "
+        f"step rule {walk.step_rule}, box {walk.box} projected every step ({walk.projection}), "
+        f"metric {walk.output_metric}, attribution {cfg.attribution}, Jacobian reuse "
+        f"{walk.jacobian_reuse}" + (f", MLM {cfg.mlm}" if kind == "text" else "") + ".",
         f"Machine: {env['cpu']} ({env['cpu_count']} cores), torch threads "
         f"{environment()['torch_threads']}, 1-minute load average over the rows "
         + (f"{load['min']:.2f}-{load['max']:.2f} (mean {load['mean']:.2f})." if load else "n/a."),
@@ -818,7 +846,7 @@ def run_interpretations(cfg: InterpretationsConfig, *, progress: bool = True) ->
         cfg = replace(cfg, mlm=task.mlm)  # the masked LM used, recorded in config.json
     out = Path(cfg.out)
     (out / "rows").mkdir(parents=True, exist_ok=True)
-    start_or_resume(out, cfg)
+    start_or_resume(out, cfg, upgrade=upgrade_config)
     # segment sets per input, from the attribution method (cheap: one explanation each)
     chosen: dict[str, tuple[int, dict[str, list[int]]]] = {}
     for item in task.inputs:
@@ -879,9 +907,7 @@ def tables_from_rows(out: str | Path, *, repetitions: int | None = None) -> dict
         saved = json.loads((folder / "config.json").read_text())["config"]
     except (OSError, ValueError, KeyError) as err:
         raise InputError(f"{folder} holds no readable config.json ({err})") from None
-    for key in ("etas", "segment_sets"):
-        saved[key] = tuple(saved[key])
-    cfg = InterpretationsConfig(**saved)
+    cfg = config_from_dict(saved)
     rows = [
         r
         for r in load_rows(folder / "rows", InterpretationRow)

@@ -2,7 +2,7 @@
 
 A row is written atomically to ``out/rows/<name>.json`` as soon as its input is done, so an
 interrupted experiment resumes where it stopped; ``load_rows`` reads them back as the same
-dataclasses (nested dataclass fields and lists of them included). ``make_rows`` lets several
+dataclasses (nested dataclass fields, lists and dicts of them included). ``make_rows`` lets several
 processes share one folder: each claims a row (``claim_row``, an ``flock`` on
 ``rows/.<name>.lock``) before making it and leaves the rows others hold to them.
 """
@@ -34,6 +34,9 @@ def _convert(kind: Any, value: Any) -> Any:
     if origin is list and isinstance(value, list):
         (item,) = get_args(kind)
         return [_convert(item, v) for v in value]
+    if origin is dict and isinstance(value, Mapping):
+        key, item = get_args(kind)
+        return {k: _convert(item, v) for k, v in value.items()}
     if origin in (Union, types.UnionType) and value is not None:
         inner = [a for a in get_args(kind) if a is not type(None)]
         if len(inner) == 1:  # Optional[X]
@@ -96,28 +99,36 @@ def claim_row(path: Path, *, wait: bool = False) -> Iterator[bool]:
 
 
 def make_rows(
-    jobs: Sequence[tuple[Path, Callable[[], Any]]], *, done: Callable[[], None] | None = None
+    jobs: Sequence[tuple[Path, Callable[[], Any]]],
+    *,
+    done: Callable[[], None] | None = None,
+    stale: Callable[[Path], bool] | None = None,
 ) -> int:
-    """Make and save (``save_row``) each row ``path`` of ``jobs`` (path, make) not on disk yet;
-    a row another process is making is left to it, then waited for at the end (and made here
-    if that process stopped without it). ``done`` is called once per job (a progress bar).
-    Returns the number of rows this process made."""
+    """Make and save (``save_row``) each row ``path`` of ``jobs`` (path, make) not on disk yet
+    (or on disk but ``stale(path)``: made with other settings, made again); a row another
+    process is making is left to it, then waited for at the end (and made here if that process
+    stopped without it). ``done`` is called once per job (a progress bar). Returns the number
+    of rows this process made."""
+
+    def missing(path: Path) -> bool:
+        return not path.is_file() or (stale is not None and stale(path))
+
     made = 0
     later = []
     for path, make in jobs:
-        if not path.is_file():
+        if missing(path):
             with claim_row(path) as mine:
                 if not mine:
                     later.append((path, make))
                     continue
-                if not path.is_file():
+                if missing(path):
                     save_row(path, make())
                     made += 1
         if done is not None:
             done()
     for path, make in later:
         with claim_row(path, wait=True):
-            if not path.is_file():
+            if missing(path):
                 save_row(path, make())
                 made += 1
         if done is not None:

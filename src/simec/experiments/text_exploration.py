@@ -279,9 +279,7 @@ def _figures(rows: list[PostRow], out: Path) -> None:
         series[name] = (it, p, c)
     fig, _ = plots.plot_prompt_probabilities(series, label="i*")
     plots.save_figure(fig, out / "figure4_alternative_prompts.png")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    fig, ax = plots.subplots(figsize=(6, 3.2))
     for alg, colour in (("simec", "tab:blue"), ("simexp", "tab:orange")):
         for n, r in enumerate(rows):
             ax.plot(

@@ -9,7 +9,11 @@ the pullback metric g(p_k) (eq. 5):
     p_{k+1} = p_k + delta_k v_k / d_k, then the Gauss-Newton corrector back onto N(x) = N(p_0).
 
 The walk stops when d_k <= ``tolerance`` * ||p_0 - target||: no null direction brings it closer,
-so it cannot get nearer the target without changing the output. Otherwise after K steps. Every
+so it cannot get nearer the target without changing the output; with ``patience`` P, also when
+the remaining distance ||p_k - target|| has not fallen below 0.999 of its least value for P
+steps (it stopped getting closer: e.g. the target lies on another piece of the level set; d_k
+itself may grow for a while on a curved level set as the null space turns toward the target).
+Otherwise after K steps. Every
 step records the remaining distance ||p_k - target|| / ||p_0 - target||.
 
 For a linear model N(x) = A x the null space is the same everywhere: the walk goes straight to
@@ -75,17 +79,22 @@ def walk_toward(
     config: ExploreConfig | None = None,
     *,
     tolerance: float = 1e-6,
+    patience: int | None = None,
+    max_seconds: float | None = None,
     **options: Any,
 ) -> ExplorationResult:
     """Guided SiMEC from ``raw_input`` toward ``target`` (a raw input, or a tensor of the
     explored shape); see the module docstring. The corrector is always on (N(x) = N(p_0)).
-    The result's ``remaining_distance`` has one value per point p_0 .. p_K."""
+    The result's ``remaining_distance`` has one value per point p_0 .. p_K. ``patience``: see
+    the module docstring; ``max_seconds``: stop once the walk has run this long."""
     cfg = replace(config or ExploreConfig(), **options)
     cfg = replace(cfg, algorithm="simec", corrector=True, projection="none").validate()
     if cfg.box != "input":
         raise InputError("a guided walk (toward=...) does not take a box")
     if not 0 <= tolerance < 1:
         raise InputError(f"tolerance must lie in [0, 1), got {tolerance!r}")
+    if patience is not None and (not isinstance(patience, int) or patience < 1):
+        raise InputError(f"patience must be a positive integer, got {patience!r}")
     metric = get_output_metric(cfg.output_metric)
     prepared = adapter.prepare(raw_input)
     x0 = prepared.embeddings
@@ -103,6 +112,7 @@ def walk_toward(
     probs, drift, remaining, lams, sizes, ranks, before = [], [], [], [], [], [], []
     stored, stored_steps = [], []
     stop, t0 = None, time.perf_counter()
+    least, least_at = math.inf, 0  # the least remaining distance so far, and its step
     try:
         for k in range(cfg.steps + 1):
             y, jac, logits = jacobian(model_fn, x, chunk_size=cfg.chunk_size, has_aux=True)
@@ -135,6 +145,14 @@ def walk_toward(
             v, d = guided_direction(spec, x, goal)
             if d <= tolerance * total:
                 stop = f"projected distance vanished at step {k}"
+                break
+            if remaining[-1] < 0.999 * least:
+                least, least_at = remaining[-1], k
+            elif patience is not None and k - least_at >= patience:
+                stop = f"stopped getting closer at step {k}"
+                break
+            if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
+                stop = f"time budget spent at step {k}"
                 break
             if k == cfg.steps:
                 break

@@ -1,18 +1,25 @@
-"""Figures. Every function takes an optional ``ax`` and returns ``(fig, ax)``; nothing is shown."""
+"""Figures. Every function takes an optional ``ax`` and returns ``(fig, ax)``; nothing is shown.
+
+A figure made here (no ``ax`` given) is a :class:`matplotlib.figure.Figure` drawn by Agg, made
+without pyplot: the process's matplotlib backend is never set or changed (in Jupyter, show one
+with ``display(fig)``, or pass an ``ax`` from ``plt.subplots``), and nothing has to be closed.
+"""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 __all__ = [
+    "figure",
+    "subplots",
     "patch_grid",
     "plot_image",
     "plot_image_strip",
@@ -30,10 +37,25 @@ __all__ = [
 ]
 
 
+def figure(figsize: tuple[float, float] = (4, 4), **options: Any) -> Figure:
+    """A new figure drawn by Agg, without pyplot (the backend stays as it is)."""
+    fig = Figure(figsize=figsize, **options)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def subplots(
+    nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] = (4, 4), **options: Any
+) -> tuple[Figure, Any]:
+    """``plt.subplots`` without pyplot: a :func:`figure` and its axes (``options`` go to
+    ``Figure.subplots``, e.g. ``squeeze=False``)."""
+    fig = figure(figsize)
+    return fig, fig.subplots(nrows, ncols, **options)
+
+
 def _axes(ax: Any, figsize: tuple[float, float] = (4, 4)) -> tuple[Any, Any]:
     if ax is None:
-        fig, ax = plt.subplots(figsize=figsize)
-        return fig, ax
+        return subplots(figsize=figsize)
     return ax.figure, ax
 
 
@@ -138,7 +160,7 @@ def plot_image_strip(
     """A row of images with captions; returns (fig, axes)."""
     n = len(images)
     if fig is None:
-        fig = plt.figure(figsize=(1.6 * n, 2.0))
+        fig = figure((1.6 * n, 2.0))
     axes = fig.subplots(1, n, squeeze=False)[0]
     for ax, img, cap in zip(axes, images, captions):
         plot_image(img, ax=ax, title=cap)
@@ -207,7 +229,7 @@ def plot_decoded_strip(
             f"embedding labels and {len(head)} headers"
         )
     if fig is None:
-        fig = plt.figure(figsize=(max(2.2 * n, 3.0), 2.5))
+        fig = figure((max(2.2 * n, 3.0), 2.5))
     axes = fig.subplots(1, n, squeeze=False)[0]
     for ax, img, pic, emb, top in zip(axes, images, picture_labels, embedding, head):
         plot_decoded_picture(img, pic, emb, header=top, ax=ax)
@@ -218,8 +240,11 @@ def plot_decoded_strip(
 
 
 def save_figure(fig: Any, path: Any, *, dpi: int = 110) -> None:
+    """Write ``fig`` (PNG at ``dpi``, tight box); a figure pyplot manages is closed after."""
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
+    pyplot = sys.modules.get("matplotlib.pyplot")  # only if the caller uses pyplot already
+    if pyplot is not None:
+        pyplot.close(fig)
 
 
 def plot_token_importance(
@@ -242,7 +267,7 @@ def plot_token_importance(
         raise ValueError(f"{len(tokens)} tokens but {len(vals)} scores")
     top = float(vmax) if vmax is not None else (float(np.max(vals)) if len(vals) else 0.0)
     norm = np.clip(vals / top, 0.0, 1.0) if top > 0 else np.zeros_like(vals)
-    colours = plt.get_cmap(cmap)
+    colours = matplotlib.colormaps[cmap]
     fig, ax = _axes(ax, (width, 1.0))
     ax.set_axis_off()
     renderer = fig.canvas.get_renderer()
@@ -302,7 +327,7 @@ def plot_prompt_probabilities(
     the dense scatter hides.
     """
     if axes is None:
-        fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+        fig, axes = subplots(1, 3, figsize=(13, 3.4))
     else:
         fig = axes[0].figure
     for name, (it, p, changed) in series.items():

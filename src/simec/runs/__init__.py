@@ -4,13 +4,14 @@ from .backends import Backend, LocalBackend, backend_names, get_backend, registe
 from .batches import explore_items
 from .inputs import RunItem, idx_items, line_items, materialize
 from .manifest import MANIFEST, Manifest, manifest_entry
-from .runner import RUN_FILE, run_dataset
+from .runner import RUN_FILE, DatasetOptions, run_dataset
 from .types import ModelSpec, Outcome, RunTask
 
 __all__ = [
     "MANIFEST",
     "RUN_FILE",
     "Backend",
+    "DatasetOptions",
     "LocalBackend",
     "Manifest",
     "ModelSpec",

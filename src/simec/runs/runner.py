@@ -20,7 +20,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +34,15 @@ from .._io import (
 from ..errors import InputError, OutputError
 from ..explore import ExploreConfig
 from ..explore.result import SUMMARY, TRAJECTORY
+from ..fields import option
 from ..models.base import ModelAdapter
-from .backends import Backend, get_backend
+from .backends import Backend, backend_names, get_backend
 from .inputs import RunItem, source_fingerprint
 from .lock import RunLock
 from .manifest import DONE, Manifest, manifest_entry
 from .types import ModelSpec, Outcome, RunTask
 
-__all__ = ["RUN_FILE", "run_dataset"]
+__all__ = ["RUN_FILE", "DatasetOptions", "run_dataset"]
 
 RUN_FILE = "run.json"
 FORMAT = "simec-dataset-run-1"
@@ -124,6 +125,31 @@ def _check_resumable(previous: dict[str, Any], current: dict[str, Any], out: Pat
         )
 
 
+@dataclass(frozen=True)
+class DatasetOptions:
+    """How a dataset run goes: the options of ``simec explore --data/--inputs`` and the
+    defaults of :func:`run_dataset` (``limit`` is the inputs' reader's)."""
+
+    limit: int | None = option(None, "the first N inputs only", metavar="N", min=1)
+    batch_size: int = option(
+        1, "explore B inputs at once with batched Jacobians", metavar="B", min=1
+    )
+    backend: str = option(
+        "local",
+        "local (this process), ray (pip install 'simec[ray]') or a registered backend",
+        choices=backend_names,
+    )
+    workers: int | None = option(
+        None,
+        "--backend ray: number of workers, one CPU each (default: all CPUs)",
+        metavar="N",
+        min=1,
+    )
+    resume: bool = option(
+        False, "continue the dataset run in --out; finished inputs are kept, never redone"
+    )
+
+
 def run_dataset(
     model: ModelSpec | ModelAdapter | Callable[[], ModelAdapter],
     items: list[RunItem],
@@ -131,10 +157,10 @@ def run_dataset(
     config: ExploreConfig | None = None,
     *,
     source: dict[str, Any] | None = None,
-    backend: str | Backend = "local",
-    batch_size: int = 1,
-    workers: int | None = None,
-    resume: bool = False,
+    backend: str | Backend = DatasetOptions.backend,
+    batch_size: int = DatasetOptions.batch_size,
+    workers: int | None = DatasetOptions.workers,
+    resume: bool = DatasetOptions.resume,
     progress: bool = False,
     **options: Any,
 ) -> dict[str, Any]:

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..explore import ExplorationResult, ExploreConfig
+from ..fields import option
 from ..models.base import ModelAdapter
+from ..models.hf_vision import SPACES
 from .inputs import RunItem
 
 __all__ = ["ModelSpec", "OnDone", "Outcome", "RunTask"]
@@ -24,10 +26,16 @@ class ModelSpec:
     """A model directory and how to load it: what a remote worker needs to build the adapter."""
 
     path: str
-    space: str = "embeddings"
+    space: str = option(
+        "embeddings",
+        "vision models: work in the embeddings output or directly in the pixels",
+        choices=SPACES,
+    )
     device: str = "cpu"
     dtype: str = "float32"
-    truncation: bool = False
+    truncation: bool = option(
+        False, "text models: keep the first tokens of an over-long text instead of failing"
+    )
 
     def load(self) -> ModelAdapter:
         from ..models import load_adapter

@@ -2,8 +2,14 @@
 
 ``compare_pair`` adds to ``equivalence_bounds`` the guided SiMEC walks A -> B and B -> A
 (``simec.explore.guided``): their closest approach is reported, and their paths are extra
-starting curves of the upper bound. ``reference_pairs`` draws random pairs of one predicted
-class from an image data set (a null distribution: are A, B unusually close for this model?).
+starting curves of the upper bound. Each walk runs until its projected distance vanishes or
+it stops getting closer (``GUIDED_STEPS`` at most: enough to go a third of the way round a sphere at
+the default step cap). A walk that cannot start (a critical point of the model: rank-zero
+metric) is recorded with its reason and the other curves decide; a walk that makes no progress
+at all (a symmetric start: the target's direction has no null-space part) is run again toward
+targets moved off B by a seeded random 5% of ||B - A||. ``reference_pairs`` draws random pairs
+of one predicted class from an image data set (a null distribution: are A, B unusually close
+for this model?).
 ``save_equivalence`` writes summary.json, curve.safetensors, equivalence.png, and the curve as
 a run folder that ``simec view`` shows (curve/, viewer.html).
 """
@@ -11,6 +17,7 @@ a run folder that ``simec view`` shows (curve/, viewer.html).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +26,51 @@ import torch
 from safetensors.torch import save
 
 from .._io import atomic_write_bytes, atomic_write_json, environment
-from ..errors import InputError
+from ..errors import InputError, RankZeroMetricError
 from ..explore.guided import walk_toward
+from ..fields import option
 from ..models.base import ModelAdapter, PreparedInput
 from ..models.capabilities import as_image_model, as_text_model
 from .equivalence import EquivalenceConfig, EquivalenceResult, compare_inputs
 
-__all__ = ["compare_pair", "reference_pairs", "save_equivalence"]
+__all__ = [
+    "GUIDED_PATIENCE",
+    "GUIDED_STEPS",
+    "PairOptions",
+    "compare_pair",
+    "reference_pairs",
+    "save_equivalence",
+]
+
+#: most steps of each guided walk (it stops earlier when its projected distance vanishes or
+#: it stops getting closer): a third of the way round a sphere takes ~105 steps at max_step 0.02
+GUIDED_STEPS = 500
+#: steps without a new least remaining distance after which a guided walk stops
+GUIDED_PATIENCE = 10
+
+
+@dataclass(frozen=True)
+class PairOptions:
+    """``simec equivalence``'s options beside :class:`EquivalenceConfig`: the guided walks'
+    length (``compare_pair``'s default) and the reference pairs."""
+
+    guided_steps: int = option(
+        GUIDED_STEPS,
+        "most steps of each guided SiMEC walk (A->B, B->A) used as a starting curve; it stops "
+        "earlier when it cannot get closer or the time budget is spent; 0: no walks",
+        metavar="K",
+        min=0,
+    )
+    reference: int = option(
+        0,
+        "also bound K random pairs of one predicted class drawn from --data (a null "
+        "distribution; image data sets) (default: none)",
+        metavar="K",
+        min=0,
+    )
+    data: str | None = option(
+        None, "IDX image folder for --reference (MNIST layout)", metavar="DIR"
+    )
 
 
 def compare_pair(
@@ -34,40 +79,85 @@ def compare_pair(
     b: Any,
     config: EquivalenceConfig | None = None,
     *,
-    guided_steps: int = 50,
+    guided_steps: int = GUIDED_STEPS,
     max_step: float | None = 0.02,
+    patience: int = GUIDED_PATIENCE,
+    perturbed_walks: int = 1,
 ) -> EquivalenceResult:
     """Bounds on Pd(a, b) (raw inputs), with the guided walks a -> b and b -> a as extra
-    starting curves (``guided_steps`` steps each; 0: straight line only)."""
+    starting curves (``guided_steps`` steps at most each; 0: no walks), and
+    ``perturbed_walks`` walks toward perturbed targets for a walk that made no progress. All
+    within ``config.budget_seconds`` (the guided walks a quarter of it each at most)."""
     cfg = (config or EquivalenceConfig()).validate()
     t0 = time.perf_counter()
+    budget = cfg.budget_seconds or None
+    deadline = t0 + budget if budget else None
     curves: dict[str, torch.Tensor] = {}
     extras: dict[str, Any] = {}
     pa, pb = adapter.prepare(a), adapter.prepare(b)  # once: the walks and bounds reuse them
-    xb = pb.embeddings
-    if guided_steps > 0 and not torch.equal(pa.embeddings, xb):
-        for name, start, goal, flip in (("guided A->B", a, b, False), ("guided B->A", b, a, True)):
-            walk = walk_toward(
-                adapter,
-                start,
-                goal,
-                steps=guided_steps,
-                max_step=max_step,
-                output_metric=cfg.output_metric,
-                seed=cfg.seed,
-            )
-            points = walk.trajectory.to(xb)
-            curves[name] = points.flip(0) if flip else points
-            extras[name] = {
-                "closest_approach": min(walk.remaining_distance),
-                "final_distance": walk.remaining_distance[-1],
-                "steps": walk.steps_completed,
-                "stop_reason": walk.stop_reason,
-                "drift_max": max(walk.drift),
-            }
-    result = compare_inputs(adapter, pa, pb, cfg, curves=curves)
+    xa, xb = pa.embeddings, pb.embeddings
+    generator = torch.Generator().manual_seed(cfg.seed)
+    options = {
+        "steps": guided_steps,
+        "max_step": max_step,
+        "output_metric": cfg.output_metric,
+        "seed": cfg.seed,
+        "patience": patience,
+        "max_seconds": budget / 4 if budget else None,  # the walks get half the budget at most
+    }
+    if guided_steps > 0 and not torch.equal(xa, xb):
+        walks = (("guided A->B", a, xb, False), ("guided B->A", b, xa, True))
+        for name, start, goal, flip in walks:
+            walk = _guided(adapter, start, goal, options)
+            extras[name] = _walk_summary(walk)
+            if walk is None:
+                continue
+            curves[name] = _oriented(walk, xb, flip)
+            if extras[name]["closest_approach"] < 1.0 - 1e-9:
+                continue
+            for k in range(perturbed_walks):  # no progress at all: a symmetric start
+                noise = torch.randn(goal.shape, generator=generator, dtype=goal.dtype)
+                noise = noise.to(goal) * (0.05 * float((xb - xa).norm()) / float(noise.norm()))
+                again = _guided(adapter, start, goal + noise, options)
+                key = f"{name} perturbed {k + 1}"
+                extras[key] = _walk_summary(again)
+                if again is not None:
+                    curves[key] = _oriented(again, xb, flip)
+    result = compare_inputs(adapter, pa, pb, cfg, curves=curves, deadline=deadline)
     extras["guided_seconds"] = time.perf_counter() - t0 - result.seconds
     return _with_extras(result, extras)
+
+
+def _guided(adapter: ModelAdapter, start: Any, goal: torch.Tensor, options: dict[str, Any]):
+    """A guided walk, or None at a critical point (rank-zero metric at the start)."""
+    try:
+        return walk_toward(adapter, start, goal, **options)
+    except RankZeroMetricError:
+        return None
+
+
+def _oriented(walk: Any, like: torch.Tensor, flip: bool) -> torch.Tensor:
+    points = walk.trajectory.to(like)
+    return points.flip(0) if flip else points
+
+
+def _walk_summary(walk: Any) -> dict[str, Any]:
+    if walk is None:
+        return {
+            "closest_approach": 1.0,
+            "final_distance": 1.0,
+            "steps": 0,
+            "stop_reason": "rank-zero metric at the start (a critical point of the model): "
+            "no guided walk",
+            "drift_max": 0.0,
+        }
+    return {
+        "closest_approach": min(walk.remaining_distance),
+        "final_distance": walk.remaining_distance[-1],
+        "steps": walk.steps_completed,
+        "stop_reason": walk.stop_reason,
+        "drift_max": max(walk.drift),
+    }
 
 
 def _with_extras(result: EquivalenceResult, extras: dict[str, Any]) -> EquivalenceResult:
@@ -219,11 +309,9 @@ def _decoded_images(
 def _plot(
     result: EquivalenceResult, adapter: ModelAdapter, path: Path, frames: list[dict[str, Any]]
 ) -> None:
-    import matplotlib.pyplot as plt
-
     from ..report import plots
 
-    fig = plt.figure(figsize=(9.0, 5.6 if frames else 3.4))
+    fig = plots.figure((9.0, 5.6 if frames else 3.4))
     grid = fig.add_gridspec(
         2 if frames else 1, max(len(frames), 1), height_ratios=([2.2, 1.2] if frames else [1])
     )

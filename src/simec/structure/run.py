@@ -388,7 +388,7 @@ def structure_spectrum(cfg: SpectrumConfig) -> dict[str, Any]:
                 "output_dim": spec.output_dim,
             }
         )
-    fig, ax = plots.plt.subplots(figsize=(6, 3.2))
+    fig, ax = plots.subplots(figsize=(6, 3.2))
     for s in spectra:
         ax.semilogy((s / s[0]).numpy(), alpha=0.4)
     ax.set_xlabel("index")
@@ -428,7 +428,7 @@ def structure_lipschitz(cfg: LipschitzConfig) -> dict[str, Any]:
             }
         )
     eps = rows[0]["epsilons"]
-    fig, ax = plots.plt.subplots(figsize=(5, 3.2))
+    fig, ax = plots.subplots(figsize=(5, 3.2))
     ax.loglog(eps, np.mean([r["random_mean"] for r in rows], 0), "o-", label="random")
     ax.loglog(eps, np.mean([r["optimized"] for r in rows], 0), "s-", label="optimised")
     ax.set_xlabel("epsilon")
