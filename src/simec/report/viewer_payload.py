@@ -273,7 +273,7 @@ def run_payload(
         if adapter is None:
             payload["missing"]["frames"] = f"decoded input not available: {why}"
         else:
-            text = hasattr(adapter, "tokenizer")
+            text = adapter.modality == "text"
             raw = raw if raw is not None else _recorded_input(run, text=text)
             try:
                 _check_fit(run, adapter)
