@@ -88,6 +88,25 @@ def class_checks(source: str, where: str = "<snippet>") -> list[str]:
     return found
 
 
+#: capabilities every adapter has (``ModelAdapter`` defaults): ``hasattr`` on them is always True
+CAPABILITIES = frozenset(
+    "modality task tokenizer patch_size model read_input embedding_bounds".split()
+)
+
+
+def capability_probes(source: str, where: str = "<snippet>") -> list[str]:
+    """``hasattr(x, "<capability>")``: always True now that the protocol has a default, so a
+    probe like ``hasattr(adapter, "tokenizer")`` no longer tells a text model from the rest."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            if node.func.id == "hasattr" and len(node.args) == 2:
+                name = node.args[1]
+                if isinstance(name, ast.Constant) and name.value in CAPABILITIES:
+                    found.append(f"{where}:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
 def _outside_models() -> list[Path]:
     return [p for p in sorted(SRC.rglob("*.py")) if MODELS not in p.parents]
 
@@ -124,6 +143,8 @@ def test_the_scanner_flags_every_form_of_class_check():
     assert lines == [6, 8, 12, 14, 14, 16], found
     assert all(f.startswith("<snippet>:") for f in found)
     assert class_checks("isinstance(x, ModelAdapter)\nx.modality == 'text'\n") == []
+    probes = "hasattr(adapter, 'tokenizer')\nhasattr(adapter, 'pixel_values')\n"
+    assert capability_probes(probes) == ["<snippet>:1: hasattr(adapter, 'tokenizer')"]
 
 
 def test_the_regex_pass_sees_nothing_the_ast_scan_misses():
@@ -140,7 +161,8 @@ def test_the_regex_pass_sees_nothing_the_ast_scan_misses():
 def test_no_isinstance_of_a_hugging_face_adapter_outside_models():
     found = []
     for path in _outside_models():
-        found += class_checks(path.read_text(), str(path.relative_to(ROOT)))
+        source, where = path.read_text(), str(path.relative_to(ROOT))
+        found += class_checks(source, where) + capability_probes(source, where)
     assert not found, (
         "ask the adapter's capabilities (simec.models.base: modality, task, tokenizer, "
         "patch_size, read_input, embedding_bounds; simec.models.capabilities: as_image_model, "

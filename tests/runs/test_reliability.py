@@ -280,15 +280,15 @@ def test_a_write_failure_mid_run_is_one_line_and_keeps_what_was_written(
 ):
     result_module = importlib.import_module("simec.explore.result")
 
-    real, calls = result_module.atomic_write_bytes, []
+    real, calls = result_module.save_record, []
 
-    def disk_full_at_the_second_input(path, data):
+    def disk_full_at_the_second_input(path, *args, **kwargs):
         calls.append(path)
         if len(calls) == 2:
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
-        real(path, data)
+        return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(result_module, "atomic_write_bytes", disk_full_at_the_second_input)
+    monkeypatch.setattr(result_module, "save_record", disk_full_at_the_second_input)
     out = tmp_path / "run"
     argv = ["explore", "--model", str(vit_dir), "--data", str(idx_data), "--limit", "3",
             "--steps", "1", "--out", str(out), "--quiet"]  # fmt: skip
@@ -298,7 +298,7 @@ def test_a_write_failure_mid_run_is_one_line_and_keeps_what_was_written(
     assert "No space left on device" in err and "kept" in err
     kept = Manifest(out).read()
     assert list(kept) == ["000000"] and kept["000000"]["status"] == "completed"
-    monkeypatch.setattr(result_module, "atomic_write_bytes", real)
+    monkeypatch.setattr(result_module, "save_record", real)
     assert main([*argv, "--resume"]) == 0  # and the run can go on
     assert len(Manifest(out).read()) == 3
 

@@ -119,7 +119,7 @@ def materialize(item: RunItem, adapter: Any) -> Any:
     candidates = [Path(line)]
     if item.base_dir is not None and not Path(line).is_absolute():
         candidates.append(Path(item.base_dir) / line)
-    if hasattr(adapter, "pixel_values"):  # an image model: the line is a path
+    if adapter.modality == "image":  # the line is a path
         for candidate in candidates:
             if candidate.is_file():
                 return str(candidate)
