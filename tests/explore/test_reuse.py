@@ -24,9 +24,8 @@ from simec.errors import InputError
 from simec.explore import ExplorationResult, ExploreConfig
 from simec.explore.closure import model_function
 from simec.explore.config import REUSE_AUTO_MAX_AGE, parse_reuse
-from simec.explore.reuse import Basis, Fidelity, null_space_angle
+from simec.explore.reuse import Basis, Fidelity, Reuse, null_space_angle
 from simec.explore.segments import Segments
-from simec.explore.walk import Walk
 from simec.geometry.metrics import get_output_metric
 from tests.conftest import tiny_vit
 
@@ -139,20 +138,20 @@ def test_a_forced_stale_jacobian_triggers_a_refresh(monkeypatch):
     """Replace the kept Jacobian by an unrelated one before the second step: the walk notices
     (the step leaves the null space or the corrector fails) and takes a fresh one."""
     adapter, x0, weight = _softmax_case()
-    original = Walk.advance_reused
+    original = Reuse.evaluate
     gen = _gen(11)
     state = {"done": False}
 
-    def stale(self):
+    def stale(self, x):
         if not state["done"]:
             state["done"] = True
             wrong = torch.randn(3, 20, generator=gen, dtype=torch.float64)
             q, _ = torch.linalg.qr(wrong.T)
             b = self.basis
             self.basis = Basis.build(wrong, q, b.rank, b.lambda_max, None, b.step)
-        original(self)
+        return original(self, x)
 
-    monkeypatch.setattr(Walk, "advance_reused", stale)
+    monkeypatch.setattr(Reuse, "evaluate", stale)
     result = explore(adapter, x0, steps=6, jacobian_reuse="auto", **COMMON)
     f = result.fidelity
     assert state["done"]
