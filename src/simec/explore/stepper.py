@@ -112,8 +112,8 @@ class Setup:
     metric: OutputMetric
     rule: StepRule
     segments: Segments
-    lower: Tensor | None
-    upper: Tensor | None
+    lower: Tensor
+    upper: Tensor
     start: Tensor
     cap: float
     bound: float
