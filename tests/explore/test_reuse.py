@@ -164,6 +164,41 @@ def test_a_forced_stale_jacobian_triggers_a_refresh(monkeypatch):
     assert f.jacobians == 1 + len(f.refreshes)
 
 
+def test_a_retried_step_the_reused_jacobian_cannot_correct_is_taken_again_fresh(monkeypatch):
+    """A step to a point where the output is NaN is retried with half the size; when the
+    corrector with the reused Jacobian cannot pull the retried step back, the step is dropped
+    and taken again from the last accepted point with a fresh Jacobian. (The walk used to keep
+    the failed step and retry it at its NaN point forever.)"""
+    from simec.explore import driver
+    from tests.conftest import LayerNormHead
+
+    dropped, jacobians = [], []
+    retry, evaluations = Reuse.retry, driver.evaluations
+
+    def counted_retry(self, walk, failed, proposal):
+        out = retry(self, walk, failed, proposal)
+        dropped.append(out is None)
+        return out
+
+    def bounded(walks, jacobian_fn):
+        jacobians.append(1)
+        assert len(jacobians) < 200, "the walk does not progress"
+        return evaluations(walks, jacobian_fn)
+
+    monkeypatch.setattr(Reuse, "retry", counted_retry)
+    monkeypatch.setattr(driver, "evaluations", bounded)
+    adapter = TorchAdapter(LayerNormHead("nan", limit=2.6), dtype="float64")
+    start = 0.5 * torch.randn(4, 6, generator=_gen(4), dtype=torch.float64)
+    result = explore(adapter, start, steps=40, max_step=0.3, seed=2, recover=4,
+                     projection="none", jacobian_reuse="auto")  # fmt: skip
+    assert any(dropped), "no retried step was dropped: the case no longer tests the path"
+    assert result.stop_reason == "completed" and result.steps_completed == 40
+    assert torch.isfinite(result.probabilities).all()
+    f = result.fidelity
+    assert f.retried >= sum(dropped)
+    assert any(r["reason"] == "corrector failed" for r in f.refreshes)
+
+
 # ---- reuse with N = 1 is the fresh walk with the corrector ---------------------------------
 
 
