@@ -201,8 +201,8 @@ class Stepper:
     """The step rule a walker calls after each accepted point. Subclasses: ``Fresh``,
     ``simec.explore.reuse.Reuse``; a new kind of walk adds one (and its own state). A guided
     walk (``simec.explore.guided``, still its own loop) would be a ``Fresh`` whose ``step``
-    takes the null-space part of target - x and returns None with a stop reason when it
-    vanishes."""
+    takes the null-space part of target - x, with a stop rule for when it vanishes beside
+    ``policy.spectrum_stop`` in ``Walker.propose``."""
 
     #: the ``jacobian_reuse`` recorded in the run's fidelity
     jacobian_reuse = "off"
