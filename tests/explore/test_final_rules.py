@@ -119,22 +119,28 @@ def test_defaults_and_bad_values():
 # ---- the embedding-bounds box -----------------------------------------------------------------
 
 
-def _hand_vit():
-    """A ViT on 2x2 gray images with 1x1 patches and width 2, weights set by hand."""
+def _pixel_patch_vit(width: int, intermediate: int, **config: float):
+    """A one-layer ViT on 2x2 gray images with 1x1 patches (seed 0), of the given width."""
     from transformers import ViTConfig, ViTForImageClassification
 
     torch.manual_seed(0)
-    config = ViTConfig(
+    vit_config = ViTConfig(
         image_size=2,
         patch_size=1,
         num_channels=1,
-        hidden_size=2,
+        hidden_size=width,
         num_hidden_layers=1,
         num_attention_heads=1,
-        intermediate_size=4,
+        intermediate_size=intermediate,
         num_labels=2,
+        **config,
     )
-    model = ViTForImageClassification(config).eval()
+    return ViTForImageClassification(vit_config).eval()
+
+
+def _hand_vit():
+    """A ViT on 2x2 gray images with 1x1 patches and width 2, weights set by hand."""
+    model = _pixel_patch_vit(2, 4)
     emb = model.vit.embeddings
     with torch.no_grad():
         emb.patch_embeddings.projection.weight.copy_(torch.tensor([2.0, -3.0]).view(2, 1, 1, 1))
@@ -170,21 +176,7 @@ def _walking_vit():
     SiMExp moves: width 2 does not do, since a LayerNorm over two coordinates is +-1 whatever
     its input, so ``_hand_vit``'s output is constant up to round-off (lambda_max ~ 1e-35) and
     a walk on it only follows rounding noise."""
-    from transformers import ViTConfig, ViTForImageClassification
-
-    torch.manual_seed(0)
-    config = ViTConfig(
-        image_size=2,
-        patch_size=1,
-        num_channels=1,
-        hidden_size=4,
-        num_hidden_layers=1,
-        num_attention_heads=1,
-        intermediate_size=8,
-        num_labels=2,
-        initializer_range=0.5,
-    )
-    return ViTForImageClassification(config).eval()
+    return _pixel_patch_vit(4, 8, initializer_range=0.5)
 
 
 def _outside(points, lower, upper) -> float:
