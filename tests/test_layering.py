@@ -1,4 +1,4 @@
-"""Layering: only ``simec.models`` touches an adapter's private members; models/ stays readable.
+"""Layering: only ``simec.models`` touches an adapter's private members.
 
 Everything other layers need is on the public adapter protocol (``simec.models.base``). The
 check is syntactic (the ``ast`` of every module): outside ``src/simec/models/`` no expression
@@ -23,9 +23,6 @@ ALWAYS = frozenset(
     "_run _embeddings _params _patch_names _mean _std _eager_model _eager _model _backbone "
     "_segment_names _no_head _model_pixels _batches _probabilities".split()
 )
-#: functions in models/ allowed past MAX_LINES, with the reason (none today)
-LONG_FUNCTIONS: dict[str, str] = {}
-MAX_LINES = 60
 
 
 def _private(name: str) -> bool:
@@ -112,15 +109,3 @@ def test_no_module_outside_models_touches_adapter_privates():
                 continue
             found += violations(path.read_text(), private, str(path.relative_to(ROOT)))
     assert not found, "use the public adapter protocol (simec.models.base):\n" + "\n".join(found)
-
-
-def test_functions_in_models_are_short():
-    long = []
-    for path in sorted(MODELS.glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                lines = (node.end_lineno or node.lineno) - node.lineno + 1
-                key = f"{path.name}:{node.name}"
-                if lines > MAX_LINES and key not in LONG_FUNCTIONS:
-                    long.append(f"{key} ({lines} lines)")
-    assert not long, f"functions in models/ over {MAX_LINES} lines without a reason: {long}"

@@ -24,9 +24,8 @@ from simec.errors import InputError
 from simec.explore import ExplorationResult, ExploreConfig
 from simec.explore.closure import model_function
 from simec.explore.config import REUSE_AUTO_MAX_AGE, parse_reuse
-from simec.explore.reuse import Basis, Fidelity, null_space_angle
+from simec.explore.reuse import Basis, Fidelity, Reuse, null_space_angle
 from simec.explore.segments import Segments
-from simec.explore.walk import Walk
 from simec.geometry.metrics import get_output_metric
 from tests.conftest import tiny_vit
 
@@ -139,20 +138,20 @@ def test_a_forced_stale_jacobian_triggers_a_refresh(monkeypatch):
     """Replace the kept Jacobian by an unrelated one before the second step: the walk notices
     (the step leaves the null space or the corrector fails) and takes a fresh one."""
     adapter, x0, weight = _softmax_case()
-    original = Walk.advance_reused
+    original = Reuse.evaluate
     gen = _gen(11)
     state = {"done": False}
 
-    def stale(self):
+    def stale(self, x):
         if not state["done"]:
             state["done"] = True
             wrong = torch.randn(3, 20, generator=gen, dtype=torch.float64)
             q, _ = torch.linalg.qr(wrong.T)
             b = self.basis
             self.basis = Basis.build(wrong, q, b.rank, b.lambda_max, None, b.step)
-        original(self)
+        return original(self, x)
 
-    monkeypatch.setattr(Walk, "advance_reused", stale)
+    monkeypatch.setattr(Reuse, "evaluate", stale)
     result = explore(adapter, x0, steps=6, jacobian_reuse="auto", **COMMON)
     f = result.fidelity
     assert state["done"]
@@ -163,6 +162,41 @@ def test_a_forced_stale_jacobian_triggers_a_refresh(monkeypatch):
     assert first["angle_deg"] > 10
     assert max(result.drift) < 1e-8  # the walk stayed on the level set all the same
     assert f.jacobians == 1 + len(f.refreshes)
+
+
+def test_a_retried_step_the_reused_jacobian_cannot_correct_is_taken_again_fresh(monkeypatch):
+    """A step to a point where the output is NaN is retried with half the size; when the
+    corrector with the reused Jacobian cannot pull the retried step back, the step is dropped
+    and taken again from the last accepted point with a fresh Jacobian. (The walk used to keep
+    the failed step and retry it at its NaN point forever.)"""
+    from simec.explore import driver
+    from tests.conftest import LayerNormHead
+
+    dropped, jacobians = [], []
+    retry, evaluations = Reuse.retry, driver.evaluations
+
+    def counted_retry(self, walk, failed, proposal):
+        out = retry(self, walk, failed, proposal)
+        dropped.append(out is None)
+        return out
+
+    def bounded(walks, jacobian_fn):
+        jacobians.append(1)
+        assert len(jacobians) < 200, "the walk does not progress"
+        return evaluations(walks, jacobian_fn)
+
+    monkeypatch.setattr(Reuse, "retry", counted_retry)
+    monkeypatch.setattr(driver, "evaluations", bounded)
+    adapter = TorchAdapter(LayerNormHead("nan", limit=2.6), dtype="float64")
+    start = 0.5 * torch.randn(4, 6, generator=_gen(4), dtype=torch.float64)
+    result = explore(adapter, start, steps=40, max_step=0.3, seed=2, recover=4,
+                     projection="none", jacobian_reuse="auto")  # fmt: skip
+    assert any(dropped), "no retried step was dropped: the case no longer tests the path"
+    assert result.stop_reason == "completed" and result.steps_completed == 40
+    assert torch.isfinite(result.probabilities).all()
+    f = result.fidelity
+    assert f.retried >= sum(dropped)
+    assert any(r["reason"] == "corrector failed" for r in f.refreshes)
 
 
 # ---- reuse with N = 1 is the fresh walk with the corrector ---------------------------------

@@ -130,20 +130,23 @@ def test_a_summary_from_another_version_still_loads(tmp_path):
 def test_a_walk_keeps_one_record_per_accepted_point_and_only_the_stored_points():
     from simec.explore.driver import drive, single_jacobian
     from simec.explore.summary import walk_result
-    from simec.explore.walk import Walk
+    from simec.explore.walker import Walker
     from simec.geometry import get_output_metric
 
     adapter = _adapter()
     cfg = ExploreConfig(steps=7, record_every=3, projection="none").validate()
-    walk = Walk(adapter, adapter.prepare(_start()), cfg, get_output_metric(cfg.output_metric), None)
-    drive([walk], single_jacobian(walk, False))
-    walk.settle()
-    assert walk.candidate is None and [s.index for s in walk.steps] == list(range(8))
-    assert walk.steps[0].step_size is None and all(s.step_size for s in walk.steps[1:])
-    assert [s.index for s in walk.steps if s.point is not None] == [0, 3, 6, 7]
-    res = walk_result(walk, 0.0)
+    walker = Walker(
+        adapter, adapter.prepare(_start()), cfg, get_output_metric(cfg.output_metric), None
+    )
+    drive([walker], single_jacobian(walker, False))
+    walker.settle()
+    steps = walker.walk.steps
+    assert walker.candidate is None and [s.index for s in steps] == list(range(8))
+    assert steps[0].step_size is None and all(s.step_size for s in steps[1:])
+    assert [s.index for s in steps if s.point is not None] == [0, 3, 6, 7]
+    res = walk_result(walker, 0.0)
     assert res.trajectory_steps == [0, 3, 6, 7] and res.step_sizes == [
-        s.step_size for s in walk.steps[1:]
+        s.step_size for s in steps[1:]
     ]
 
 

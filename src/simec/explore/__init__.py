@@ -2,9 +2,11 @@
 
 Map: ``simec`` / ``simexp`` (Algorithms 1 / 2, one rule object each), ``proposal`` (one step,
 pure), ``policy`` (accept / retry / stop), ``walk`` (a walk as a list of frozen records),
-``driver`` (batched Jacobians and spectra, the loop), ``segments`` (Algorithm 4), ``box`` (the
-feasible box, line 11), ``corrector``, ``reuse`` (Jacobian reuse: predictor-corrector
-continuation, its refresh rules and the ``Fidelity`` record), ``closure`` (one model function
+``walker`` (accept a point, then propose the next step), ``stepper`` (how a step is made; the
+paper's: a fresh Jacobian every step), ``driver`` (the one walk loop: batched Jacobians and
+spectra), ``segments`` (Algorithm 4), ``box`` (the feasible box, line 11), ``corrector``,
+``reuse`` (Jacobian reuse: predictor-corrector continuation as its own stepper, its refresh
+rules and the ``Fidelity`` record), ``closure`` (one model function
 per adapter and input), ``summary`` (walk -> ``ExplorationResult``), ``explorer``
 (``explore``, ``explore_batch``), ``config``, ``result``, ``perturbation`` (the baseline).
 """

@@ -136,17 +136,8 @@ def chord(
         residuals.append(norm if math.isfinite(norm) else math.inf)
         correctable.append(part if math.isfinite(part) else math.inf)
         if part <= tolerance or done == iterations or not math.isfinite(norm):
-            return Outcome(
-                x,
-                tuple(residuals),
-                tuple(correctable),
-                done,
-                y,
-                logits,
-                calls,
-                points,
-                evaluated_ahead,
-            )
+            parts = (tuple(residuals), tuple(correctable), done)
+            return Outcome(x, *parts, y, logits, calls, points, evaluated_ahead)
         if len(correctable) > 1 and correctable[-2] > 0:
             contraction = correctable[-1] / correctable[-2]
         x = x - factors.solve(residual, x.shape)

@@ -1,10 +1,13 @@
-"""The batching driver: Jacobians and spectra of many walks at once, then one step of each.
+"""The walk loop: Jacobians and spectra of many walks at once, then one step of each.
 
-``drive`` steps walks in lockstep: their Jacobians are computed as one batch (``batched_jacobian``)
-and their low-rank spectra as one batch (``lowrank_spectra``), then every walk takes its own
-step with its own generator, through the same code as a single run. So B inputs explored
-together give the results of B separate runs with the same seeds, up to the round-off of
-batched kernels.
+``drive`` is the one loop every walk runs (one input or a batch, a fresh Jacobian every step or
+a reused one): at the current point of each walk the model is evaluated (``Evaluation``), the
+walker accepts the point (``Walker.accept``), then proposes the next step (``Walker.propose``,
+made by the walk's stepper). It steps walks in lockstep: their Jacobians are computed as one
+batch (``batched_jacobian``) and their low-rank spectra as one batch (``lowrank_spectra``),
+then every walk takes its own step with its own generator, through the same code as a single
+run. So B inputs explored together give the results of B separate runs with the same seeds, up
+to the round-off of batched kernels.
 
 Host reads: everything a step needs on the host (whether the point, the output and the
 Jacobian are finite, the largest singular value, the rank, the distance from the start) is
@@ -17,6 +20,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import fields, replace
+from itertools import chain
 from typing import Any
 
 import torch
@@ -26,11 +30,12 @@ from ..geometry.jacobian import batched_jacobian, jacobian
 from ..geometry.pullback import pullback_factors
 from ..geometry.spectrum import lowrank_spectra, pullback_spectrum
 from ..models.base import PreparedInput
-from .walk import Status, Walk
+from .stepper import Evaluation, Status
+from .walker import Walker
 
 __all__ = ["JacobianFn", "batch_key", "drive", "drive_group", "single_jacobian"]
 
-JacobianFn = Callable[[list[Walk]], tuple[Tensor, Tensor, Tensor]]
+JacobianFn = Callable[[list[Walker]], tuple[Tensor, Tensor, Tensor]]
 
 
 Spectra = tuple[list[Status], list[Tensor], list[Tensor]]
@@ -62,7 +67,7 @@ def _lowrank_statuses(
 
 
 def _exact_statuses(
-    walk: Walk, a: Tensor, point_ok: Tensor, finite: Tensor, distance: Tensor
+    walk: Walker, a: Tensor, point_ok: Tensor, finite: Tensor, distance: Tensor
 ) -> Spectra:
     """One eigendecomposition per walk of g = (G^1/2 J)^T (G^1/2 J), from the factors ``a``
     already formed for the batch (each reads its spectrum back; O(n^3) dominates)."""
@@ -87,14 +92,14 @@ def _exact_statuses(
     return statuses, vectors, singular
 
 
-def statuses(walks: list[Walk], y: Tensor, jac: Tensor) -> Spectra:
+def statuses(walks: list[Walker], y: Tensor, jac: Tensor) -> Spectra:
     """Spectra of every walk's pullback metric and the host facts of its step, one read-back:
     statuses, eigenvectors (n, >= rank) and singular values of G^1/2 J (descending)."""
-    cfg, metric = walks[0].cfg, walks[0].metric
+    cfg, metric = walks[0].cfg, walks[0].setup.metric
     count, q = y.shape
     flat = jac.reshape(count, q, -1)
     xs = torch.stack([w.x for w in walks])
-    starts = torch.stack([w.start for w in walks])
+    starts = torch.stack([w.setup.start for w in walks])
     point_ok = torch.isfinite(xs).flatten(1).all(dim=1)
     distance = torch.linalg.vector_norm((xs - starts).flatten(1), dim=1)
     a = pullback_factors(flat, y, metric)
@@ -105,44 +110,58 @@ def statuses(walks: list[Walk], y: Tensor, jac: Tensor) -> Spectra:
     return _exact_statuses(walks[0], a, point_ok, finite, distance)
 
 
-def drive(walks: list[Walk], jacobian_fn: JacobianFn, bar: Any = None) -> None:
+def evaluations(walks: list[Walker], jacobian_fn: JacobianFn) -> list[Evaluation]:
+    """The model, its Jacobian and the spectrum of g (eq. 5) at each walk's point, batched."""
+    y, jac, logits = jacobian_fn(walks)
+    found, vectors, singular = statuses(walks, y, jac)
+    out = []
+    for i, walk in enumerate(walks):
+        walk.cost.jacobians += 1
+        flat = jac[i].reshape(jac.shape[1], -1)
+        out.append(Evaluation(found[i], y[i], logits[i], flat, vectors[i], singular[i]))
+    return out
+
+
+def drive(walks: list[Walker], jacobian_fn: JacobianFn, bar: Any = None) -> None:
     """Step every walk until it stops or has taken its steps; Ctrl-C stops them all.
 
     Walks that reuse a Jacobian (``jacobian_reuse``) and do not need a fresh one this
-    iteration step with forward passes only; the others share one batch of Jacobians."""
+    iteration look at their point with a forward pass only; the others share one batch of
+    Jacobians. Then each walk accepts its point and proposes its next step."""
     try:
         while True:
             active = [w for w in walks if w.active]
             if not active:
                 break
             before = sum(w.done for w in active)
-            fresh = [w for w in active if w.needs_jacobian]
-            reused = [w for w in active if not w.needs_jacobian]
-            if fresh:
-                y, jac, logits = jacobian_fn(fresh)
-                found, vectors, singular = statuses(fresh, y, jac)
-                for i, walk in enumerate(fresh):
-                    walk.jacobians += 1
-                    walk.advance(found[i], y[i], jac[i], logits[i], vectors[i], singular[i])
-            for walk in reused:
-                walk.advance_reused()
+            fresh = [w for w in active if w.stepper.needs_jacobian]
+            reused = [w for w in active if not w.stepper.needs_jacobian]
+            found = evaluations(fresh, jacobian_fn) if fresh else []
+            looks = chain(zip(fresh, found), ((w, w.stepper.evaluate(w.x)) for w in reused))
+            for walk, evaluation in looks:
+                if walk.accept(evaluation):  # p_k checked and recorded (line 10)
+                    walk.propose(evaluation)  # lines 5-8: the step to p_{k+1}
             if bar is not None:
                 bar.update(max(sum(w.done for w in active) - before, 0))
-                if fresh:
-                    bar.set_postfix(lmax=f"{found[0].lambda_max:.3g}")
+                if found:
+                    bar.set_postfix(lmax=f"{found[0].status.lambda_max:.3g}")
     except KeyboardInterrupt:
         for walk in walks:
             if walk.stop_reason is None:
                 walk.stop_reason = f"interrupted at step {walk.done}"
 
 
-def single_jacobian(walk: Walk, use_compile: bool) -> JacobianFn:
+def single_jacobian(walk: Walker, use_compile: bool) -> JacobianFn:
     """The Jacobian of one walk (compiled if asked), shaped as a batch of one."""
     cfg = walk.cfg
 
-    def fn(active: list[Walk]) -> tuple[Tensor, Tensor, Tensor]:
+    def fn(active: list[Walker]) -> tuple[Tensor, Tensor, Tensor]:
         y, jac, logits = jacobian(  # type: ignore[misc]
-            walk.model_fn, walk.x, chunk_size=cfg.chunk_size, has_aux=True, compile=use_compile
+            walk.setup.model_fn,
+            walk.x,
+            chunk_size=cfg.chunk_size,
+            has_aux=True,
+            compile=use_compile,
         )
         return y[None], jac[None], logits[None]
 
@@ -165,21 +184,23 @@ def _signature(value: Any) -> Any:
         return ("object", id(value))
 
 
-def batch_key(walk: Walk) -> tuple:
+def batch_key(walk: Walker) -> tuple:
     """Walks with equal keys can share one batched Jacobian (same shapes, same fixed values)."""
-    p = walk.prepared
+    p = walk.setup.prepared
     tensors, others = _split_extras(p)
     return (
         tuple(p.embeddings.shape),
-        tuple(walk.segments.rows.tolist()),
+        tuple(walk.setup.segments.rows.tolist()),
         tuple(sorted((k, _signature(v)) for k, v in p.model_inputs.items())),
         tuple(sorted((k, _signature(v)) for k, v in tensors.items())),
         tuple(sorted((k, _signature(v)) for k, v in others.items())),
     )
 
 
-def _stacked_inputs(active: list[Walk]) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
-    preps = [w.prepared for w in active]
+def _stacked_inputs(
+    active: list[Walker],
+) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
+    preps = [w.setup.prepared for w in active]
     return (
         torch.stack([p.embeddings for p in preps]),
         {k: torch.stack([p.model_inputs[k] for p in preps]) for k in preps[0].model_inputs},
@@ -190,9 +211,9 @@ def _stacked_inputs(active: list[Walk]) -> tuple[Tensor, dict[str, Tensor], dict
     )
 
 
-def batched_jacobian_fn(group: list[Walk]) -> JacobianFn:
+def batched_jacobian_fn(group: list[Walker]) -> JacobianFn:
     """The Jacobians of a group of walks with one ``batch_key``, as one batch."""
-    template = group[0]
+    template = group[0].setup
     adapter, metric, cfg = template.adapter, template.metric, template.cfg
     segments = template.segments
     _, static_extras = _split_extras(template.prepared)
@@ -211,7 +232,7 @@ def batched_jacobian_fn(group: list[Walk]) -> JacobianFn:
 
     cache: dict[tuple[int, ...], tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]] = {}
 
-    def fn(active: list[Walk]) -> tuple[Tensor, Tensor, Tensor]:
+    def fn(active: list[Walker]) -> tuple[Tensor, Tensor, Tensor]:
         key = tuple(id(w) for w in active)
         if key not in cache:  # the active set changes only when a walk stops
             cache.clear()
@@ -239,7 +260,7 @@ class _NotBatchable(Exception):
         self.cause = cause
 
 
-def drive_group(group: list[Walk], bar: Any) -> None:
+def drive_group(group: list[Walker], bar: Any) -> None:
     """Drive walks that share a ``batch_key``: batched, or one at a time if the model cannot be
     vmapped (found on the first call, with a warning)."""
     if len(group) == 1:  # a batch of one is an explore() run, compiled Jacobian included
@@ -248,7 +269,7 @@ def drive_group(group: list[Walk], bar: Any) -> None:
     batched = batched_jacobian_fn(group)
     first = {"call": True}
 
-    def fn(active: list[Walk]) -> tuple[Tensor, Tensor, Tensor]:
+    def fn(active: list[Walker]) -> tuple[Tensor, Tensor, Tensor]:
         try:
             return batched(active)
         except (RuntimeError, NotImplementedError) as exc:

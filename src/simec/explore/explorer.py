@@ -5,7 +5,9 @@ Where the paper's algorithms live (SiMEC paper, arXiv 2410.06019):
 * Algorithm 1 (SiMEC) ``simec.explore.simec``; Algorithm 2 (SiMExp) ``simec.explore.simexp``;
   their shared step size and directions ``simec.geometry.steps``; one step as a pure function
   ``simec.explore.proposal``; accept/retry/stop ``simec.explore.policy``; a walk as a list of
-  records ``simec.explore.walk``; the batched loop ``simec.explore.driver``.
+  records ``simec.explore.walk``; accept a point, then propose the next step
+  ``simec.explore.walker``; how a step is made (fresh Jacobian, or reused:
+  ``simec.explore.reuse``) ``simec.explore.stepper``; the one walk loop ``simec.explore.driver``.
 * Algorithm 4 (segments) ``simec.explore.segments``; line 11 (feasible box) ``simec.explore.box``.
 * Eq. (5), the pullback metric, ``simec.geometry.pullback``; its spectrum
   ``simec.geometry.spectrum``.
@@ -27,7 +29,7 @@ from .driver import batch_key, drive_group
 from .guided import walk_toward
 from .result import ExplorationResult
 from .summary import batched_logits, walk_result
-from .walk import Walk
+from .walker import Walker
 
 __all__ = ["batched_logits", "explore", "explore_batch", "feasible_box"]
 
@@ -81,7 +83,7 @@ def explore(
         return walk_toward(adapter, raw_input, toward, config, **options)
     cfg = _prepare_config(config, options)
     metric = get_output_metric(cfg.output_metric)
-    walk = Walk(adapter, adapter.prepare(raw_input), cfg, metric, box)
+    walk = Walker(adapter, adapter.prepare(raw_input), cfg, metric, box)
     bar = _progress_bar(cfg, cfg.steps, progress)
     t0 = time.perf_counter()
     try:
@@ -93,7 +95,7 @@ def explore(
     return walk_result(walk, time.perf_counter() - t0)
 
 
-def _batches(walks: list[Walk], batch_size: int | None, cfg: ExploreConfig) -> list[list[int]]:
+def _batches(walks: list[Walker], batch_size: int | None, cfg: ExploreConfig) -> list[list[int]]:
     """Indices of the walks run together: same ``batch_key``, at most ``batch_size`` each."""
     groups: dict[tuple, list[int]] = {}
     for i, walk in enumerate(walks):
@@ -111,14 +113,14 @@ def _walks(
     cfg: ExploreConfig,
     seeds: Sequence[int] | None,
     box: Box | None,
-) -> list[Walk]:
+) -> list[Walker]:
     raw_inputs = list(raw_inputs)
     seeds = [int(s) for s in seeds] if seeds is not None else [cfg.seed] * len(raw_inputs)
     if len(seeds) != len(raw_inputs):
         raise InputError(f"got {len(seeds)} seeds for {len(raw_inputs)} inputs")
     metric = get_output_metric(cfg.output_metric)
     return [
-        Walk(adapter, adapter.prepare(raw), replace(cfg, seed=seed), metric, box)
+        Walker(adapter, adapter.prepare(raw), replace(cfg, seed=seed), metric, box)
         for raw, seed in zip(raw_inputs, seeds)
     ]
 

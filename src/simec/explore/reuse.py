@@ -36,6 +36,11 @@ Refresh rules (a fresh Jacobian at the current point before the next step):
 At every refresh the angle between the reused and the fresh null spaces (the largest principal
 angle between the row spaces of the two Jacobians' pullback metrics) is recorded: the moments
 when the reused Jacobian is stalest.
+
+``Reuse`` is the stepper of such a walk (``simec.explore.stepper``): it owns the kept Jacobian
+(``Basis``), its age, why the next step needs a fresh one, the step drawn ahead (``Lookahead``)
+and the model's output at the point it reached; the walker and the driver only ask it whether
+the next iteration needs a Jacobian and for the next step.
 """
 
 from __future__ import annotations
@@ -47,13 +52,19 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .corrector import Factors, Outcome, svd_factors
+from .config import REUSE_MIN_ITERATIONS
+from .corrector import Factors, Outcome, chord, svd_factors
+from .proposal import Proposal, move
+from .stepper import Candidate, Cost, Evaluation, Setup, Status, Stepper
+from .walk import Walk
 
 __all__ = [
     "CONTRACTION_LIMIT",
     "ROW_SPACE_LIMIT",
     "Basis",
     "Fidelity",
+    "Lookahead",
+    "Reuse",
     "accept_tolerance",
     "null_space_angle",
     "refresh_reason",
@@ -135,6 +146,202 @@ def refresh_reason(
         if before > tolerance and after > CONTRACTION_LIMIT * before:
             return "slow contraction"
     return None
+
+
+@dataclass(frozen=True)
+class Lookahead:
+    """The next step of a Jacobian-reuse walk, drawn before its start was accepted: from
+    ``start`` along ``proposal`` of ``basis`` to ``point``; ``evaluated``: (y, logits) there,
+    when the model ran it in one batched call with ``start`` (``corrector.chord``'s ahead)."""
+
+    start: Tensor
+    proposal: Proposal
+    basis: Basis
+    point: Tensor
+    evaluated: tuple[Tensor, Tensor] | None = None
+
+
+class Reuse(Stepper):
+    """The predictor-corrector stepper: a kept Jacobian serves up to ``age`` steps."""
+
+    def __init__(self, setup: Setup, cost: Cost, generator: torch.Generator, age: int) -> None:
+        super().__init__(setup, cost, generator)
+        self.jacobian_reuse = setup.cfg.jacobian_reuse
+        self.age = age
+        self.basis: Basis | None = None
+        self.basis_age = 0  # steps predicted from ``basis``
+        self.refresh: str | None = None  # why the next step needs a fresh Jacobian
+        self.evaluated: tuple[Tensor, Tensor, Tensor] | None = None  # (x, y, logits) known
+        self.pending: Lookahead | None = None  # the next step, drawn ahead
+        self.contraction = 0.0  # the corrector's last measured contraction rate
+
+    @property
+    def needs_jacobian(self) -> bool:
+        if self.basis is None or self.refresh is not None:
+            return True
+        return self.basis_age >= self.age
+
+    def output(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(y, logits) at x: those the corrector computed when it ended there, else a pass."""
+        known = self.evaluated
+        if known is not None and known[0] is x:
+            return known[1], known[2]
+        return super().output(x)
+
+    def evaluate(self, x: Tensor) -> Evaluation:
+        """The reused iteration's look at x: a forward pass (none if the corrector made it);
+        lambda_max and the rank are the kept Jacobian's."""
+        basis = self.basis
+        assert basis is not None
+        y, logits = self.output(x)
+        point_ok, distance, finite = self.setup.host_checks(x, y, logits)
+        distance = distance if point_ok else math.inf
+        status = Status(point_ok, finite, basis.lambda_max, basis.rank, distance, basis.lambda_min)
+        return Evaluation(status, y, logits)
+
+    def step(self, walk: Walk, evaluation: Evaluation) -> Candidate | None:
+        """Keep a fresh Jacobian if there is one, then step from the kept one: the step drawn
+        ahead by the last step (``pending``) if it was drawn from this basis, else a new one."""
+        if evaluation.jacobian is not None:
+            self._keep(walk, evaluation)
+        basis, lam, x = self.basis, evaluation.status.lambda_max, walk.point
+        assert basis is not None
+        pending, self.pending = self.pending, None
+        if pending is None or pending.basis is not basis:
+            return self._take(walk, x, self._propose(basis, lam), lam, basis.rank, 0)
+        ahead = pending if pending.start is x and pending.evaluated is not None else None
+        return self._take(walk, x, pending.proposal, lam, basis.rank, 0, ahead=ahead)
+
+    def retry(self, walk: Walk, failed: Candidate, proposal: Proposal) -> Candidate | None:
+        c = failed
+        return self._take(walk, c.start, proposal, c.lambda_max, c.rank, c.retries + 1)
+
+    def _keep(self, walk: Walk, evaluation: Evaluation) -> None:
+        """The fresh Jacobian at the last accepted point becomes the kept one."""
+        s, jac, vectors = evaluation.status, evaluation.jacobian, evaluation.vectors
+        assert jac is not None and vectors is not None
+        identity = self.setup.metric.factor is None
+        basis = Basis.build(
+            jac,
+            vectors,
+            s.rank,
+            s.lambda_max,
+            evaluation.singular_values if identity else None,
+            len(walk) - 1,
+            lambda_min=s.lambda_min,
+        )
+        if self.basis is not None:
+            angle = null_space_angle(self.basis, basis)
+            self.refreshes.append(
+                {"step": basis.step, "reason": self.refresh or "age", "angle_deg": angle}
+            )
+        self.basis, self.basis_age, self.refresh, self.pending = basis, 0, None, None
+
+    def _propose(self, basis: Basis, lambda_max: float) -> Proposal:
+        """Lines 6-7 from the kept Jacobian's spectrum."""
+        return self.setup.propose(
+            basis.vectors, basis.rank, lambda_max, basis.lambda_min, self.generator
+        )
+
+    def _take(
+        self,
+        walk: Walk,
+        x: Tensor,
+        proposal: Proposal,
+        lam: float,
+        rank: int,
+        retries: int,
+        *,
+        ahead: Lookahead | None = None,
+    ) -> Candidate | None:
+        """A predictor-corrector step from x; ``ahead``: this step, drawn and evaluated by the
+        last one (its first residual is known). None: a reused Jacobian could not pull the
+        step back onto the level set; the walk steps again from x with a fresh Jacobian."""
+        basis = self.basis
+        assert basis is not None
+        self.pending = None
+        fresh = self.basis_age == 0
+        tolerance = accept_tolerance(self.setup.cfg.corrector_tolerance, walk.steps[0].output)
+        drawn: list[Proposal] = []
+        outcome = self._correct(walk, x, proposal, lam, tolerance, ahead, drawn)
+        self.basis_age += 1
+        converged = outcome.final <= tolerance
+        if not converged and not fresh:
+            self.refresh, self.retried = "corrector failed", self.retried + 1
+            return None
+        if not converged:
+            self.refresh = "corrector failed"
+        else:
+            self.refresh = refresh_reason(outcome, proposal.step_size, basis, tolerance)
+        x_new = self.setup.box_step(outcome.point)
+        if self.setup.cfg.projection != "step":
+            self.evaluated = (x_new, outcome.output, outcome.logits)
+        if drawn and self.refresh is None:
+            # the next step, drawn from x_new (evaluated with it, unless more iterations
+            # followed: then only its direction and size are kept)
+            known = outcome.ahead
+            evaluated = (known[1], known[2]) if known is not None else None
+            following = known[0] if known is not None else move(x_new, drawn[0])
+            self.pending = Lookahead(x_new, drawn[0], basis, following, evaluated)
+        return Candidate(
+            x,
+            proposal,
+            basis.jacobian,
+            lam,
+            rank,
+            x_new,
+            outcome.residuals[0],
+            retries,
+            fresh=fresh,
+            corrector_iterations=outcome.iterations,
+        )
+
+    def _correct(
+        self,
+        walk: Walk,
+        x: Tensor,
+        proposal: Proposal,
+        lam: float,
+        tolerance: float,
+        ahead: Lookahead | None,
+        drawn: list[Proposal],
+    ) -> Outcome:
+        """The predictor step and its chord iterations; the next step drawn into ``drawn``."""
+        basis = self.basis
+        assert basis is not None
+        model_fn = self.setup.model_fn
+        outcome: Outcome = chord(
+            model_fn,
+            ahead.point if ahead is not None else move(x, proposal),
+            walk.steps[0].output,
+            basis.factors,
+            iterations=max(self.setup.cfg.corrector_iterations, REUSE_MIN_ITERATIONS),
+            tolerance=tolerance,
+            known=ahead.evaluated if ahead is not None else None,
+            ahead=self._draw_ahead(walk, basis, lam, drawn),
+            many=model_fn.many,
+            contraction=self.contraction,
+        )
+        self.cost.add(outcome.calls, outcome.points)
+        if len(outcome.correctable) > 1 and outcome.correctable[-2] > 0:
+            self.contraction = outcome.correctable[-1] / outcome.correctable[-2]
+        return outcome
+
+    def _draw_ahead(self, walk: Walk, basis: Basis, lam: float, drawn: list[Proposal]) -> Any:
+        """The ``ahead`` of ``chord``: the next step from a point the corrector reached, its
+        direction drawn once (at the first call), when it will be a reused step (not the last
+        of the basis, not past the walk's steps; not with ``projection="step"``, which moves
+        the point reached)."""
+        cfg = self.setup.cfg
+        if cfg.projection == "step" or self.basis_age + 1 >= self.age or len(walk) >= cfg.steps:
+            return None
+
+        def ahead(point: Tensor) -> Tensor:
+            if not drawn:
+                drawn.append(self._propose(basis, lam))
+            return move(point, drawn[0])
+
+        return ahead
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from .box import project
 from .config import ExploreConfig
 from .result import ExplorationResult
 from .reuse import Fidelity
-from .walk import Walk
+from .walker import Walker
 
 __all__ = ["batched_logits", "walk_result"]
 
@@ -30,46 +30,48 @@ def batched_logits(
         return torch.cat([fn(points[i : i + chunk]) for i in range(0, len(points), chunk)])
 
 
-def _trajectory(walk: Walk) -> tuple[Tensor, Tensor, list[int]]:
+def _trajectory(walker: Walker) -> tuple[Tensor, Tensor, list[int]]:
     """The stored points (whole inputs), their probabilities and their step indices."""
-    stored = [s for s in walk.steps if s.point is not None]
-    trajectory = torch.stack([walk.segments.full(s.point) for s in stored])  # type: ignore[arg-type]
-    if walk.cfg.projection == "end":
+    setup = walker.setup
+    stored = [s for s in walker.walk.steps if s.point is not None]
+    trajectory = torch.stack([setup.segments.full(s.point) for s in stored])  # type: ignore[arg-type]
+    if setup.cfg.projection == "end":
         # Algorithm 1 line 11: project the stored points onto the feasible region
-        rows = walk.segments.rows
-        trajectory[:, rows] = project(trajectory[:, rows], walk.lower, walk.upper)
-        logits = batched_logits(walk.adapter, walk.prepared, trajectory)
+        rows = setup.segments.rows
+        trajectory[:, rows] = project(trajectory[:, rows], setup.lower, setup.upper)
+        logits = batched_logits(setup.adapter, setup.prepared, trajectory)
         probabilities = torch.softmax(logits, -1)
     else:
         probabilities = torch.stack([s.probabilities for s in stored])
     return trajectory, probabilities, [s.index for s in stored]
 
 
-def fidelity(walk: Walk, drift: list[float]) -> Fidelity:
+def fidelity(walker: Walker, drift: list[float]) -> Fidelity:
     """The walk's cost and output-keeping record; ``drift`` at p_0 .. p_K (read back once)."""
-    taken = walk.steps[1:]
+    taken, stepper, cost = walker.walk.steps[1:], walker.stepper, walker.cost
     return Fidelity(
-        jacobian_reuse=walk.cfg.jacobian_reuse if walk.reuse_age is not None else "off",
-        jacobians=walk.jacobians,
-        forward_passes=walk.forwards,
+        jacobian_reuse=stepper.jacobian_reuse,
+        jacobians=cost.jacobians,
+        forward_passes=cost.forwards,
         fresh=[s.fresh for s in taken],
         corrector_iterations=[s.corrector_iterations for s in taken],
         drift_before=[s.uncorrected_drift for s in taken],
         drift_after=drift[1:],
-        refreshes=list(walk.refreshes),
-        retried=walk.retried,
-        forward_points=walk.points,
+        refreshes=list(stepper.refreshes),
+        retried=stepper.retried,
+        forward_points=cost.points,
     )
 
 
 def walk_result(
-    walk: Walk, elapsed: float, batch: dict[str, Any] | None = None
+    walk: Walker, elapsed: float, batch: dict[str, Any] | None = None
 ) -> ExplorationResult:
-    """The result of a settled walk (``Walk.settle``)."""
-    adapter, steps = walk.adapter, walk.steps
+    """The result of a settled walk (``Walker.settle``)."""
+    setup, steps = walk.setup, walk.walk.steps
+    adapter, prepared = setup.adapter, setup.prepared
     taken = steps[1:]
     trajectory, traj_probs, stored_steps = _trajectory(walk)
-    labels = getattr(walk.prepared, "output_labels", None)
+    labels = getattr(prepared, "output_labels", None)
     drift = torch.stack([s.drift for s in steps]).tolist()
     return ExplorationResult(
         config=ExploreConfig.from_dict(walk.cfg.to_dict()),  # as saved: plain values, a copy
@@ -83,11 +85,11 @@ def walk_result(
         trajectory_probabilities=traj_probs.detach().cpu(),
         stop_reason=walk.stop_reason or "completed",
         elapsed_seconds=elapsed,
-        segment_names=walk.prepared.segment_names,
-        explored_segments=walk.segments.rows.tolist(),
+        segment_names=prepared.segment_names,
+        explored_segments=setup.segments.rows.tolist(),
         labels=labels(adapter) if labels is not None else list(adapter.labels),
         uncorrected_drift=[s.uncorrected_drift for s in taken] if walk.corrects else [],  # type: ignore[misc]
-        input_description=walk.prepared.description,
+        input_description=prepared.description,
         model={
             **adapter.describe(),
             "dtype": str(adapter.dtype).replace("torch.", ""),

@@ -237,19 +237,12 @@ def match_embedding(
         if box is not None:
             with torch.no_grad():
                 x.clamp_(box[0], box[1])
-        if rel < best * (1 - 1e-4):
-            best, since = rel, 0
-        else:
-            since += 1
-            if since >= 50:
-                for group in opt.param_groups:
-                    group["lr"] *= 0.5
-                since = 0
+        best, since = _halve_on_plateau(opt, rel, best, since)
     with torch.no_grad():
         out = fn(to_model(x))
-        rel = float(torch.linalg.vector_norm(out - goal)) / scale
-        cos = float(torch.nn.functional.cosine_similarity(out.flatten(), goal.flatten(), dim=0))
-        diff = (x - source).flatten()
+    rel = float(torch.linalg.vector_norm(out - goal)) / scale
+    cos = float(torch.nn.functional.cosine_similarity(out.flatten(), goal.flatten(), dim=0))
+    diff = (x.detach() - source).flatten()
     return MatchResult(
         result=x.detach(),
         relative_error=rel,
@@ -261,3 +254,18 @@ def match_embedding(
         converged=converged or rel <= tolerance,
         history=history,
     )
+
+
+def _halve_on_plateau(
+    opt: torch.optim.Optimizer, rel: float, best: float, since: int
+) -> tuple[float, int]:
+    """(best, steps since it improved), the learning rate halved after 50 steps without a
+    relative improvement of 1e-4."""
+    if rel < best * (1 - 1e-4):
+        return rel, 0
+    since += 1
+    if since >= 50:
+        for group in opt.param_groups:
+            group["lr"] *= 0.5
+        since = 0
+    return best, since
