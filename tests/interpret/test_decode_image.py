@@ -71,3 +71,16 @@ def test_classify_pictures_is_the_model_on_each_picture_in_any_batch_size(image)
         classify_pictures(adapter, pictures[0])
     with pytest.raises(InputError, match="batch_size"):
         classify_pictures(adapter, pictures, batch_size=0)
+
+
+def test_clamp_is_optional(image):
+    adapter = from_model(tiny_vit(), image_mean=[0.5], image_std=[0.5])
+    x0 = adapter.prepare(image).embeddings
+    d = x0.shape[-1]
+    bright = x0.clone()
+    bright[1:] += 3.0 * torch.linspace(-1.0, 1.0, d)  # far outside the image's range
+    capped = ViTDecoder(adapter).to_image(bright)
+    raw = ViTDecoder(adapter, clamp=False).to_image(bright)
+    assert capped.min() >= 0.0 and capped.max() <= 1.0
+    assert raw.min() < 0.0 or raw.max() > 1.0  # the code's behaviour: not capped
+    torch.testing.assert_close(raw.clamp(0.0, 1.0), capped, rtol=0, atol=0)

@@ -235,3 +235,62 @@ def test_original_vs_top():
     assert orig.tolist() == [0.5, 0.3, 0.2, 0.2] and top.tolist() == [0.5, 0.5, 0.5, 0.5]
     with pytest.raises(InputError):
         m.original_vs_top(P, 3)
+
+
+def test_welch_t_test_by_hand():
+    # a: mean 2.5, s^2 5/3, n 4; b: mean 4, s^2 4, n 3: se^2 = 5/12 + 4/3 = 7/4
+    r = m.welch_t_test([1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 6.0])
+    assert r["t"] == pytest.approx(-1.5 / math.sqrt(1.75), rel=1e-12)
+    # Welch-Satterthwaite: (7/4)^2 / ((5/12)^2 / 3 + (4/3)^2 / 2) = 3.2347188...
+    assert r["df"] == pytest.approx(3.0625 / (25 / 432 + 8 / 9), rel=1e-12)
+    assert r["p"] == pytest.approx(0.33382370007750106, rel=1e-9)  # scipy 1.17, once
+    assert (r["n_a"], r["n_b"]) == (4.0, 3.0)
+    assert math.isnan(m.welch_t_test([1.0], [2.0, 3.0])["t"])
+    flat = m.welch_t_test([2.0, 2.0], [1.0, 1.0, 1.0])
+    assert flat["t"] == math.inf and flat["p"] == 0.0
+    assert math.isnan(m.welch_t_test([2.0, 2.0], [2.0, 2.0])["p"])
+
+
+def test_welch_t_test_matches_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(5)
+    for na, nb, shift, scale in ((5, 9, 0.4, 3.0), (12, 4, -1.0, 0.2), (40, 33, 0.1, 1.0)):
+        a, b = rng.normal(shift, 1.0, na), rng.normal(0.0, scale, nb)
+        ours, ref = m.welch_t_test(a, b), stats.ttest_ind(a, b, equal_var=False)
+        assert ours["t"] == pytest.approx(ref.statistic, rel=1e-12)
+        assert ours["df"] == pytest.approx(ref.df, rel=1e-12)
+        assert ours["p"] == pytest.approx(ref.pvalue, rel=1e-9, abs=1e-15)
+
+
+def test_per_input_means_make_n_the_number_of_inputs():
+    values = [1.0, 3.0, 10.0, math.nan, 5.0, math.nan]
+    means, keys = m.per_input_means(values, ["a", "a", "b", "b", "c", "d"])
+    assert keys == ["a", "b", "c"]  # d has no finite value
+    assert means.tolist() == [2.0, 10.0, 5.0]
+    with pytest.raises(InputError, match="one input per value"):
+        m.per_input_means([1.0, 2.0], ["a"])
+
+
+def test_pixel_diversity_over_the_explored_pixels():
+    x0 = np.full((1, 4, 4), 0.5)
+    x1 = x0.copy()
+    x1[0, :2, :2] += 0.4  # patch 0 (2x2 patches) changes by 0.4 at each of its 4 pixels
+    x1[0, 3, 3] -= 0.2  # one pixel of patch 3
+    images = np.stack([x0, x1])
+    mask = m.patch_pixel_mask((4, 4), 2, [0])
+    assert mask.sum() == 4 and mask[:2, :2].all()
+    assert m.pixel_diversity(images, mask).tolist() == pytest.approx([0.4])
+    both = m.patch_pixel_mask((1, 4, 4), 2, [0, 3])
+    assert m.pixel_diversity(images, both).tolist() == pytest.approx([(1.6 + 0.2) / 8])
+    whole = m.pixel_diversity_whole_image(images)
+    assert whole.tolist() == pytest.approx([(1.6 + 0.2) / 16])
+    with pytest.raises(InputError, match="boolean"):
+        m.pixel_diversity(images, mask.astype(int))
+    with pytest.raises(InputError, match="does not fit"):
+        m.pixel_diversity(images, np.ones((3, 3), dtype=bool))
+    with pytest.raises(InputError, match="no pixel"):
+        m.pixel_diversity(images, np.zeros((4, 4), dtype=bool))
+    with pytest.raises(InputError, match="outside"):
+        m.patch_pixel_mask((4, 4), 2, [4])
+    with pytest.raises(InputError, match="does not tile"):
+        m.patch_pixel_mask((4, 4), 3, [0])

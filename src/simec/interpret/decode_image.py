@@ -24,12 +24,15 @@ __all__ = ["ViTDecoder", "classify_pictures"]
 class ViTDecoder:
     """Inverse of a ViT-family embeddings module on the patch tokens (see module docstring)."""
 
-    def __init__(self, adapter: HFImageClassifierAdapter) -> None:
+    def __init__(self, adapter: HFImageClassifierAdapter, *, clamp: bool = True) -> None:
         if adapter.modality != "image":
             raise ModelError(
                 f"ViTDecoder needs an image model's adapter, not {type(adapter).__name__}"
             )
         self.adapter = adapter
+        #: cap decoded pixels to [0, 1] (the paper's code does not; an image outside [0, 1] is
+        #: not a picture a person can look at, so the default caps)
+        self.clamp = clamp
         dtype, device = adapter.dtype, adapter.device
         self.space = adapter.space
         try:
@@ -72,12 +75,14 @@ class ViTDecoder:
         original: Tensor | None = None,
         explored_segments: Sequence[int] | None = None,
     ) -> Tensor:
-        """Decoded image (C, H, W) in [0, 1].
+        """Decoded image (C, H, W), in [0, 1] unless the decoder was made with ``clamp=False``.
 
         With ``original`` (C, H, W in [0, 1]) and ``explored_segments`` (row indices of x, as in
         ExplorationResult.explored_segments), only the explored patches are pasted into it.
         """
-        image = self.adapter.denormalize(self.to_normalized_pixels(x)).clamp(0.0, 1.0)
+        image = self.adapter.denormalize(self.to_normalized_pixels(x))
+        if self.clamp:
+            image = image.clamp(0.0, 1.0)
         if original is None or explored_segments is None:
             return image
         special = 0 if self.space == "pixels" else self._special(x)

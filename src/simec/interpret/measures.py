@@ -53,7 +53,10 @@ __all__ = [
     "per_1000",
     "pca_coordinates",
     "patch_volume_ratios",
+    "patch_pixel_mask",
+    "per_input_means",
     "pixel_diversity",
+    "pixel_diversity_whole_image",
     "predictions",
     "ranking_changes",
     "ranking_inversions",
@@ -65,6 +68,7 @@ __all__ = [
     "top_class_correlation",
     "volume_ratio",
     "wasserstein1",
+    "welch_t_test",
 ]
 
 
@@ -255,15 +259,61 @@ def _reference_pairs(x: np.ndarray, reference: str) -> tuple[np.ndarray, np.ndar
     raise InputError(f"reference must be 'previous' or 'original', got {reference!r}")
 
 
-def pixel_diversity(images: Any, *, reference: str = "previous") -> np.ndarray:
+def pixel_diversity(
+    images: Any, explored: Any = None, *, reference: str = "previous"
+) -> np.ndarray:
     """M6 for images (m, ...): the mean absolute pixel difference between each decoded image and
     the previous one (``reference="previous"``, the main text and the code) or the first one
-    (``"original"``, supp. Fig. 5), (m - 1,)."""
+    (``"original"``, supp. Fig. 5), (m - 1,).
+
+    ``explored``: a boolean mask of an image's shape (or broadcastable to it, e.g. (H, W) for
+    (m, C, H, W) images) marking the pixels of the explored patches; the mean is then over those
+    pixels only, as the paper's code computes it. None (``pixel_diversity_whole_image``): over
+    every pixel; pixels outside the explored patches do not change, so this mean is the explored
+    one scaled by the explored fraction."""
     x = _array(images, "images")
     if x.ndim < 2 or len(x) < 2:
         raise InputError("pixel_diversity needs at least two images")
     a, b = _reference_pairs(x, reference)
-    return np.abs(b - a).reshape(len(b), -1).mean(axis=1)
+    diff = np.abs(b - a)
+    if explored is None:
+        return diff.reshape(len(b), -1).mean(axis=1)
+    mask = np.asarray(explored.detach().cpu().numpy() if hasattr(explored, "detach") else explored)
+    if mask.dtype != np.bool_:
+        raise InputError(f"explored must be a boolean mask, got dtype {mask.dtype}")
+    try:
+        mask = np.broadcast_to(mask, x.shape[1:])
+    except ValueError:
+        raise InputError(
+            f"explored mask of shape {mask.shape} does not fit images of shape {x.shape[1:]}"
+        ) from None
+    if not mask.any():
+        raise InputError("the explored mask marks no pixel")
+    return diff[:, mask].mean(axis=1)
+
+
+def pixel_diversity_whole_image(images: Any, *, reference: str = "previous") -> np.ndarray:
+    """M6 over every pixel of the image (the mean the main text's wording suggests), whatever
+    patches were explored; see ``pixel_diversity``."""
+    return pixel_diversity(images, None, reference=reference)
+
+
+def patch_pixel_mask(
+    image_shape: Sequence[int], patch_size: int, patches: Sequence[int]
+) -> np.ndarray:
+    """The (H, W) boolean mask of the pixels of ``patches`` (row-major patch indices, 0 the top
+    left patch, without the CLS token) on an image of ``image_shape`` (..., H, W)."""
+    h, w = int(image_shape[-2]), int(image_shape[-1])
+    if patch_size < 1 or h % patch_size or w % patch_size:
+        raise InputError(f"patch size {patch_size} does not tile an image of {h}x{w}")
+    per_row, count = w // patch_size, (h // patch_size) * (w // patch_size)
+    mask = np.zeros((h, w), dtype=bool)
+    for p in patches:
+        if not 0 <= int(p) < count:
+            raise InputError(f"patch {p} is outside the {count} patches of the image")
+        r, c = divmod(int(p), per_row)
+        mask[r * patch_size : (r + 1) * patch_size, c * patch_size : (c + 1) * patch_size] = True
+    return mask
 
 
 def token_diversity(
@@ -477,6 +527,47 @@ def _incomplete_beta(a: float, b: float, x: float) -> float:
     if x < (a + 1.0) / (a + b + 2.0):
         return math.exp(log_front) * _betacf(a, b, x) / a
     return 1.0 - math.exp(log_front) * _betacf(b, a, 1.0 - x) / b
+
+
+def per_input_means(values: Any, inputs: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
+    """Repetitions of one input are pseudo-replicates: average ``values`` per input (in the
+    order each input first appears) before a test, so that n is the number of inputs.
+    Non-finite values are left out of their input's mean (an input with none left is dropped)."""
+    x = _array(values, "values", 1)
+    keys = list(inputs)
+    if len(keys) != len(x):
+        raise InputError(f"one input per value: {len(x)} values, {len(keys)} inputs")
+    groups: dict[Any, list[float]] = {}
+    for key, value in zip(keys, x.tolist()):
+        groups.setdefault(key, [])
+        if math.isfinite(value):
+            groups[key].append(value)
+    kept = [(k, v) for k, v in groups.items() if v]
+    return np.array([float(np.mean(v)) for _, v in kept]), [k for k, _ in kept]
+
+
+def welch_t_test(a: Any, b: Any) -> dict[str, float]:
+    """Welch's two-sample t-test of mean(a) = mean(b) (unequal variances), two-sided:
+    {"t", "df", "p", "n_a", "n_b"}, df by Welch-Satterthwaite. The final version's M4 test
+    ("Welch t-tests are run on rho_V"), here on SiMExp's against SiMEC's log volumes. nan when
+    either sample has fewer than two finite values or neither varies."""
+    x, y = _array(a, "a", 1), _array(b, "b", 1)
+    x, y = x[np.isfinite(x)], y[np.isfinite(y)]
+    na, nb = len(x), len(y)
+    out = {"t": math.nan, "df": math.nan, "p": math.nan, "n_a": float(na), "n_b": float(nb)}
+    if na < 2 or nb < 2:
+        return out
+    va, vb = float(x.var(ddof=1)) / na, float(y.var(ddof=1)) / nb
+    diff = float(x.mean() - y.mean())
+    if va + vb == 0:
+        if diff != 0:
+            out.update(t=math.copysign(math.inf, diff), p=0.0)
+        return out
+    t = diff / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / (na - 1) + vb**2 / (nb - 1))
+    p = _incomplete_beta(df / 2.0, 0.5, df / (df + t * t))
+    out.update(t=t, df=df, p=min(max(p, 0.0), 1.0))
+    return out
 
 
 def one_sample_t_test(values: Any, mu: float = 0.0) -> dict[str, float]:
