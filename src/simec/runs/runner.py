@@ -296,8 +296,10 @@ def _run_locked(
         entry = manifest_entry(
             outcome.item, outcome.seed, summary, result_dir=folder, error=outcome.error
         )
-        manifest.append(entry)
+        # kept before the append: a SIGTERM raised inside the append (its fsync) must not let
+        # the final rewrite of the manifest drop an input whose result is saved
         entries[outcome.item.id] = entry
+        manifest.append(entry)
         if bar is not None:
             bar.update(1)
 
