@@ -32,7 +32,7 @@ from simec.geometry.metrics import output_metric_names
 from simec.runs import DatasetOptions, ModelSpec
 from simec.structure.equivalence import EquivalenceConfig
 from simec.structure.equivalence_run import PairOptions
-from simec.structure.run import LipschitzConfig, MatchConfig, SpectrumConfig
+from simec.structure.commands import LipschitzConfig, MatchConfig, SpectrumConfig
 from simec.train.mlm import MLMTrainConfig
 from simec.train.text import MLMHeadTrainConfig, TextClassifierTrainConfig
 from simec.train.vit import ViTTrainConfig

@@ -8,7 +8,7 @@ and SiMExp walk K steps with the final version's step rule (delta = eta*sqrt(lmi
 box (the embedding layer's analytic bounds) projected after every step, and the identity
 metric on the logits (the paper's code). Every ``record_every``-th point (k̂ = 10) is decoded
 (ViT: the embedding layer's pseudo-inverse; text: the masked LM's top-1 token) and
-re-classified, and ``simec.interpret.run_measures.measure_run`` records M1-M3 and M6-M9 per
+re-classified, and ``simec.interpret.walk_measures.measure_run`` records M1-M3 and M6-M9 per
 walk; M4 (rho_V, SiMExp over SiMEC) compares the two walks of a row.
 
 Attribution (which patches/tokens ``one`` and ``q2`` explore): a method of the explainer
@@ -39,7 +39,7 @@ from ..errors import InputError
 from ..explainers import explain, explainer_names
 from ..explore import ExplorationResult, ExploreConfig, explore
 from ..interpret import measures as m
-from ..interpret.run_measures import (
+from ..interpret.walk_measures import (
     InterpretationRecord,
     Interpreter,
     measure_run,

@@ -41,7 +41,7 @@ from ..geometry.jacobian import jacobian
 from ..geometry.metrics import get_output_metric
 from ..geometry.spectrum import PullbackSpectrum, pullback_spectrum
 from ..models.base import ModelAdapter, PreparedInput
-from .closure import model_function
+from .model_function import model_function
 from .config import RULES, ExploreConfig
 from .corrector import Corrector
 from .result import ExplorationResult
