@@ -1,24 +1,5 @@
-"""The final (NeurIPS 2025) version's experiment: do decoded inputs agree with the walk?
-
-Reference 003 (``shared/reference/003_final_version_notes.md``), sections 2-4. For each input
-(MNIST: one image per class; text: HateXplain validation posts labelled hate speech or
-offensive), each repetition (seed), each eta and each segment set (``all`` / ``one`` = the
-top-attribution patch or token / ``q2`` = those above the input's median attribution), SiMEC
-and SiMExp walk K steps with the final version's step rule (delta = eta*sqrt(lmin/lmax)), its
-box (the embedding layer's analytic bounds) projected after every step, and the identity
-metric on the logits (the paper's code). Every ``record_every``-th point (k̂ = 10) is decoded
-(ViT: the embedding layer's pseudo-inverse; text: the masked LM's top-1 token) and
-re-classified, and ``simec.interpret.walk_measures.measure_run`` records M1-M3 and M6-M9 per
-walk; M4 (rho_V, SiMExp over SiMEC) compares the two walks of a row.
-
-Attribution (which patches/tokens ``one`` and ``q2`` explore): a method of the explainer
-registry, by default ``relevancy`` (Chefer et al. 2021, which the paper's code uses). Special
-positions ([CLS], [SEP]) are never explored: the decoders cannot turn them back into input.
-
-One row (both walks on one input, repetition, eta and segment set) is written atomically to
-``out/rows/`` as soon as it is done; a run resumes where it stopped and refuses rows made with
-other settings (``start_or_resume``).
-"""
+"""The markdown tables of the rows (M1, M2/M3, M4, M7, M9, time) beside the final paper's
+numbers, results.json and the M1 figures; rewritten from saved rows without computing."""
 
 from __future__ import annotations
 
@@ -26,52 +7,32 @@ import json
 import math
 import os
 import platform
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .._io import atomic_write_bytes, atomic_write_json, environment
-from ..errors import InputError
-from ..explainers import explain, explainer_names
-from ..explore import ExplorationResult, ExploreConfig, explore
-from ..interpret import measures as m
-from ..interpret.walk_measures import (
-    InterpretationRecord,
-    Interpreter,
-    measure_run,
-    run_volume_ratios,
-    text_interpreter,
-    vision_interpreter,
-)
-from ..models import as_masked_lm, load_adapter
-from ..models.cache import cache_dir, resolve_model_path
-from ..models.hf_text import HFSequenceClassifierAdapter
-from ..stats import mean_std
-from . import start_or_resume
-from .rows import load_rows, make_rows
+from ..._io import atomic_write_bytes, atomic_write_json, environment
+from ...errors import InputError
+from ...interpret import measures as m
+from ...interpret.walk_measures import InterpretationRecord
+from ...stats import mean_std
+from ..rows import load_rows
+from .config import InterpretationsConfig, config_from_dict
+from .plots import plot_original_vs_top
+from .records import InterpretationRow
 
 __all__ = [
+    "NOTICEABLE",
     "PAPER",
-    "SEGMENT_SETS",
-    "InterpretationRow",
-    "InterpretationsConfig",
-    "WalkRecord",
-    "choose_segments",
-    "plot_original_vs_top",
-    "run_interpretations",
+    "PAPER_HARDWARE",
     "summarize",
     "tables_from_rows",
     "write_tables",
 ]
 
-SEGMENT_SETS = ("all", "one", "q2")
-#: the masked LM trained for issue 14 (item 1), used when it is in the cache
-MLM_PREFERRED = "minilm-mlm-hatexplain"
-MLM_FALLBACK = "minilm-mlm-full"
 
 #: the final paper's numbers (reference 003, section 4); MHS is its hate-speech data set
 PAPER: dict[str, dict[str, Any]] = {
@@ -104,385 +65,13 @@ PAPER: dict[str, dict[str, Any]] = {
         "seconds_per_segment_iteration": "0.310 (0.074)",
     },
 }
+
+
 PAPER_HARDWARE = "one NVIDIA H100 (paper)"
+
+
 # M2 beside the paper's count: inversions in which some class reaches this probability
 NOTICEABLE = 0.01
-
-
-def paper_final_walk() -> ExploreConfig:
-    """The final version's walk (reference 003, section 2): its step rule and box projected
-    after every step, the identity metric on the logits, K = 1000, every 10th point measured."""
-    return ExploreConfig(
-        steps=1000,
-        step_rule="paper-final",
-        box="embedding-bounds",
-        projection="step",
-        output_metric="euclidean-logits",
-        max_step=None,
-        record_every=10,
-        jacobian_reuse="off",
-        compile=False,
-    )
-
-
-@dataclass
-class InterpretationsConfig:
-    model: str = field(
-        metadata={
-            "help": "an image classifier (ViT, with --data an IDX folder) or a sequence "
-            "classifier (with --data a HateXplain JSONL): a directory or a cached name",
-            "metavar": "DIR|NAME",
-        }
-    )
-    data: str = field(
-        metadata={"help": "IDX folder of the images, or HateXplain JSONL", "metavar": "PATH"}
-    )
-    out: str = field(metadata={"metavar": "DIR"})
-    mlm: str = field(
-        default="auto",
-        metadata={
-            "help": "text: masked LM decoding the explored embeddings; auto = "
-            f"{MLM_PREFERRED} if it is in the cache, else {MLM_FALLBACK} (the one used is "
-            "recorded in config.json)",
-            "metavar": "DIR|NAME",
-        },
-    )
-    images: int = field(
-        default=10,
-        metadata={"help": "images: one per class, classes 0..N-1", "metavar": "N", "min": 1},
-    )
-    posts: int = field(default=8, metadata={"metavar": "N", "min": 1})
-    repetitions: int = field(
-        default=3, metadata={"help": "walks per input (seeds)", "metavar": "R", "min": 1}
-    )
-    etas: tuple[float, ...] = field(
-        default=(1.0, 10.0),
-        metadata={"help": "the step rule's eta values", "metavar": "ETA,..."},
-    )
-    segment_sets: tuple[str, ...] = field(
-        default=SEGMENT_SETS,
-        metadata={
-            "help": "all = every patch/token; one = the top-attribution one; q2 = those above "
-            "the input's median attribution",
-            "choices": SEGMENT_SETS,
-        },
-    )
-    attribution: str = field(
-        default="relevancy",
-        metadata={
-            "help": "explainer choosing the one/q2 segments (relevancy: Chefer et al., the "
-            "paper's code)",
-            "choices": explainer_names,
-        },
-    )
-    max_tokens: int = field(
-        default=40, metadata={"help": "text: skip posts with more word pieces", "min": 1}
-    )
-    dataset: str = field(default="mnist", metadata={"choices": ("mnist", "fashion-mnist")})
-    seed: int = 0
-    device: str = "cpu"
-    #: every walk's settings: the final version's (``paper_final_walk``); algorithm, eta and
-    #: segments are set per walk, jacobian_reuse applies to SiMEC only
-    explore: ExploreConfig = field(default_factory=lambda: paper_final_walk())
-
-    def explore_config(self, algorithm: str, eta: float, segments: Sequence[int]) -> ExploreConfig:
-        return replace(
-            self.explore,
-            algorithm=algorithm,
-            eta=eta,
-            segments=tuple(segments),
-            jacobian_reuse=self.explore.jacobian_reuse if algorithm == "simec" else "off",
-        )
-
-
-#: the walk settings a config.json written before ``explore`` was nested held at its top level
-FLAT_WALK_KEYS = (
-    "steps",
-    "record_every",
-    "jacobian_reuse",
-    "step_rule",
-    "box",
-    "projection",
-    "output_metric",
-    "max_step",
-)
-
-
-def config_from_dict(saved: dict[str, Any]) -> InterpretationsConfig:
-    """The config of a saved ``config.json`` (either form, ``upgrade_config``)."""
-    saved = upgrade_config(saved)
-    walk: dict[str, Any] = {
-        k: tuple(v) if isinstance(v, list) else v for k, v in saved["explore"].items()
-    }
-    return InterpretationsConfig(
-        **{
-            **saved,
-            "etas": tuple(saved["etas"]),
-            "segment_sets": tuple(saved["segment_sets"]),
-            "explore": ExploreConfig(**walk),
-        }
-    )
-
-
-def upgrade_config(saved: dict[str, Any]) -> dict[str, Any]:
-    """A saved config (``asdict``) in today's form: one written before ``explore`` was nested
-    has its walk settings (``FLAT_WALK_KEYS``) moved into ``explore``."""
-    if "explore" in saved:
-        return saved
-    flat = {k: saved[k] for k in FLAT_WALK_KEYS if k in saved}
-    walk = asdict(replace(paper_final_walk(), **flat))
-    return {**{k: v for k, v in saved.items() if k not in FLAT_WALK_KEYS}, "explore": walk}
-
-
-@dataclass(frozen=True)
-class WalkRecord:
-    """One walk of a row and its measures (``InterpretationRecord.to_dict``, rounded)."""
-
-    algorithm: str
-    seconds: float  # the walk's wall time
-    measure_seconds: float  # decoding and re-classifying its stored points
-    steps_completed: int
-    stop_reason: str
-    seconds_per_iteration: float
-    seconds_per_segment_iteration: float  # the paper's "per patch/token per iteration"
-    measures: dict[str, Any]
-
-    def record(self) -> InterpretationRecord:
-        return InterpretationRecord.from_dict(self.measures)
-
-
-@dataclass(frozen=True)
-class InterpretationRow:
-    """SiMEC and SiMExp on one input, repetition, eta and segment set (``out/rows/*.json``)."""
-
-    kind: str  # vision | text
-    input_id: str
-    index: int  # in the data set
-    label: int
-    predicted: int  # on the original input
-    repetition: int
-    seed: int
-    eta: float
-    segment_set: str
-    segments: list[int]
-    simec: WalkRecord
-    simexp: WalkRecord
-    rho_v: list[float | None]  # M4 per explored segment (None: not finite)
-    load_average: list[float]  # 1/5/15-minute load averages when the row was done
-
-
-# ---- inputs -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Input:
-    key: str
-    index: int
-    label: int
-    raw: Any
-
-
-@dataclass(frozen=True)
-class _Task:
-    kind: str
-    adapter: Any
-    inputs: list[_Input]
-    special: frozenset[str]
-    interpreter: Callable[[ExplorationResult, Any], Interpreter]
-    mlm: str | None
-
-
-def resolve_mlm(name: str) -> str:
-    """``auto`` -> the preferred masked LM if it is in the cache, else the fallback."""
-    if name != "auto":
-        return name
-    preferred = cache_dir() / "models" / MLM_PREFERRED / "config.json"
-    return MLM_PREFERRED if preferred.is_file() else MLM_FALLBACK
-
-
-def _images(cfg: InterpretationsConfig) -> list[_Input]:
-    from ..data import load_idx_dataset
-
-    data = load_idx_dataset(cfg.data, split="test", kind=cfg.dataset)
-    split_file = resolve_model_path(cfg.model) / "split.json"
-    pool = np.arange(len(data))
-    if split_file.is_file():  # the shipped models: images they were not trained on
-        pool = np.array(json.loads(split_file.read_text())["validation_indices"])
-    chosen = []
-    for cls in range(cfg.images):
-        hits = [int(i) for i in pool if int(data.labels[i]) == cls]
-        if not hits:
-            raise InputError(f"{cfg.data} has no image of class {cls} to explore")
-        i = hits[0]
-        chosen.append(_Input(f"{i:05d}", i, cls, data.images[i]))
-    return chosen
-
-
-def _posts(cfg: InterpretationsConfig, adapter: HFSequenceClassifierAdapter) -> list[_Input]:
-    from ..data import load_hatexplain_posts
-
-    data = load_hatexplain_posts(cfg.data, labels=("hate speech", "offensive"))
-    chosen = []
-    for position, (text, label, pid) in enumerate(zip(data.texts, data.labels, data.ids)):
-        if len(adapter.tokenizer(text)["input_ids"]) <= cfg.max_tokens:
-            chosen.append(_Input(str(pid), position, int(label), text))
-        if len(chosen) == cfg.posts:
-            break
-    if not chosen:
-        raise InputError(f"no hate-speech/offensive post has at most {cfg.max_tokens} tokens")
-    return chosen
-
-
-def _check(cfg: InterpretationsConfig) -> None:
-    if not cfg.etas or any(
-        not (isinstance(e, (int, float)) and 0 < e < math.inf) for e in cfg.etas
-    ):
-        raise InputError(f"etas must be positive numbers, got {cfg.etas!r}")
-    if len(set(cfg.etas)) != len(cfg.etas):
-        raise InputError(f"etas has repeated values: {cfg.etas!r}")
-    bad = [s for s in cfg.segment_sets if s not in SEGMENT_SETS]
-    if not cfg.segment_sets or bad:
-        raise InputError(f"segment_sets must be taken from {list(SEGMENT_SETS)}, got {bad or '()'}")
-    if cfg.attribution not in explainer_names():
-        raise InputError(f"attribution {cfg.attribution!r} is not one of {explainer_names()}")
-    walk = cfg.explore
-    for name, value in (
-        *((n, getattr(cfg, n)) for n in ("images", "posts", "repetitions")),
-        *((n, getattr(walk, n)) for n in ("steps", "record_every")),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InputError(f"{name} must be a positive whole number, got {value!r}")
-    if walk.record_every > walk.steps:
-        raise InputError(f"record_every={walk.record_every} exceeds steps={walk.steps}")
-    cfg.explore_config("simec", cfg.etas[0], (0,)).validate()  # the explorer's own checks
-    if not Path(cfg.data).exists():
-        raise InputError(f"--data {cfg.data} does not exist")
-
-
-def _task(cfg: InterpretationsConfig) -> _Task:
-    adapter: Any = load_adapter(cfg.model, device=cfg.device)  # narrowed by its modality
-    if adapter.modality == "image":
-        if Path(cfg.data).is_file():
-            raise InputError(f"{cfg.model} classifies images: --data must be an IDX folder")
-        from ..interpret import ViTDecoder
-
-        decoder = ViTDecoder(adapter)
-
-        def vision(result: ExplorationResult, raw: Any) -> Interpreter:
-            return vision_interpreter(adapter, raw, result.explored_segments, decoder=decoder)
-
-        return _Task("vision", adapter, _images(cfg), frozenset({"[CLS]"}), vision, None)
-    if adapter.modality == "text":
-        if Path(cfg.data).is_dir():
-            raise InputError(f"{cfg.model} classifies text: --data must be a HateXplain JSONL")
-        from ..interpret.decode_text import MLMDecoder
-
-        mlm_name = resolve_mlm(cfg.mlm)
-        mlm_adapter = as_masked_lm(load_adapter(mlm_name, device=cfg.device))
-        if mlm_adapter is None:
-            raise InputError(f"--mlm {mlm_name} is not a masked LM (a *ForMaskedLM model)")
-        mlm = MLMDecoder(mlm_adapter)
-
-        def text(result: ExplorationResult, raw: Any) -> Interpreter:
-            prepared = adapter.prepare(raw)
-            return text_interpreter(adapter, prepared, mlm, result.explored_segments)
-
-        special = frozenset(adapter.tokenizer.all_special_tokens)
-        return _Task("text", adapter, _posts(cfg, adapter), special, text, mlm_name)
-    raise InputError(f"{cfg.model} is neither an image nor a sequence classifier")
-
-
-# ---- one row -------------------------------------------------------------------------------
-
-
-def choose_segments(
-    scores: Sequence[float], names: Sequence[str], special: frozenset[str] | set[str]
-) -> dict[str, list[int]]:
-    """The explored segments of each set: ``all`` (every non-special segment), ``one`` (the
-    highest score) and ``q2`` (scores strictly above the median of the non-special ones)."""
-    candidates = [i for i, name in enumerate(names) if name not in special]
-    if not candidates:
-        raise InputError("the input has no segment to explore (all are special)")
-    values = np.array([float(scores[i]) for i in candidates])
-    median = float(np.median(values))
-    top = candidates[int(np.argmax(values))]
-    q2 = [i for i, v in zip(candidates, values) if v > median] or [top]
-    return {"all": candidates, "one": [top], "q2": q2}
-
-
-def _rounded(value: Any) -> Any:
-    if isinstance(value, float):
-        return float(f"{value:.6g}")
-    if isinstance(value, list):
-        return [_rounded(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _rounded(v) for k, v in value.items()}
-    return value
-
-
-def _walk(
-    task: _Task, item: _Input, ecfg: ExploreConfig, seed: int
-) -> tuple[WalkRecord, ExplorationResult]:
-    result = explore(task.adapter, item.raw, ecfg, seed=seed)
-    if result.stop_reason.startswith("interrupted"):  # Ctrl-C: keep no partial row
-        raise KeyboardInterrupt
-    t0 = time.perf_counter()
-    record = measure_run(result, task.interpreter(result, item.raw))
-    done = max(result.steps_completed, 1)
-    walk = WalkRecord(
-        algorithm=ecfg.algorithm,
-        seconds=result.elapsed_seconds,
-        measure_seconds=time.perf_counter() - t0,
-        steps_completed=result.steps_completed,
-        stop_reason=result.stop_reason,
-        seconds_per_iteration=result.elapsed_seconds / done,
-        seconds_per_segment_iteration=result.elapsed_seconds / done / len(ecfg.segments or ()),
-        measures=_rounded(record.to_dict()),
-    )
-    return walk, result
-
-
-def _row(
-    task: _Task,
-    cfg: InterpretationsConfig,
-    item: _Input,
-    predicted: int,
-    segments: list[int],
-    *,
-    repetition: int,
-    eta: float,
-    segment_set: str,
-) -> InterpretationRow:
-    seed = cfg.seed + 1000 * repetition + item.index
-    walks = {}
-    results = {}
-    for algorithm in ("simec", "simexp"):
-        ecfg = cfg.explore_config(algorithm, eta, segments)
-        walks[algorithm], results[algorithm] = _walk(task, item, ecfg, seed)
-    rho = run_volume_ratios(results["simexp"], results["simec"])
-    return InterpretationRow(
-        kind=task.kind,
-        input_id=item.key,
-        index=item.index,
-        label=item.label,
-        predicted=predicted,
-        repetition=repetition,
-        seed=seed,
-        eta=float(eta),
-        segment_set=segment_set,
-        segments=list(segments),
-        simec=walks["simec"],
-        simexp=walks["simexp"],
-        rho_v=[float(f"{v:.6g}") if math.isfinite(v) else None for v in rho],
-        load_average=[round(v, 2) for v in os.getloadavg()],
-    )
-
-
-def _row_name(key: str, repetition: int, eta: float, segment_set: str) -> str:
-    return f"{key}-r{repetition}-eta{eta:g}-{segment_set}.json"
-
-
-# ---- tables --------------------------------------------------------------------------------
 
 
 def _group(
@@ -512,34 +101,6 @@ def _curves(group: list[tuple[InterpretationRow, InterpretationRecord]]) -> dict
         "top_mean": t_arr.mean(axis=0),
         "top_sd": sd(t_arr),
     }
-
-
-def plot_original_vs_top(
-    curves: dict[str, dict[str, np.ndarray]], *, ax: Any = None, title: str | None = None
-) -> tuple[Any, Any]:
-    """M1: mean ± sd over runs of p(original class) (solid) and max_c p(c) (dashed) along the
-    walks, one colour per algorithm (``curves``: name -> ``_curves`` output)."""
-    from ..report import plots
-
-    if ax is None:
-        fig, ax = plots.subplots(figsize=(6, 3.4))
-    else:
-        fig = ax.figure
-    for n, (name, c) in enumerate(curves.items()):
-        colour = f"C{n}"
-        for key, style in (("orig", "-"), ("top", "--")):
-            mean, sd = c[f"{key}_mean"], c[f"{key}_sd"]
-            label = f"{name} {'original class' if key == 'orig' else 'top class'}"
-            ax.plot(c["steps"], mean, style, color=colour, label=label)
-            ax.fill_between(c["steps"], mean - sd, mean + sd, color=colour, alpha=0.12)
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("probability (from embeddings)")
-    ax.set_ylim(-0.02, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title, fontsize=10)
-    return fig, ax
 
 
 def _per_1000(rec: InterpretationRecord, count: int) -> float:
@@ -832,75 +393,11 @@ def summarize(rows: Sequence[InterpretationRow], cfg: InterpretationsConfig) -> 
     return "\n".join(parts)
 
 
-# ---- the run -------------------------------------------------------------------------------
-
-
-def run_interpretations(cfg: InterpretationsConfig, *, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) the experiment; writes rows/, table.md, results.json and the M1 figures
-    ``m1_<set>_eta<eta>.png``. Returns the aggregate (paths and counts)."""
-    from ..report.plots import save_figure
-
-    _check(cfg)
-    task = _task(cfg)
-    if task.mlm is not None:
-        cfg = replace(cfg, mlm=task.mlm)  # the masked LM used, recorded in config.json
-    out = Path(cfg.out)
-    (out / "rows").mkdir(parents=True, exist_ok=True)
-    start_or_resume(out, cfg, upgrade=upgrade_config)
-    # segment sets per input, from the attribution method (cheap: one explanation each)
-    chosen: dict[str, tuple[int, dict[str, list[int]]]] = {}
-    for item in task.inputs:
-        explanation = explain(task.adapter, item.raw, cfg.attribution)
-        names = explanation.segment_names
-        chosen[item.key] = (
-            explanation.target,
-            choose_segments(explanation.scores.tolist(), names, task.special),
-        )
-    # input-major within a repetition: a stopped run has every (eta, set) cell for its inputs
-    jobs = [
-        (rep, eta, s, item)
-        for rep in range(cfg.repetitions)
-        for item in task.inputs
-        for eta in cfg.etas
-        for s in cfg.segment_sets
-    ]
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(jobs), desc="interpretations", unit="row")
-
-    def maker(rep: int, eta: float, s: str, item: _Input) -> Callable[[], InterpretationRow]:
-        predicted, sets = chosen[item.key]
-        return lambda: _row(
-            task, cfg, item, predicted, sets[s], repetition=rep, eta=eta, segment_set=s
-        )
-
-    try:  # several processes may share the folder: each row is made by one of them
-        make_rows(
-            [
-                (out / "rows" / _row_name(item.key, rep, eta, s), maker(rep, eta, s, item))
-                for rep, eta, s, item in jobs
-            ],
-            done=None if bar is None else lambda: bar.update(1),
-        )
-    finally:
-        if bar is not None:
-            bar.close()
-    wanted = {_row_name(item.key, rep, eta, s) for rep, eta, s, item in jobs}
-    rows = [
-        r
-        for r in load_rows(out / "rows", InterpretationRow)
-        if _row_name(r.input_id, r.repetition, r.eta, r.segment_set) in wanted
-    ]
-    return write_tables(rows, cfg, out, save_figure=save_figure)
-
-
 def tables_from_rows(out: str | Path, *, repetitions: int | None = None) -> dict[str, Any]:
     """Rewrite table.md, results.json and the figures of ``out`` from the rows it holds (for
     a run that was stopped: nothing is computed); ``repetitions``: only the rows of the first
     that many repetitions (e.g. the complete ones)."""
-    from ..report.plots import save_figure
+    from ...report.plots import save_figure
 
     folder = Path(out)
     try:
