@@ -28,7 +28,7 @@ from torch import Tensor
 from ..geometry.jacobian import batched_jacobian, jacobian
 from ..geometry.pullback import pullback_factors
 from ..geometry.spectrum import lowrank_spectra, pullback_spectrum
-from .model_input import BatchInputs, Batching, ModelInput, split_extras, stacked_inputs
+from .model_input import Batching, BatchInputs, ModelInput, split_extras, stacked_inputs
 from .stepper import Evaluation, Status
 from .walker import Walker
 

@@ -70,10 +70,7 @@ def stacked_inputs(
     return (
         torch.stack([p.embeddings for p in preps]),
         {k: torch.stack([p.model_inputs[k] for p in preps]) for k in preps[0].model_inputs},
-        {
-            k: torch.stack([split_extras(p)[0][k] for p in preps])
-            for k in split_extras(preps[0])[0]
-        },
+        {k: torch.stack([split_extras(p)[0][k] for p in preps]) for k in split_extras(preps[0])[0]},
     )
 
 

@@ -29,6 +29,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Input:
+    """One input of the run: its key (row file names), index in the data set, label, raw input."""
+
     key: str
     index: int
     label: int
@@ -37,6 +39,8 @@ class Input:
 
 @dataclass(frozen=True)
 class Task:
+    """The model, the inputs, the special segments never explored and how a walk is decoded."""
+
     kind: str
     adapter: Any
     inputs: list[Input]
