@@ -189,7 +189,7 @@ def test_explore_interpretations_of_an_image(vit_dir, image, tmp_path, capsys):
     import torch
 
     from simec.interpret import ViTDecoder
-    from simec.interpret.run_measures import InterpretationRecord
+    from simec.interpret.walk_measures import InterpretationRecord
     from simec.models import load_adapter
 
     np.save(tmp_path / "digit.npy", image)
@@ -223,7 +223,7 @@ def test_explore_interpretations_of_an_image(vit_dir, image, tmp_path, capsys):
 
 
 def test_explore_interpretations_of_a_text_give_the_text_back_at_step_0(bert_dir, tmp_path):
-    from simec.interpret.run_measures import InterpretationRecord
+    from simec.interpret.walk_measures import InterpretationRecord
 
     out = tmp_path / "text"
     argv = ["explore", "--model", str(bert_dir), "--input", "the dog is good", "--steps", "4"]

@@ -30,9 +30,9 @@ from simec.experiments.vit_exploration import VitExplorationConfig
 from simec.explore.config import ALGORITHMS, ExploreConfig, parse_segments
 from simec.geometry.metrics import output_metric_names
 from simec.runs import DatasetOptions, ModelSpec
+from simec.structure.commands import LipschitzConfig, MatchConfig, SpectrumConfig
 from simec.structure.equivalence import EquivalenceConfig
 from simec.structure.equivalence_run import PairOptions
-from simec.structure.run import LipschitzConfig, MatchConfig, SpectrumConfig
 from simec.train.mlm import MLMTrainConfig
 from simec.train.text import MLMHeadTrainConfig, TextClassifierTrainConfig
 from simec.train.vit import ViTTrainConfig

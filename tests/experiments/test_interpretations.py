@@ -252,6 +252,7 @@ def test_an_interrupted_walk_leaves_no_row_and_tables_come_from_the_rows_made(
     mnist_vit_dir, fake_mnist, tmp_path, monkeypatch
 ):
     import simec.experiments.interpretations as exp
+    import simec.experiments.interpretations.run as run_module
 
     out = tmp_path / "exp"
     cfg = InterpretationsConfig(
@@ -264,7 +265,7 @@ def test_an_interrupted_walk_leaves_no_row_and_tables_come_from_the_rows_made(
         etas=(10.0,),
         segment_sets=("one", "q2"),
     )
-    real = exp.explore
+    real = run_module.explore
     calls = {"n": 0}
 
     def explore_then_stop(*args, **kwargs):  # Ctrl-C during the third walk (row 2, SiMEC)
@@ -274,7 +275,7 @@ def test_an_interrupted_walk_leaves_no_row_and_tables_come_from_the_rows_made(
             return replace(result, stop_reason="interrupted at step 2")
         return result
 
-    monkeypatch.setattr(exp, "explore", explore_then_stop)
+    monkeypatch.setattr(run_module, "explore", explore_then_stop)
     with pytest.raises(KeyboardInterrupt):
         run_interpretations(cfg, progress=False)
     assert [p.name for p in (out / "rows").glob("*.json")] == ["00000-r0-eta10-one.json"]

@@ -22,8 +22,8 @@ from simec.cli import build_parser
 from simec.cli import explore as explore_cli
 from simec.errors import InputError
 from simec.explore import ExplorationResult, ExploreConfig
-from simec.explore.closure import model_function
 from simec.explore.config import REUSE_AUTO_MAX_AGE, parse_reuse
+from simec.explore.model_function import model_function
 from simec.explore.reuse import Basis, Fidelity, Reuse, null_space_angle
 from simec.explore.segments import Segments
 from simec.geometry.metrics import get_output_metric
@@ -384,7 +384,7 @@ def test_the_cache_of_model_functions_does_not_keep_an_adapter_alive():
 
 def _one_at_a_time(monkeypatch):
     """``ModelFunction.many`` without batching: the points one call each, in order."""
-    from simec.explore.closure import ModelFunction
+    from simec.explore.model_function import ModelFunction
 
     def many(self, points):
         with torch.no_grad():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from simec import TorchAdapter, from_model
-from simec.explore.closure import model_function
+from simec.explore.model_function import model_function
 from simec.explore.segments import Segments
 from simec.geometry.metrics import get_output_metric
 from simec.models import HFSequenceClassifierAdapter

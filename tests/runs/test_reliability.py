@@ -189,12 +189,12 @@ def test_sigterm_keeps_finished_work_and_resume_does_the_rest(vit_dir, idx_data,
 def no_model_loading(monkeypatch):
     """Loading a model is the first costly step: a bad --out must be refused before it."""
     import simec.models
-    import simec.structure.run
+    import simec.structure.commands
 
     def refuse(*args, **kwargs):
         raise AssertionError("the model was loaded before --out was checked")
 
-    for module in (simec.models, simec.structure.run):
+    for module in (simec.models, simec.structure.commands):
         monkeypatch.setattr(module, "load_adapter", refuse)
 
 

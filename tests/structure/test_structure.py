@@ -127,7 +127,7 @@ def test_each_analysis_is_a_function_of_its_own_config(mnist_vit_dir, fake_mnist
     import dataclasses
     import json
 
-    from simec.structure.run import MatchConfig, SpectrumConfig, structure_spectrum
+    from simec.structure.commands import MatchConfig, SpectrumConfig, structure_spectrum
 
     cfg = SpectrumConfig(
         model=str(mnist_vit_dir), data=str(fake_mnist), out=str(tmp_path / "s"), count=2, seed=3

@@ -235,7 +235,7 @@ def _interpreter_factory(
 ) -> Any:
     """``--interpretations``: check the options and load the decoder before the walk; returns
     result -> Interpreter (the explored segments are known once the walk has run)."""
-    from ..interpret.run_measures import text_interpreter, vision_interpreter
+    from ..interpret.walk_measures import text_interpreter, vision_interpreter
     from ..models import as_masked_lm, load_adapter
 
     if adapter.modality == "image":
@@ -273,7 +273,7 @@ def _interpreter_factory(
 
 
 def _write_interpretations(result: Any, interpreter: Any, out: Path) -> None:
-    from ..interpret.run_measures import measure_run
+    from ..interpret.walk_measures import measure_run
 
     try:
         record = measure_run(result, interpreter)

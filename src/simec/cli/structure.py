@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..registry import Registry
-from ..structure.run import (
+from ..structure.commands import (
     LipschitzConfig,
     MatchConfig,
     SpectrumConfig,

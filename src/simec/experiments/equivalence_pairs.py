@@ -88,7 +88,7 @@ def _row(
     adapter: Any, images: np.ndarray, predicted: np.ndarray, kind: str, n: int, i: int, j: int, cfg
 ) -> PairRow:
     from ..explore import explore
-    from ..structure.core import match_embedding, vision_embedding_fn
+    from ..structure.analyses import match_embedding, vision_embedding_fn
     from ..structure.equivalence import Embedded, EquivalenceConfig
     from ..structure.equivalence_run import compare_pair
 

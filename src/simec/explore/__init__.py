@@ -6,8 +6,9 @@ pure), ``policy`` (accept / retry / stop), ``walk`` (a walk as a list of frozen 
 paper's: a fresh Jacobian every step), ``driver`` (the one walk loop: batched Jacobians and
 spectra), ``segments`` (Algorithm 4), ``box`` (the feasible box, line 11), ``corrector``,
 ``reuse`` (Jacobian reuse: predictor-corrector continuation as its own stepper, its refresh
-rules and the ``Fidelity`` record), ``closure`` (one model function
-per adapter and input), ``summary`` (walk -> ``ExplorationResult``), ``explorer``
+rules and the ``Fidelity`` record), ``model_function`` (one model
+function per adapter and input), ``model_input`` (the model's whole input at the explored rows;
+whether a model can be run as a batch), ``summary`` (walk -> ``ExplorationResult``), ``explorer``
 (``explore``, ``explore_batch``), ``config``, ``result``, ``perturbation`` (the baseline).
 """
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import fields, replace
 from itertools import chain
 from typing import Any
 
@@ -29,7 +28,7 @@ from torch import Tensor
 from ..geometry.jacobian import batched_jacobian, jacobian
 from ..geometry.pullback import pullback_factors
 from ..geometry.spectrum import lowrank_spectra, pullback_spectrum
-from ..models.base import PreparedInput
+from .model_input import Batching, BatchInputs, ModelInput, split_extras, stacked_inputs
 from .stepper import Evaluation, Status
 from .walker import Walker
 
@@ -168,12 +167,6 @@ def single_jacobian(walk: Walker, use_compile: bool) -> JacobianFn:
     return fn
 
 
-def _split_extras(prepared: PreparedInput) -> tuple[dict[str, Any], dict[str, Any]]:
-    extras = getattr(prepared, "extras", None) or {}
-    tensors = {k: v for k, v in extras.items() if isinstance(v, Tensor)}
-    return tensors, {k: v for k, v in extras.items() if k not in tensors}
-
-
 def _signature(value: Any) -> Any:
     if isinstance(value, Tensor):
         return ("tensor", tuple(value.shape), str(value.dtype), str(value.device))
@@ -187,7 +180,7 @@ def _signature(value: Any) -> Any:
 def batch_key(walk: Walker) -> tuple:
     """Walks with equal keys can share one batched Jacobian (same shapes, same fixed values)."""
     p = walk.setup.prepared
-    tensors, others = _split_extras(p)
+    tensors, others = split_extras(p)
     return (
         tuple(p.embeddings.shape),
         tuple(walk.setup.segments.rows.tolist()),
@@ -197,37 +190,17 @@ def batch_key(walk: Walker) -> tuple:
     )
 
 
-def _stacked_inputs(
-    active: list[Walker],
-) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
-    preps = [w.setup.prepared for w in active]
-    return (
-        torch.stack([p.embeddings for p in preps]),
-        {k: torch.stack([p.model_inputs[k] for p in preps]) for k in preps[0].model_inputs},
-        {
-            k: torch.stack([_split_extras(p)[0][k] for p in preps])
-            for k in _split_extras(preps[0])[0]
-        },
-    )
-
-
 def batched_jacobian_fn(group: list[Walker]) -> JacobianFn:
     """The Jacobians of a group of walks with one ``batch_key``, as one batch."""
     template = group[0].setup
     adapter, metric, cfg = template.adapter, template.metric, template.cfg
-    segments = template.segments
-    _, static_extras = _split_extras(template.prepared)
-    has_extras = any(f.name == "extras" for f in fields(template.prepared))
+    batch = BatchInputs(ModelInput(template.prepared, template.segments))
     use_compile = cfg.use_compile()  # one graph per batch shape (a stopped walk shrinks it)
 
     def per_input(
         xs: Tensor, x0: Tensor, inputs: dict[str, Tensor], extras: dict[str, Tensor]
     ) -> tuple[Tensor, Tensor]:
-        point = xs if segments.all_rows else x0.index_copy(0, segments.rows, xs)
-        changes: dict[str, Any] = {"embeddings": x0, "model_inputs": inputs}
-        if has_extras:
-            changes["extras"] = {**static_extras, **extras}
-        logits = adapter.logits(point, replace(template.prepared, **changes))
+        logits = adapter.logits(*batch.per_input(xs, x0, inputs, extras))
         return metric.output(logits), logits
 
     cache: dict[tuple[int, ...], tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]] = {}
@@ -236,7 +209,7 @@ def batched_jacobian_fn(group: list[Walker]) -> JacobianFn:
         key = tuple(id(w) for w in active)
         if key not in cache:  # the active set changes only when a walk stops
             cache.clear()
-            cache[key] = _stacked_inputs(active)
+            cache[key] = stacked_inputs([w.setup.prepared for w in active])
         x0s, inputs, extras = cache[key]
         xs = torch.stack([w.x for w in active])
         y, jac, logits = batched_jacobian(  # type: ignore[misc]
@@ -267,17 +240,14 @@ def drive_group(group: list[Walker], bar: Any) -> None:
         drive(group, single_jacobian(group[0], group[0].cfg.use_compile()), bar)
         return
     batched = batched_jacobian_fn(group)
-    first = {"call": True}
+    batching = Batching(first_call_only=True)
+
+    def refused() -> tuple[Tensor, Tensor, Tensor]:
+        assert batching.cause is not None
+        raise _NotBatchable(batching.cause) from batching.cause
 
     def fn(active: list[Walker]) -> tuple[Tensor, Tensor, Tensor]:
-        try:
-            return batched(active)
-        except (RuntimeError, NotImplementedError) as exc:
-            if not first["call"]:
-                raise
-            raise _NotBatchable(exc) from exc
-        finally:
-            first["call"] = False
+        return batching.run(lambda: batched(active), refused)
 
     try:
         drive(group, fn, bar)

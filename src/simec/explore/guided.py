@@ -41,9 +41,9 @@ from ..geometry.jacobian import jacobian
 from ..geometry.metrics import get_output_metric
 from ..geometry.spectrum import PullbackSpectrum, pullback_spectrum
 from ..models.base import ModelAdapter, PreparedInput
-from .closure import model_function
 from .config import RULES, ExploreConfig
 from .corrector import Corrector
+from .model_function import model_function
 from .result import ExplorationResult
 from .segments import Segments
 

@@ -47,9 +47,11 @@ class Segments:
         rows = resolve_rows(segments, x0.shape[0], x0.device)
         return cls(x0, rows, len(rows) == x0.shape[0])
 
-    def full(self, xs: Tensor) -> Tensor:
-        """The whole input: the explored rows ``xs`` (|P|, width) written into x0 (line 7)."""
-        return xs if self.all_rows else self.x0.index_copy(0, self.rows, xs)
+    def full(self, xs: Tensor, x0: Tensor | None = None) -> Tensor:
+        """The whole input: the explored rows ``xs`` (|P|, width) written into x0 (line 7);
+        ``x0``: another input's embeddings with the same rows (one input of a batch)."""
+        x0 = self.x0 if x0 is None else x0
+        return xs if self.all_rows else x0.index_copy(0, self.rows, xs)
 
     def full_many(self, xs: Tensor) -> Tensor:
         """``full`` of B points at once: (B, |P|, width) -> (B, segments, width)."""

@@ -30,9 +30,9 @@ from ..errors import InputError
 from ..geometry.metrics import OutputMetric
 from ..models.base import ModelAdapter, PreparedInput
 from .box import Box, embedding_bounds, project, resolve_box
-from .closure import ModelFunction, model_function
 from .config import RULES, ExploreConfig
 from .corrector import Corrector
+from .model_function import ModelFunction, model_function
 from .proposal import Proposal, StepRule, move, propose
 from .segments import Segments
 from .walk import Walk

@@ -22,7 +22,7 @@ from ..errors import InputError, ModelError
 from ..models import as_image_model, load_adapter
 from ..report import plots
 from ..stats import mean_std
-from .core import (
+from .analyses import (
     KINDS,
     LIPSCHITZ_ASCENT_STEPS,
     LIPSCHITZ_DIRECTIONS,

@@ -23,6 +23,7 @@ from torch import Tensor
 from ..geometry.jacobian import quiet_vmap
 from ..geometry.metrics import OutputMetric
 from ..models.base import ModelAdapter, PreparedInput
+from .model_input import Batching, ModelInput
 from .segments import Segments
 
 __all__ = ["ModelFunction", "model_function"]
@@ -48,7 +49,8 @@ class ModelFunction:
         except TypeError:
             self._adapter = lambda: adapter
         self.prepared, self.segments, self.metric = prepared, segments, metric
-        self.batches = True  # ``many`` runs one batch (until the model refuses)
+        self.model_input = ModelInput(prepared, segments)
+        self.batching = Batching()  # ``many`` runs one batch (until the model refuses)
 
     @property
     def adapter(self) -> ModelAdapter:
@@ -58,25 +60,24 @@ class ModelFunction:
         return adapter
 
     def __call__(self, xs: Tensor) -> tuple[Tensor, Tensor]:
-        logits = self.adapter.logits(self.segments.full(xs), self.prepared)
+        logits = self.adapter.logits(*self.model_input.at(xs))
         return self.metric.output(logits), logits
 
     def many(self, points: Tensor) -> tuple[tuple[Tensor, Tensor], int]:
         """((y, logits) at each of the points (m, |P|, width), stacked; model calls made):
         one batch (the adapter's ``logits_many``), or one call per point for a model that
-        cannot be run as a batch (found at the first try, then remembered)."""
+        cannot be run as a batch (``Batching``: found at a batched call, then remembered)."""
         with torch.no_grad():
-            if self.batches:
-                try:
-                    with quiet_vmap():
-                        logits = self.adapter.logits_many(
-                            self.segments.full_many(points), self.prepared
-                        )
-                    ys = torch.stack([self.metric.output(row) for row in logits])
-                    return (ys, logits), 1
-                except (RuntimeError, NotImplementedError):  # as ``driver.drive_group``:
-                    self.batches = False  # e.g. a value read by Python: one point at a time
-            outs = [self(p) for p in points]
+            return self.batching.run(lambda: self._batch(points), lambda: self._each(points))
+
+    def _batch(self, points: Tensor) -> tuple[tuple[Tensor, Tensor], int]:
+        with quiet_vmap():
+            logits = self.adapter.logits_many(*self.model_input.at_many(points))
+        ys = torch.stack([self.metric.output(row) for row in logits])
+        return (ys, logits), 1
+
+    def _each(self, points: Tensor) -> tuple[tuple[Tensor, Tensor], int]:
+        outs = [self(p) for p in points]
         return (torch.stack([o[0] for o in outs]), torch.stack([o[1] for o in outs])), len(outs)
 
 

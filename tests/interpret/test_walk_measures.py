@@ -13,7 +13,7 @@ from simec.explore import explore
 from simec.interpret import measures as m
 from simec.interpret.decode_image import ViTDecoder
 from simec.interpret.decode_text import NearestTokenDecoder
-from simec.interpret.run_measures import (
+from simec.interpret.walk_measures import (
     InterpretationRecord,
     measure_run,
     run_volume_ratios,
