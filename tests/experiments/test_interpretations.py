@@ -2,6 +2,7 @@
 end to end on tiny models (vision and text), resume, refusals and bad input."""
 
 import json
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -313,3 +314,31 @@ def test_a_config_saved_before_explore_was_nested_still_resumes(tmp_path):
     other = replace(cfg, explore=replace(cfg.explore, steps=10))
     with pytest.raises(InputError, match="cannot resume"):
         start_or_resume(out, other, upgrade=upgrade_config)
+
+
+def test_m4_averages_repetitions_per_input_before_the_test():
+    from types import SimpleNamespace
+
+    from simec.experiments.interpretations import tables
+
+    # mean log10 rho_V per row; inputs a, b, c with two repetitions each
+    logs = {
+        ("a", 0): 1.0,
+        ("a", 1): 3.0,
+        ("b", 0): 0.5,
+        ("b", 1): 1.5,
+        ("c", 0): 3.0,
+        ("c", 1): 3.0,
+    }
+    rows = [
+        SimpleNamespace(eta=1.0, segment_set="all", input_id=i, repetition=k, rho_v=[10.0**v, None])
+        for (i, k), v in logs.items()
+    ]
+    cfg = SimpleNamespace(etas=(1.0,), segment_sets=("all",))
+    table = tables._m4_table(rows, cfg, tables.PAPER["vision"])  # type: ignore[arg-type]
+    cells = [c.strip() for c in table.splitlines()[2].split("|")]
+    # per input: 2, 1, 3 -> mean 2, sd 1, t = 2 / (1 / sqrt 3), df 2
+    assert cells[7].startswith(f"{2 * math.sqrt(3):.2f} (p = ") and cells[7].endswith("n = 3)")
+    by_rows = m.one_sample_t_test(list(logs.values()))
+    assert cells[8] == f"{by_rows['t']:.2f} (p = {by_rows['p']:.1e}, n = 6)"
+    assert cells[9] == "99.29"  # the paper's t for eta = 1

@@ -70,6 +70,10 @@ PAPER: dict[str, dict[str, Any]] = {
 PAPER_HARDWARE = "one NVIDIA H100 (paper)"
 
 
+# the eta beside which the main text's M1 values (Fig. 2a) are shown: the paper does not state
+# Fig. 2a's eta; its other main-text measures (M3, M7) are at eta = 10
+M1_MAIN_ETA = 10.0
+
 # M2 beside the paper's count: inversions in which some class reaches this probability
 NOTICEABLE = 0.01
 
@@ -125,10 +129,11 @@ def _m1_table(rows: Sequence[InterpretationRow], cfg: InterpretationsConfig, pap
                 orig = [rec.embedding_probabilities[-1][r.predicted] for r, rec in group]
                 top = [max(rec.embedding_probabilities[-1]) for _, rec in group]
                 cells.append(f"{_ms(orig)} / {_ms(top)}")
-            main = "all" if paper is PAPER["vision"] else "one"
+            # the main text's values (Fig. 2a) belong to one setting: shown at that eta only
+            main = s == ("all" if paper is PAPER["vision"] else "one") and eta == M1_MAIN_ETA
             pe, px = paper["m1_end"]["simec"], paper["m1_end"]["simexp"]
-            p_simec = f"{pe[0]:.3f} / {pe[1]:.3f}" if s == main else ""
-            p_simexp = f"{px[0]:.3f} / {px[1]:.3f}" if s == main else ""
+            p_simec = f"{pe[0]:.3f} / {pe[1]:.3f}" if main else ""
+            p_simexp = f"{px[0]:.3f} / {px[1]:.3f}" if main else ""
             if eta == 10 and s in paper["m1_simexp_eta10_orig"]:
                 p_simexp = f"{paper['m1_simexp_eta10_orig'][s]:.3f} / –"
             lines.append(
@@ -184,10 +189,11 @@ def _m2_table(rows: Sequence[InterpretationRow], cfg: InterpretationsConfig, pap
 
 def _rho_summary(
     rows: Sequence[InterpretationRow],
-) -> tuple[list[float], list[float], list[float]]:
+) -> tuple[list[float], list[float], list[float], list[str]]:
     """Per row: the mean of rho_V over its explored segments, log10 of their median, and the
-    mean of their log10 (log10 of the geometric mean: the paired test's sample)."""
-    means, logs, mean_logs = [], [], []
+    mean of their log10 (log10 of the geometric mean: the paired test's sample), with the
+    input of each mean log10 (to average a row's repetitions per input)."""
+    means, logs, mean_logs, inputs = [], [], [], []
     for r in rows:
         values = np.array([v for v in r.rho_v if v is not None], dtype=float)
         if len(values):
@@ -197,7 +203,8 @@ def _rho_summary(
             positive = values[values > 0]
             if len(positive):
                 mean_logs.append(float(np.log10(positive).mean()))
-    return means, logs, mean_logs
+                inputs.append(r.input_id)
+    return means, logs, mean_logs, inputs
 
 
 def _t_cell(values: Sequence[float]) -> str:
@@ -209,18 +216,19 @@ def _t_cell(values: Sequence[float]) -> str:
 
 def _m4_table(rows: Sequence[InterpretationRow], cfg: InterpretationsConfig, paper: dict) -> str:
     lines = [
-        "| η | segments | rows | ρ_V: mean over segments, then mean (sd) over rows | log10 of the median over segments, mean (sd) | rows with ρ_V > 1 (median) | t-test: mean log10 ρ_V per row vs 0 (paired) | paper (Supp. Table 6: t-statistics) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| η | segments | rows | ρ_V: mean over segments, then mean (sd) over rows | log10 of the median over segments, mean (sd) | rows with ρ_V > 1 (median) | t-test, n = inputs: mean log10 ρ_V per input vs 0 (paired) | t-test, n = rows (repetitions as replicates) | paper (Supp. Table 6: t-statistics) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for eta in cfg.etas:
         for s in cfg.segment_sets:
             sel = [r for r in rows if r.eta == eta and r.segment_set == s]
-            means, logs, mean_logs = _rho_summary(sel)
+            means, logs, mean_logs, inputs = _rho_summary(sel)
             above = sum(1 for v in logs if v > 0)
-            ref = paper["m4_t"].get(float(eta), "–") if s == cfg.segment_sets[0] else ""
+            per_input = m.per_input_means(mean_logs, inputs)[0] if mean_logs else []
+            ref = paper["m4_t"].get(float(eta), "–")  # the paper's t for this eta, every set
             lines.append(
                 f"| {eta:g} | {s} | {len(sel)} | {_ms(means, 3)} | {_ms(logs, 2)} | "
-                f"{above} / {len(logs)} | {_t_cell(mean_logs)} | {ref} |"
+                f"{above} / {len(logs)} | {_t_cell(per_input)} | {_t_cell(mean_logs)} | {ref} |"
             )
     return "\n".join(lines)
 
@@ -310,7 +318,19 @@ def _time_table(rows: Sequence[InterpretationRow], cfg: InterpretationsConfig, p
     return "\n".join(lines)
 
 
-def _machine(rows: Sequence[InterpretationRow]) -> dict[str, Any]:
+def _machine(
+    rows: Sequence[InterpretationRow], recorded: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The machine of the run (``recorded``: as the run wrote it in results.json, for tables
+    remade elsewhere; else this one) and the load averages over the rows."""
+    loads = [r.load_average[0] for r in rows if r.load_average]
+    load = {"min": min(loads), "mean": float(np.mean(loads)), "max": max(loads)} if loads else None
+    if recorded is not None and "cpu" in recorded:
+        return {
+            "cpu": recorded["cpu"],
+            "cpu_count": recorded.get("cpu_count"),
+            "load_average_1min_over_rows": load,
+        }
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -319,24 +339,25 @@ def _machine(rows: Sequence[InterpretationRow]) -> dict[str, Any]:
                 break
     except OSError:
         pass
-    loads = [r.load_average[0] for r in rows if r.load_average]
-    return {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "load_average_1min_over_rows": (
-            {"min": min(loads), "mean": float(np.mean(loads)), "max": max(loads)} if loads else None
-        ),
-    }
+    return {"cpu": cpu, "cpu_count": os.cpu_count(), "load_average_1min_over_rows": load}
 
 
-def summarize(rows: Sequence[InterpretationRow], cfg: InterpretationsConfig) -> str:
-    """The markdown tables (M1, M2/M3, M4, M7, M9, time) of ``rows``."""
+def summarize(
+    rows: Sequence[InterpretationRow],
+    cfg: InterpretationsConfig,
+    *,
+    recorded: dict[str, Any] | None = None,
+) -> str:
+    """The markdown tables (M1, M2/M3, M4, M7, M9, time) of ``rows``; ``recorded``: the run's
+    results.json, whose machine and torch threads the tables state (else this process's)."""
     kind = rows[0].kind if rows else "vision"
     paper = PAPER[kind]
     inputs = len({r.input_id for r in rows})
     reps = sorted({r.repetition for r in rows})
     walk = cfg.explore
-    env = _machine(rows)
+    recorded = recorded or {}
+    env = _machine(rows, recorded.get("aggregate", {}).get("machine"))
+    threads = recorded.get("environment", environment())["torch_threads"]
     load = env["load_average_1min_over_rows"]
     parts = [
         f"# Interpretations ({kind}; paper: {paper['dataset']})",
@@ -348,7 +369,7 @@ def summarize(rows: Sequence[InterpretationRow], cfg: InterpretationsConfig) -> 
         f"metric {walk.output_metric}, attribution {cfg.attribution}, Jacobian reuse "
         f"{walk.jacobian_reuse}" + (f", MLM {cfg.mlm}" if kind == "text" else "") + ".",
         f"Machine: {env['cpu']} ({env['cpu_count']} cores), torch threads "
-        f"{environment()['torch_threads']}, 1-minute load average over the rows "
+        f"{threads}, 1-minute load average over the rows "
         + (f"{load['min']:.2f}-{load['max']:.2f} (mean {load['mean']:.2f})." if load else "n/a."),
         "Values are mean (sd) over runs (inputs × repetitions) unless stated.",
         "",
@@ -371,7 +392,10 @@ def summarize(rows: Sequence[InterpretationRow], cfg: InterpretationsConfig) -> 
         "segment, bounding cuboids, ρ_V = their volume ratio. t-test: Student's one-sample test "
         "of the rows' mean log10 ρ_V (over their segments) against 0, i.e. the paired test of "
         "SiMExp's against SiMEC's log volumes (the paper runs Welch's test on samples it does "
-        "not state; the two walks of a row share input, seed and segments, so we pair them).",
+        "not state; the two walks of a row share input, seed and segments, so we pair them). "
+        "Repetitions of one input are pseudo-replicates: the first test averages them per "
+        "input (n = inputs); the second treats every row as a sample (n = rows), as before. "
+        "The paper's t (one per η, its sets pooled or not stated) stands beside every set.",
         "",
         _m4_table(rows, cfg, paper),
         "",
@@ -412,7 +436,12 @@ def tables_from_rows(out: str | Path, *, repetitions: int | None = None) -> dict
     ]
     if not rows:
         raise InputError(f"{folder}/rows holds no rows")
-    return write_tables(rows, cfg, folder, save_figure=save_figure)
+    recorded = None
+    try:  # the run's own machine and environment, when its results.json says them
+        recorded = json.loads((folder / "results.json").read_text())
+    except (OSError, ValueError):
+        pass
+    return write_tables(rows, cfg, folder, save_figure=save_figure, recorded=recorded)
 
 
 def write_tables(
@@ -421,9 +450,12 @@ def write_tables(
     out: Path,
     *,
     save_figure: Callable[[Any, Any], None],
+    recorded: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """table.md, results.json (aggregate, paper, config, environment) and the M1 figures."""
-    table = summarize(rows, cfg)
+    """table.md, results.json (aggregate, paper, config, environment) and the M1 figures;
+    ``recorded``: the run's earlier results.json (its machine and environment are kept)."""
+    recorded = recorded if isinstance(recorded, dict) else None
+    table = summarize(rows, cfg, recorded=recorded)
     atomic_write_bytes(out / "table.md", table.encode())
     figures = []
     for eta in cfg.etas:
@@ -445,7 +477,7 @@ def write_tables(
         "inputs": len({r.input_id for r in rows}),
         "repetitions": sorted({r.repetition for r in rows}),
         "figures": figures,
-        "machine": _machine(rows),
+        "machine": _machine(rows, (recorded or {}).get("aggregate", {}).get("machine")),
     }
     atomic_write_json(
         out / "results.json",
@@ -456,7 +488,7 @@ def write_tables(
                 for k, v in PAPER.items()
             },
             "config": asdict(cfg),
-            "environment": environment(),
+            "environment": (recorded or {}).get("environment") or environment(),
         },
     )
     return agg
