@@ -224,7 +224,9 @@ def _m4_table(rows: Sequence[InterpretationRow], cfg: InterpretationsConfig, pap
             sel = [r for r in rows if r.eta == eta and r.segment_set == s]
             means, logs, mean_logs, inputs = _rho_summary(sel)
             above = sum(1 for v in logs if v > 0)
-            per_input = m.per_input_means(mean_logs, inputs)[0] if mean_logs else []
+            per_input: list[float] = (
+                m.per_input_means(mean_logs, inputs)[0].tolist() if mean_logs else []
+            )
             ref = paper["m4_t"].get(float(eta), "–")  # the paper's t for this eta, every set
             lines.append(
                 f"| {eta:g} | {s} | {len(sel)} | {_ms(means, 3)} | {_ms(logs, 2)} | "
