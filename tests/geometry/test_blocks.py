@@ -9,8 +9,13 @@ import pytest
 import torch
 
 from simec.errors import InputError
-from simec.geometry.blocks import block_nonnull_directions, block_null_directions, block_spectra
-from simec.geometry.steps import official_code_step_size
+from simec.geometry.blocks import (
+    block_nonnull_directions,
+    block_null_directions,
+    block_spectra,
+    block_step_sizes,
+)
+from simec.geometry.steps import official_code_step_size, rule_step_size
 
 
 def _factor(q: int, m: int, h: int, seed: int = 0) -> torch.Tensor:
@@ -116,3 +121,45 @@ def test_official_code_step_rule_by_hand():
     assert official_code_step_size(4.0, 1.0, eta=1.0, cap=0.1) == 0.1
     with pytest.raises(ValueError):
         official_code_step_size(0.0, 0.0, eta=1.0)
+
+
+def test_block_step_sizes_by_hand():
+    # block 0: J_0 = [[3, 0, 0], [0, 1, 0]] (eigenvalues 9, 1, 0); block 1: J_1 = [[0, 0, 2],
+    # [0, 0, 0]] (4, 0, 0); block 2: zero
+    a = torch.zeros(2, 9, dtype=torch.float64)
+    a[0, 0], a[1, 1], a[0, 5] = 3.0, 1.0, 2.0
+    spectra = block_spectra(a, 3)
+    code = block_step_sizes(spectra, "official-code", scale=99.0, eta=10.0)
+    # eta / sqrt(lmax / (0 + 1e-6)): 10 * 1e-3 / 3, 10 * 1e-3 / 2, and 0 for the zero block
+    assert code.tolist() == pytest.approx([1e-2 / 3, 5e-3, 0.0], rel=1e-12)
+    final = block_step_sizes(spectra, "paper-final", scale=99.0, eta=10.0)
+    assert final.tolist() == pytest.approx([10 / 3, 10.0, 0.0], rel=1e-12)  # sqrt(1/9), sqrt(4/4)
+    v1 = block_step_sizes(spectra, "paper-v1", scale=2.0, eta=99.0)
+    assert v1.tolist() == pytest.approx([2 / 3, 1.0, 0.0], rel=1e-12)
+    with pytest.raises(ValueError, match="step rule"):
+        block_step_sizes(spectra, "paper-v2", scale=1.0, eta=1.0)
+    # the same rule on one joint spectrum (rule_step_size, as the joint walk calls it)
+    assert rule_step_size(
+        "official-code", 4.0, None, scale=99.0, eta=10.0, lambda_min_all=0.0
+    ) == pytest.approx(5e-3, rel=1e-12)
+    with pytest.raises(ValueError, match="lambda_min_all"):
+        rule_step_size("official-code", 4.0, 1.0, scale=1.0, eta=1.0)
+
+
+def test_blocks_without_a_direction_get_zero_rows_when_not_strict():
+    a = torch.zeros(2, 6, dtype=torch.float64)
+    a[0, 0], a[1, 1] = 1.0, 1.0  # block 0: identity (full rank); block 1: zero
+    spectra = block_spectra(a, 2)
+    null = block_null_directions(spectra, torch.Generator().manual_seed(0), strict=False)
+    assert null[0].tolist() == [0.0, 0.0]
+    assert float(torch.linalg.vector_norm(null[1])) == pytest.approx(1.0)
+    nonnull = block_nonnull_directions(spectra, torch.Generator().manual_seed(0), strict=False)
+    assert nonnull[1].tolist() == [0.0, 0.0]
+    assert float(torch.linalg.vector_norm(nonnull[0])) == pytest.approx(1.0)
+    # the draws of the blocks that have a direction do not depend on ``strict``
+    b = _factor(2, 3, 4, seed=5)
+    full = block_spectra(b, 4)
+    for draw in (block_null_directions, block_nonnull_directions):
+        strict = draw(full, torch.Generator().manual_seed(3))
+        loose = draw(full, torch.Generator().manual_seed(3), strict=False)
+        assert torch.equal(strict, loose)

@@ -65,6 +65,7 @@ RESULT_CHANGING = [
     ("--space", "pixels", "space"),
     ("--dtype", "float64", "dtype"),
     ("--jacobian-reuse", "5", "jacobian_reuse"),
+    ("--metric-blocks", "token", "metric_blocks"),
 ]
 
 

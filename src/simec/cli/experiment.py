@@ -36,6 +36,8 @@ INTERPRETATION_FIELDS = (
     "attribution",
     "explore.record_every",
     "explore.jacobian_reuse",
+    "explore.step_rule",
+    "explore.metric_blocks",
     "max_tokens",
     "dataset",
     "seed",

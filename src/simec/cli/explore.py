@@ -59,6 +59,7 @@ WALK_FIELDS = (
     "step_multiplier",
     "step_rule",
     "eta",
+    "metric_blocks",
     "max_step",
     "box",
     "projection",

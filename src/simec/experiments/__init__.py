@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import MISSING, asdict, fields
+from dataclasses import MISSING, asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,22 @@ from ..errors import InputError
 # segment_sets of the interpretations experiment name its rows, they do not change how a row
 # is made)
 _RESUMABLE_CHANGES = ("out", "device", "images", "posts", "repetitions", "etas", "segment_sets")
+
+
+def _with_defaults(saved: dict[str, Any], cfg: Any) -> dict[str, Any]:
+    """``saved`` with the keys an older config.json lacks set to the option's default then
+    (today's default), also inside nested configs (e.g. a new ``ExploreConfig`` field)."""
+    out = dict(saved)
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.name not in out:
+            if f.default is not MISSING:
+                out[f.name] = f.default
+            elif f.default_factory is not MISSING and is_dataclass(value):
+                out[f.name] = asdict(f.default_factory())
+        elif is_dataclass(value) and isinstance(out[f.name], dict):
+            out[f.name] = _with_defaults(out[f.name], value)
+    return out
 
 
 def start_or_resume(
@@ -35,9 +51,7 @@ def start_or_resume(
             raise InputError(f"{path} is unreadable ({err}); use a new output folder") from err
         if upgrade is not None:
             before = upgrade(before)
-        # a key missing from an older config.json had the option's default then
-        defaults = {f.name: f.default for f in fields(cfg) if f.default is not MISSING}
-        before = {**{k: v for k, v in defaults.items() if k not in before}, **before}
+        before = _with_defaults(before, cfg)
         differences = setting_differences(before, now, ignore=_RESUMABLE_CHANGES)
         if differences:
             raise InputError(

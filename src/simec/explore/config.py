@@ -16,6 +16,7 @@ from ..geometry.metrics import output_metric_names
 from ..geometry.spectrum import METHODS
 from ..geometry.steps import STEP_RULES
 from ..registry import Registry
+from .blocks import METRIC_BLOCKS
 from .box import BOXES
 from .proposal import StepRule
 from .simec import SIMEC
@@ -75,7 +76,17 @@ class ExploreConfig:
     ``max_step * ||x0_P||`` where x0_P is the starting embedding of the explored segments. The
     cap exists because LayerNorm makes lambda_max shrink like 1/||x||^2 as ||x|| grows, so the
     uncapped rule grows geometrically and overflows; with it, ||x|| can grow at most linearly.
-    ``max_step=None`` restores the uncapped paper rule.
+    ``max_step=None`` restores the uncapped paper rule. ``step_rule="official-code"``: the final
+    version's code, delta_k = step_multiplier * eta / sqrt(lambda_max / (min|lambda| + 1e-6))
+    with the minimum over all eigenvalues, null ones included (so ~ eta * 1e-3 / sqrt(lambda_max)
+    whenever there is a null space).
+
+    ``metric_blocks``: "joint" (default) is eq. (5) as written, one metric over all explored
+    segments and one direction per step; "token" is the final version's code, one block
+    J_i^T G J_i per explored segment i, a direction and a step (by ``step_rule`` on that block's
+    spectrum) for each segment (``simec.explore.blocks``). Not with ``jacobian_reuse``, which
+    keeps the joint null space; the blocks are always decomposed by thin SVDs (``method``
+    "lowrank").
 
     ``box``: the feasible region. "input" (default) is the range the original embeddings span
     per dimension; "embedding-bounds" is the final version's analytic bounds of the embedding
@@ -135,11 +146,23 @@ class ExploreConfig:
     step_rule: str = option(
         "paper-v1",
         "paper-v1: delta = c/sqrt(lmax) (c = 1 SiMEC, 2 SiMExp); paper-final: the final "
-        "version's delta = eta*sqrt(lmin/lmax), lmin the smallest non-null eigenvalue kept",
+        "version's delta = eta*sqrt(lmin/lmax), lmin the smallest non-null eigenvalue kept; "
+        "official-code: the final version's code, eta/sqrt(lmax/(lmin_all + 1e-6)), lmin_all "
+        "over all eigenvalues (0 with a null space)",
         choices=STEP_RULES,
     )
     eta: float = option(
-        1.0, "--step-rule paper-final: eta in delta = eta*sqrt(lmin/lmax)", metavar="X", gt=0
+        1.0,
+        "--step-rule paper-final / official-code: eta in delta = eta*sqrt(lmin/lmax)",
+        metavar="X",
+        gt=0,
+    )
+    metric_blocks: str = option(
+        "joint",
+        "joint: one pullback metric over all explored segments (eq. 5); token: the final "
+        "version's code, one block J_i^T G J_i per explored segment, each moved by its own "
+        "direction and step",
+        choices=METRIC_BLOCKS,
     )
     box: str = option(
         "input",
@@ -228,6 +251,7 @@ class ExploreConfig:
         choose("projection", self.projection, PROJECTIONS)
         choose("step_rule", self.step_rule, STEP_RULES)
         choose("box", self.box, BOXES)
+        choose("metric_blocks", self.metric_blocks, METRIC_BLOCKS)
         if isinstance(self.output_metric, str):
             choose("output_metric", self.output_metric, output_metric_names())
         if not isinstance(self.steps, int) or self.steps < 0:
@@ -254,6 +278,15 @@ class ExploreConfig:
             raise InputError(
                 "jacobian_reuse is for SiMEC (it keeps the output fixed with a corrector); "
                 f"use jacobian_reuse='off' with {self.algorithm}"
+            )
+        if self.metric_blocks == "token" and self.jacobian_reuse != "off":
+            raise InputError(
+                "metric_blocks='token' needs jacobian_reuse='off' (reuse keeps the joint "
+                "metric's null space)"
+            )
+        if self.metric_blocks == "token" and self.method != "lowrank":
+            raise InputError(
+                "metric_blocks='token' decomposes each block by a thin SVD: use method='lowrank'"
             )
         check_seed(self.seed)
         if self.segments is not None:

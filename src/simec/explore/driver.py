@@ -25,14 +25,23 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..geometry.blocks import BlockSpectra
 from ..geometry.jacobian import batched_jacobian, jacobian
 from ..geometry.pullback import pullback_factors
 from ..geometry.spectrum import lowrank_spectra, pullback_spectrum
+from .blocks import block_summaries, token_spectra
 from .model_input import Batching, BatchInputs, ModelInput, split_extras, stacked_inputs
 from .stepper import Evaluation, Status
 from .walker import Walker
 
-__all__ = ["JacobianFn", "batch_key", "drive", "drive_group", "single_jacobian"]
+__all__ = [
+    "JacobianFn",
+    "batch_key",
+    "block_statuses",
+    "drive",
+    "drive_group",
+    "single_jacobian",
+]
 
 JacobianFn = Callable[[list[Walker]], tuple[Tensor, Tensor, Tensor]]
 
@@ -91,10 +100,9 @@ def _exact_statuses(
     return statuses, vectors, singular
 
 
-def statuses(walks: list[Walker], y: Tensor, jac: Tensor) -> Spectra:
-    """Spectra of every walk's pullback metric and the host facts of its step, one read-back:
-    statuses, eigenvectors (n, >= rank) and singular values of G^1/2 J (descending)."""
-    cfg, metric = walks[0].cfg, walks[0].setup.metric
+def _factors(walks: list[Walker], y: Tensor, jac: Tensor) -> tuple[Tensor, ...]:
+    """(G^1/2 J (B, q, n), point finite, output and Jacobian finite, ||x - x0||) per walk."""
+    metric = walks[0].setup.metric
     count, q = y.shape
     flat = jac.reshape(count, q, -1)
     xs = torch.stack([w.x for w in walks])
@@ -103,21 +111,61 @@ def statuses(walks: list[Walker], y: Tensor, jac: Tensor) -> Spectra:
     distance = torch.linalg.vector_norm((xs - starts).flatten(1), dim=1)
     a = pullback_factors(flat, y, metric)
     finite = torch.isfinite(y).all(dim=1) & torch.isfinite(flat).flatten(1).all(dim=1)
+    return a, point_ok, finite, distance
+
+
+def statuses(walks: list[Walker], y: Tensor, jac: Tensor) -> Spectra:
+    """Spectra of every walk's pullback metric and the host facts of its step, one read-back:
+    statuses, eigenvectors (n, >= rank) and singular values of G^1/2 J (descending)."""
+    cfg = walks[0].cfg
+    a, point_ok, finite, distance = _factors(walks, y, jac)
     if cfg.method == "lowrank":
         return _lowrank_statuses(a, point_ok, finite, distance, cfg.rtol)
     finite = finite & torch.isfinite(a).flatten(1).all(dim=1)
     return _exact_statuses(walks[0], a, point_ok, finite, distance)
 
 
+def block_statuses(
+    walks: list[Walker], y: Tensor, jac: Tensor
+) -> tuple[list[Status], list[BlockSpectra]]:
+    """``metric_blocks="token"``: the per-token block spectra of every walk's metric
+    (``simec.explore.blocks``) and the host facts of its step, one read-back. The status holds
+    the largest lambda_max over the blocks, the sum of their ranks, their smallest non-null
+    eigenvalue."""
+    a, point_ok, finite, distance = _factors(walks, y, jac)
+    finite = finite & torch.isfinite(a).flatten(1).all(dim=1)
+    spectra = token_spectra(a, int(walks[0].x.shape[-1]), walks[0].cfg.rtol)
+    summary = block_summaries(spectra).to(torch.float64)
+    packed = torch.cat(
+        [
+            torch.stack([point_ok, finite], 1).to(torch.float64),
+            summary,
+            distance.to(torch.float64)[:, None],
+        ],
+        dim=1,
+    ).tolist()
+    out = [Status(bool(p), bool(f), lam, int(r), d, low) for p, f, lam, r, low, d in packed]
+    return out, spectra
+
+
 def evaluations(walks: list[Walker], jacobian_fn: JacobianFn) -> list[Evaluation]:
-    """The model, its Jacobian and the spectrum of g (eq. 5) at each walk's point, batched."""
+    """The model, its Jacobian and the spectrum of g (eq. 5) at each walk's point, batched;
+    with ``metric_blocks="token"`` the spectra of its per-token blocks."""
     y, jac, logits = jacobian_fn(walks)
-    found, vectors, singular = statuses(walks, y, jac)
+    blocks: list[BlockSpectra | None] = [None] * len(walks)
+    if walks[0].cfg.metric_blocks == "token":
+        found, spectra = block_statuses(walks, y, jac)
+        blocks = list(spectra)
+        n = jac[0].numel() // jac.shape[1]
+        vectors = [jac.new_zeros(n, 0)] * len(walks)
+        singular = [jac.new_zeros(0)] * len(walks)
+    else:
+        found, vectors, singular = statuses(walks, y, jac)
     out = []
     for i, walk in enumerate(walks):
         walk.cost.jacobians += 1
         flat = jac[i].reshape(jac.shape[1], -1)
-        out.append(Evaluation(found[i], y[i], logits[i], flat, vectors[i], singular[i]))
+        out.append(Evaluation(found[i], y[i], logits[i], flat, vectors[i], singular[i], blocks[i]))
     return out
 
 

@@ -80,6 +80,10 @@ def explore(
     if toward is not None:
         if box is not None:
             raise InputError("a guided walk (toward=...) does not take a box")
+        if options.get("metric_blocks", getattr(config, "metric_blocks", "joint")) != "joint":
+            raise InputError(
+                "a guided walk (toward=...) uses the joint metric: metric_blocks='joint'"
+            )
         return walk_toward(adapter, raw_input, toward, config, **options)
     cfg = _prepare_config(config, options)
     metric = get_output_metric(cfg.output_metric)

@@ -40,10 +40,17 @@ class StepRule:
 
 @dataclass(frozen=True)
 class Proposal:
-    """A step from p_k: unit ``direction`` (n,) and ``step_size`` delta."""
+    """A step from p_k: unit ``direction`` (n,) and ``step_size`` delta.
+
+    With per-token blocks (``metric_blocks="token"``, ``simec.explore.blocks``) the step moves
+    each explored token i by its own delta_i along its own unit direction v_i; it is stored as
+    one move: ``direction`` = (delta_1 v_1, .., delta_m v_m) / ||delta||, ``step_size`` =
+    ||delta|| (the length of the whole move, as for the joint metric), and ``block_steps`` the
+    delta_i (m,)."""
 
     direction: Tensor
     step_size: float
+    block_steps: Tensor | None = None
 
 
 def propose(
@@ -62,7 +69,10 @@ def propose(
     """Lines 6-7: a direction drawn by ``rule`` and its step size by ``step_rule``
     (``simec.geometry.steps.rule_step_size``): "paper-v1", delta = min(multiplier * c /
     sqrt(lambda_max), cap); "paper-final", delta = min(multiplier * eta * sqrt(lambda_min /
-    lambda_max), cap) with lambda_min the smallest non-null eigenvalue."""
+    lambda_max), cap) with lambda_min the smallest non-null eigenvalue; "official-code", delta =
+    min(multiplier * eta / sqrt(lambda_max / (min|lambda| + 1e-6)), cap) with the minimum over
+    all n eigenvalues: 0 when the metric has a null space (rank < n; the eigenvalues counted as
+    null are taken as 0), else lambda_min."""
     direction = rule.direction(vectors, rank, generator)
     size = steps.rule_step_size(
         step_rule,
@@ -71,6 +81,7 @@ def propose(
         scale=rule.c * multiplier,
         eta=eta * multiplier,
         cap=cap,
+        lambda_min_all=lambda_min if rank >= vectors.shape[0] else 0.0,
     )
     return Proposal(direction, size)
 

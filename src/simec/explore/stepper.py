@@ -27,8 +27,10 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError
+from ..geometry.blocks import BlockSpectra
 from ..geometry.metrics import OutputMetric
 from ..models.base import ModelAdapter, PreparedInput
+from .blocks import propose_blocks
 from .box import Box, embedding_bounds, project, resolve_box
 from .config import RULES, ExploreConfig
 from .corrector import Corrector
@@ -55,7 +57,8 @@ class Status(NamedTuple):
 class Evaluation:
     """The model at the current point: host facts (``status``), y and logits there; with a
     fresh Jacobian also the Jacobian (q, n), the metric's eigenvectors (n, >= rank; non-null
-    first, canonical signs) and the singular values of G^1/2 J (used by Jacobian reuse)."""
+    first, canonical signs) and the singular values of G^1/2 J (used by Jacobian reuse); with
+    ``metric_blocks="token"`` the per-token block spectra instead (``vectors`` is then (n, 0))."""
 
     status: Status
     output: Tensor
@@ -63,6 +66,7 @@ class Evaluation:
     jacobian: Tensor | None = None
     vectors: Tensor | None = None
     singular_values: Tensor | None = None
+    blocks: BlockSpectra | None = None
 
     @property
     def failure(self) -> str:
@@ -181,6 +185,19 @@ class Setup:
             eta=cfg.eta,
         )
 
+    def propose_blocks(self, blocks: BlockSpectra, generator: Any) -> Proposal:
+        """Lines 6-7 per token block (``simec.explore.blocks``)."""
+        cfg = self.cfg
+        return propose_blocks(
+            self.rule,
+            blocks,
+            generator,
+            step_rule=cfg.step_rule,
+            multiplier=cfg.step_multiplier,
+            eta=cfg.eta,
+            cap=self.cap,
+        )
+
     def box_step(self, x: Tensor) -> Tensor:
         """Line 11 after every step (``projection="step"``); x as it is otherwise."""
         return project(x, self.lower, self.upper) if self.cfg.projection == "step" else x
@@ -247,7 +264,12 @@ class Fresh(Stepper):
     def step(self, walk: Walk, evaluation: Evaluation) -> Candidate:
         s, vectors, jac = evaluation.status, evaluation.vectors, evaluation.jacobian
         assert vectors is not None and jac is not None
-        proposal = self.setup.propose(vectors, s.rank, s.lambda_max, s.lambda_min, self.generator)
+        if evaluation.blocks is not None:  # metric_blocks="token": a step per token block
+            proposal = self.setup.propose_blocks(evaluation.blocks, self.generator)
+        else:
+            proposal = self.setup.propose(
+                vectors, s.rank, s.lambda_max, s.lambda_min, self.generator
+            )
         return self._take(walk, walk.point, proposal, jac, s.lambda_max, s.rank, 0)
 
     def retry(self, walk: Walk, failed: Candidate, proposal: Proposal) -> Candidate:

@@ -28,8 +28,15 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError
+from .steps import CODE_EPSILON, STEP_RULES
 
-__all__ = ["BlockSpectra", "block_spectra", "block_null_directions", "block_nonnull_directions"]
+__all__ = [
+    "BlockSpectra",
+    "block_nonnull_directions",
+    "block_null_directions",
+    "block_spectra",
+    "block_step_sizes",
+]
 
 
 @dataclass(frozen=True)
@@ -107,33 +114,64 @@ def block_spectra(
     return BlockSpectra(eigenvalues=values, vectors=vectors * signs, keep=keep)
 
 
-def block_null_directions(spectra: BlockSpectra, generator: torch.Generator | None) -> Tensor:
+def block_null_directions(
+    spectra: BlockSpectra, generator: torch.Generator | None, *, strict: bool = True
+) -> Tensor:
     """(m, h): for each block a unit vector uniformly distributed in its null space (SiMEC,
     Algorithm 1 line 6, per token): a Gaussian vector projected off the block's non-null
     eigenvectors. One ``randn`` draw of m h values. A block of full rank has no null direction:
-    ``InputError``."""
+    ``InputError``, or with ``strict=False`` a zero row (that token stays; the draws of the
+    other blocks are the same)."""
     m, width, _ = spectra.vectors.shape
-    if bool((spectra.rank >= width).any()):
+    has = spectra.rank < width
+    if strict and not bool(has.all()):
         raise InputError("a block of the pullback metric has full rank: no null direction there")
     z = torch.randn(
         m, width, generator=generator, dtype=spectra.vectors.dtype, device=spectra.vectors.device
     )
     kept = spectra.vectors * spectra.keep[:, None, :]
     v = z - (kept @ (kept.mT @ z[..., None]))[..., 0]
-    return v / torch.linalg.vector_norm(v, dim=-1, keepdim=True)
+    norm = torch.linalg.vector_norm(v, dim=-1, keepdim=True)
+    unit = v / torch.where(has[:, None], norm, torch.ones_like(norm))
+    return torch.where(has[:, None], unit, torch.zeros_like(unit))
 
 
-def block_nonnull_directions(spectra: BlockSpectra, generator: torch.Generator | None) -> Tensor:
+def block_nonnull_directions(
+    spectra: BlockSpectra, generator: torch.Generator | None, *, strict: bool = True
+) -> Tensor:
     """(m, h): for each block one of its non-null eigenvectors chosen uniformly, with a random
     sign (SiMExp, Algorithm 2 line 6, per token). One ``rand`` draw per block. A zero block has
-    no non-null direction: ``InputError``."""
+    no non-null direction: ``InputError``, or with ``strict=False`` a zero row (that token
+    stays; the draws of the other blocks are the same)."""
     rank = spectra.rank
-    if bool((rank == 0).any()):
+    has = rank > 0
+    if strict and not bool(has.all()):
         raise InputError("a block of the pullback metric is zero: no non-null direction there")
     u = torch.rand(
         len(rank), generator=generator, dtype=torch.float64, device=spectra.vectors.device
     )
-    draw = (u * (2 * rank).to(torch.float64)).long().clamp(max=2 * rank - 1)
-    sign = (1 - 2 * (draw % 2)).to(spectra.vectors.dtype)
+    count = 2 * rank.clamp(min=1)
+    draw = (u * count.to(torch.float64)).long().clamp(max=count - 1)
+    sign = (1 - 2 * (draw % 2)).to(spectra.vectors.dtype) * has.to(spectra.vectors.dtype)
     index = (draw // 2)[:, None, None].expand(-1, spectra.vectors.shape[1], 1)
     return sign[:, None] * torch.gather(spectra.vectors, 2, index)[..., 0]
+
+
+def block_step_sizes(spectra: BlockSpectra, rule: str, *, scale: float, eta: float) -> Tensor:
+    """(m,) the step of each block by the step rule ``rule`` (``simec.geometry.steps``) from that
+    block's own spectrum: "paper-v1" scale / sqrt(lambda_max_i), "paper-final" eta *
+    sqrt(lambda_min_i / lambda_max_i) (smallest non-null), "official-code" eta /
+    sqrt(lambda_max_i / (min_all_i + 1e-6)) (smallest over all h eigenvalues, null ones as 0: the
+    code's rule per token). A zero block (lambda_max_i = 0) gets 0. No cap (the caller's)."""
+    if rule not in STEP_RULES:
+        raise ValueError(f"unknown step rule {rule!r}; choose one of {list(STEP_RULES)}")
+    lam = spectra.lambda_max
+    positive = lam > 0
+    safe = torch.where(positive, lam, torch.ones_like(lam))
+    if rule == "paper-v1":
+        size = scale / safe.sqrt()
+    elif rule == "paper-final":
+        size = eta * (spectra.lambda_min / safe).sqrt()
+    else:
+        size = eta * ((spectra.lambda_min_all + CODE_EPSILON) / safe).sqrt()
+    return torch.where(positive, size, torch.zeros_like(size))

@@ -13,9 +13,8 @@ implementation, called by both the code and its tests.
   takes the minimum over *all* eigenvalues plus 1e-6, i.e. delta = eta / sqrt(lambda_max /
   (lambda_min + 1e-6)) ~ eta * 1e-3 / sqrt(lambda_max); we implement the text's rule.
 * ``official_code_step_size``: the final version's *code*, delta = eta / sqrt(lambda_max /
-  (min|lambda| + 1e-6)) with the minimum over all eigenvalues (reference 003, section 2; not yet
-  a ``step_rule``: it needs the per-token blocks of ``simec.geometry.blocks`` to reproduce the
-  code).
+  (min|lambda| + 1e-6)) with the minimum over all eigenvalues (reference 003, section 2;
+  ``step_rule="official-code"``; per token block with ``metric_blocks="token"``, as the code).
 * ``rule_step_size``: the step of a named rule (``STEP_RULES``), the one function the explorer
   calls.
 * ``null_direction``: line 6 of Algorithm 1, a random unit vector of the null space of g.
@@ -39,8 +38,9 @@ __all__ = [
     "step_size",
 ]
 
-#: the step-size rules ``ExploreConfig.step_rule`` names: the v1 paper's and the final version's
-STEP_RULES = ("paper-v1", "paper-final")
+#: the step-size rules ``ExploreConfig.step_rule`` names: the v1 paper's, the final version's
+#: text's and the final version's code's
+STEP_RULES = ("paper-v1", "paper-final", "official-code")
 
 
 def step_size(lambda_max: float, scale: float, cap: float = math.inf) -> float:
@@ -89,16 +89,22 @@ def rule_step_size(
     scale: float,
     eta: float,
     cap: float = math.inf,
+    lambda_min_all: float | None = None,
 ) -> float:
     """The step of ``rule``: "paper-v1" is ``step_size(lambda_max, scale, cap)`` (scale = c
     times the step multiplier), "paper-final" is ``final_step_size(lambda_max, lambda_min,
-    eta, cap)`` (eta times the step multiplier)."""
+    eta, cap)`` (eta times the step multiplier), "official-code" is
+    ``official_code_step_size(lambda_max, lambda_min_all, eta, cap)``."""
     if rule == "paper-v1":
         return step_size(lambda_max, scale, cap)
     if rule == "paper-final":
         if lambda_min is None:
             raise ValueError("the paper-final step rule needs lambda_min")
         return final_step_size(lambda_max, lambda_min, eta, cap)
+    if rule == "official-code":
+        if lambda_min_all is None:
+            raise ValueError("the official-code step rule needs lambda_min_all")
+        return official_code_step_size(lambda_max, lambda_min_all, eta, cap)
     raise ValueError(f"unknown step rule {rule!r}; choose one of {list(STEP_RULES)}")
 
 

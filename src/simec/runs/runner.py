@@ -106,7 +106,9 @@ def _same_data(inputs: Any) -> Any:
 def _check_resumable(previous: dict[str, Any], current: dict[str, Any], out: Path) -> None:
     if previous.get("format") != FORMAT:
         raise InputError(f"{out}/{RUN_FILE} was not written by a simec dataset run")
-    differences = setting_differences(_comparable(previous["config"]), current["comparable"])
+    # a field missing from an older run.json had its default then (e.g. metric_blocks)
+    saved = {**ExploreConfig().to_dict(), **previous["config"]}
+    differences = setting_differences(_comparable(saved), current["comparable"])
     shown = {d.split(":", 1)[0] for d in differences}
     differences += [
         d
