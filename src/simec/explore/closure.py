@@ -7,6 +7,9 @@ each adapter (weakly: they go with the adapter) keyed on what they read: the exp
 output metric and the contents of the prepared input (tensor bytes, shapes, dtypes, devices).
 The compiled Jacobian freezes the model's weights at its first call: change an adapter's weights
 in place and its compiled functions are stale (make a new adapter, or ``compile=False``).
+
+With output restriction (``simec.explore.restriction``) a function gives the restricted output
+of the walk's current classes: such a function belongs to one walk and is never shared.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from torch import Tensor
 from ..geometry.jacobian import quiet_vmap
 from ..geometry.metrics import OutputMetric
 from ..models.base import ModelAdapter, PreparedInput
+from .restriction import Restriction, logits_jvp
 from .segments import Segments
 
 __all__ = ["ModelFunction", "model_function"]
@@ -41,6 +45,7 @@ class ModelFunction:
         prepared: PreparedInput,
         segments: Segments,
         metric: OutputMetric,
+        restriction: Restriction | None = None,
     ) -> None:
         # weakly: the cache of the adapter's functions must not keep the adapter alive
         try:
@@ -49,6 +54,7 @@ class ModelFunction:
             self._adapter = lambda: adapter
         self.prepared, self.segments, self.metric = prepared, segments, metric
         self.batches = True  # ``many`` runs one batch (until the model refuses)
+        self.restriction = restriction
 
     @property
     def adapter(self) -> ModelAdapter:
@@ -59,7 +65,20 @@ class ModelFunction:
 
     def __call__(self, xs: Tensor) -> tuple[Tensor, Tensor]:
         logits = self.adapter.logits(self.segments.full(xs), self.prepared)
-        return self.metric.output(logits), logits
+        return self.level(self.metric.output(logits)), logits
+
+    def level(self, y: Tensor) -> Tensor:
+        """The function's output for the full metric output y: y itself, or its restriction
+        to the walk's current classes (the corrector's target, from the full y at p_0)."""
+        return y if self.restriction is None else self.restriction.coarse(y)
+
+    def logits(self, xs: Tensor) -> Tensor:
+        """The full logits at the explored rows xs."""
+        return self.adapter.logits(self.segments.full(xs), self.prepared)
+
+    def logits_jvp(self, xs: Tensor, v: Tensor) -> tuple[Tensor, Tensor, str]:
+        """(logits, J_logits v, how it was computed) at xs along v (shaped like xs)."""
+        return logits_jvp(self.logits, xs, v)
 
     def many(self, points: Tensor) -> tuple[tuple[Tensor, Tensor], int]:
         """((y, logits) at each of the points (m, |P|, width), stacked; model calls made):
@@ -72,7 +91,7 @@ class ModelFunction:
                         logits = self.adapter.logits_many(
                             self.segments.full_many(points), self.prepared
                         )
-                    ys = torch.stack([self.metric.output(row) for row in logits])
+                    ys = torch.stack([self.level(self.metric.output(row)) for row in logits])
                     return (ys, logits), 1
                 except (RuntimeError, NotImplementedError):  # as ``driver.drive_group``:
                     self.batches = False  # e.g. a value read by Python: one point at a time
@@ -113,9 +132,16 @@ def _key(prepared: PreparedInput, segments: Segments, metric: OutputMetric) -> t
 
 
 def model_function(
-    adapter: ModelAdapter, prepared: PreparedInput, segments: Segments, metric: OutputMetric
+    adapter: ModelAdapter,
+    prepared: PreparedInput,
+    segments: Segments,
+    metric: OutputMetric,
+    restriction: Restriction | None = None,
 ) -> ModelFunction:
-    """The function of this input, the one made before for an equal input if there is one."""
+    """The function of this input, the one made before for an equal input if there is one
+    (a new one, never kept, with a ``restriction``: it is the walk's own)."""
+    if restriction is not None:
+        return ModelFunction(adapter, prepared, segments, metric, restriction)
     try:
         table = _CACHE.setdefault(adapter, OrderedDict())
     except TypeError:  # an adapter that cannot be weakly referenced: no cache
