@@ -207,3 +207,25 @@ def test_a_change_of_classes_moves_the_corrector_to_the_new_set(vit10, image, re
     held = torch.linalg.vector_norm(coarse[5:] - coarse[0], dim=1)
     assert float(held.max()) < 1e-5
     assert float(torch.linalg.vector_norm(coarse[3] - coarse[0])) > 10 * float(held.max())
+
+
+def test_command_line_top_k_and_max_memory(vit_dir, image, tmp_path):
+    import json
+
+    import numpy as np
+
+    from simec.cli import main
+
+    np.save(tmp_path / "digit.npy", image)
+    argv = ["explore", "--model", str(vit_dir), "--input", str(tmp_path / "digit.npy")]
+    argv += ["--output-metric", "fisher-rao", "--top-k", "2", "--max-memory", "1GB"]
+    assert main([*argv, "--steps", "2", "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["config"]["top_k"] == 2 and summary["config"]["max_memory"] == 10**9
+    assert len(summary["restriction"]["steps"]) == 2
+    assert summary["memory"]["max_memory"] == 10**9 and summary["memory"]["peak_bytes"] > 0
+    bad = ["--output-metric", "euclidean-logits", "--top-k", "2"]
+    assert main([*argv[:5], *bad, "--out", str(tmp_path / "o2"), "--quiet"]) == 2
+    with pytest.raises(SystemExit) as info:  # argparse: a one-line usage error
+        main([*argv[:5], "--max-memory", "2XB", "--out", str(tmp_path / "o3")])
+    assert info.value.code == 2
