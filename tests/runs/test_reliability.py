@@ -65,6 +65,9 @@ RESULT_CHANGING = [
     ("--space", "pixels", "space"),
     ("--dtype", "float64", "dtype"),
     ("--jacobian-reuse", "5", "jacobian_reuse"),
+    ("--top-k", "2", "top_k"),
+    ("--top-mass", "0.9", "top_mass"),
+    ("--max-memory", "1GB", "max_memory"),
 ]
 
 
