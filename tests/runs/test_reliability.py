@@ -66,6 +66,9 @@ RESULT_CHANGING = [
     ("--dtype", "float64", "dtype"),
     ("--jacobian-reuse", "5", "jacobian_reuse"),
     ("--metric-blocks", "token", "metric_blocks"),
+    ("--top-k", "2", "top_k"),
+    ("--top-mass", "0.9", "top_mass"),
+    ("--max-memory", "1GB", "max_memory"),
 ]
 
 

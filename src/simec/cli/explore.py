@@ -67,12 +67,14 @@ WALK_FIELDS = (
     "corrector_iterations",
     "corrector_tolerance",
     "jacobian_reuse",
+    "top_k",
+    "top_mass",
     "rtol",
     "seed",
     "recover",
     "divergence_ratio",
 )
-RUN_FIELDS = ("record_every", "chunk_size", "compile")
+RUN_FIELDS = ("record_every", "chunk_size", "max_memory", "compile")
 #: ExploreConfig fields that are not options (documented exclusions)
 NOT_OPTIONS = ("extra",)
 #: ModelSpec fields are options under another name

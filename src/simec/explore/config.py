@@ -11,8 +11,9 @@ import numpy as np
 from ..checks import check_seed
 from ..errors import InputError
 from ..fields import option
-from ..geometry.jacobian import compile_from_environment
+from ..geometry.jacobian import compile_from_environment, parse_memory
 from ..geometry.metrics import output_metric_names
+from ..geometry.restriction import restrictable
 from ..geometry.spectrum import METHODS
 from ..geometry.steps import STEP_RULES
 from ..registry import Registry
@@ -116,6 +117,18 @@ class ExploreConfig:
     ``recover`` times in a row, before stopping (every retry is listed in the result's
     ``recoveries``). ``projection="step"`` keeps every point in the feasible box, so the walk
     cannot run away at all.
+
+    ``top_k`` / ``top_mass`` (output restriction, ``simec.geometry.restriction``): the Jacobian
+    is taken of the chosen classes (the k most probable, or the smallest top set with at least
+    that probability mass) plus their aggregated rest (Fisher-Rao) or of the chosen classes
+    alone (euclidean-probs), |S| + 1 or |S| rows instead of q; the restricted metric is a lower
+    bound of the full one (Loewner order) and what it drops along each step is measured with one
+    Jacobian-vector product and reported per step (``ExplorationResult.restriction``). The
+    classes are chosen at p_0 from the full output and chosen again whenever the full model's
+    top set changes along the walk. Refused for logit metrics; not compiled.
+    ``max_memory``: bytes (or '2GB', '512MiB') the Jacobian may need by the estimate of
+    ``simec.geometry.jacobian``; the rows pulled back at once (and the walks batched at once)
+    follow from it. The run's peak memory is recorded in ``ExplorationResult.memory``.
     """
 
     algorithm: str = option(
@@ -239,6 +252,29 @@ class ExploreConfig:
             "type": parse_reuse,
         },
     )
+    top_k: int | None = option(
+        None,
+        "probability metrics: take the Jacobian of the K most probable classes (plus their "
+        "rest for fisher-rao) instead of all q; a lower bound of the full metric, the dropped "
+        "part measured per step (default: all classes)",
+        metavar="K",
+        min=1,
+    )
+    top_mass: float | None = option(
+        None,
+        "as --top-k, with the smallest top set of classes holding probability mass >= P",
+        metavar="P",
+        gt=0,
+    )
+    max_memory: int | None = field(
+        default=None,
+        metadata={
+            "help": "memory the Jacobian may need (bytes, or e.g. 2GB, 512MiB): the rows "
+            "pulled back at once follow from it (default: all rows at once)",
+            "metavar": "SIZE",
+            "type": parse_memory,
+        },
+    )
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> ExploreConfig:
@@ -288,10 +324,43 @@ class ExploreConfig:
             raise InputError(
                 "metric_blocks='token' decomposes each block by a thin SVD: use method='lowrank'"
             )
+        self._validate_restriction()
+        try:
+            self.max_memory = parse_memory(self.max_memory)
+        except ValueError as exc:
+            raise InputError(f"max_memory: {exc}") from None
         check_seed(self.seed)
         if self.segments is not None:
             self.segments = _segment_tuple(self.segments)
         return self
+
+    @property
+    def restricted(self) -> bool:
+        """Output restriction is on (``top_k`` or ``top_mass``)."""
+        return self.top_k is not None or self.top_mass is not None
+
+    def _validate_restriction(self) -> None:
+        if self.top_k is not None and (
+            isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1
+        ):
+            raise InputError(f"top_k must be a positive integer or None, got {self.top_k!r}")
+        if self.top_mass is not None and not (
+            isinstance(self.top_mass, (int, float))
+            and not isinstance(self.top_mass, bool)
+            and 0 < self.top_mass <= 1
+        ):
+            raise InputError(f"top_mass must lie in (0, 1] or be None, got {self.top_mass!r}")
+        if not self.restricted:
+            return
+        if self.top_k is not None and self.top_mass is not None:
+            raise InputError("give top_k or top_mass, not both")
+        name = self.output_metric if isinstance(self.output_metric, str) else "a custom metric"
+        restrictable(name)
+        if self.compile:
+            raise InputError(
+                "output restriction (top_k/top_mass) re-chooses its classes along the walk; "
+                "it cannot be compiled: use compile=False (or leave it unset)"
+            )
 
     def reuse_age(self) -> int | None:
         """The most steps one Jacobian serves: None when reuse is off (every step fresh, the
@@ -303,6 +372,8 @@ class ExploreConfig:
 
     def use_compile(self) -> bool:
         """Resolve ``compile``: explicit value, else SIMEC_COMPILE, else on for long runs."""
+        if self.restricted:  # the chosen classes change along the walk: never traced
+            return False
         if self.compile is not None:
             return bool(self.compile)
         env = compile_from_environment()

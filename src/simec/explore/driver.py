@@ -209,6 +209,7 @@ def single_jacobian(walk: Walker, use_compile: bool) -> JacobianFn:
             chunk_size=cfg.chunk_size,
             has_aux=True,
             compile=use_compile,
+            max_memory=cfg.max_memory,
         )
         return y[None], jac[None], logits[None]
 
@@ -226,7 +227,8 @@ def _signature(value: Any) -> Any:
 
 
 def batch_key(walk: Walker) -> tuple:
-    """Walks with equal keys can share one batched Jacobian (same shapes, same fixed values)."""
+    """Walks with equal keys can share one batched Jacobian (same shapes, same fixed values);
+    a walk with output restriction has its own classes: a batch of its own."""
     p = walk.setup.prepared
     tensors, others = split_extras(p)
     return (
@@ -235,6 +237,7 @@ def batch_key(walk: Walker) -> tuple:
         tuple(sorted((k, _signature(v)) for k, v in p.model_inputs.items())),
         tuple(sorted((k, _signature(v)) for k, v in tensors.items())),
         tuple(sorted((k, _signature(v)) for k, v in others.items())),
+        id(walk) if walk.setup.model_fn.restriction is not None else None,
     )
 
 
@@ -269,6 +272,7 @@ def batched_jacobian_fn(group: list[Walker]) -> JacobianFn:
             chunk_size=cfg.chunk_size,
             has_aux=True,
             compile=use_compile,
+            max_memory=cfg.max_memory,
         )
         return y, jac, logits
 

@@ -28,7 +28,7 @@ from .config import ExploreConfig
 from .driver import batch_key, drive_group
 from .guided import walk_toward
 from .result import ExplorationResult
-from .summary import batched_logits, walk_result
+from .summary import batched_logits, reset_peak_memory, walk_result
 from .walker import Walker
 
 __all__ = ["batched_logits", "explore", "explore_batch", "feasible_box"]
@@ -88,6 +88,7 @@ def explore(
     cfg = _prepare_config(config, options)
     metric = get_output_metric(cfg.output_metric)
     walk = Walker(adapter, adapter.prepare(raw_input), cfg, metric, box)
+    reset_peak_memory(walk.setup.start.device)
     bar = _progress_bar(cfg, cfg.steps, progress)
     t0 = time.perf_counter()
     try:
@@ -160,6 +161,8 @@ def explore_batch(
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise InputError(f"batch_size must be a positive integer or None, got {batch_size!r}")
     walks = _walks(adapter, raw_inputs, cfg, seeds, box)
+    if walks:
+        reset_peak_memory(walks[0].setup.start.device)
     batches = _batches(walks, batch_size, cfg)
     results: list[ExplorationResult | None] = [None] * len(walks)
     bar = _progress_bar(cfg, cfg.steps * len(walks), progress)

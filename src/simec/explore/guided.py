@@ -91,6 +91,8 @@ def walk_toward(
     cfg = replace(cfg, algorithm="simec", corrector=True, projection="none").validate()
     if cfg.box != "input":
         raise InputError("a guided walk (toward=...) does not take a box")
+    if cfg.restricted:
+        raise InputError("a guided walk (toward=...) does not take top_k/top_mass")
     if not 0 <= tolerance < 1:
         raise InputError(f"tolerance must lie in [0, 1), got {tolerance!r}")
     if patience is not None and (not isinstance(patience, int) or patience < 1):
@@ -115,7 +117,9 @@ def walk_toward(
     least, least_at = math.inf, 0  # the least remaining distance so far, and its step
     try:
         for k in range(cfg.steps + 1):
-            y, jac, logits = jacobian(model_fn, x, chunk_size=cfg.chunk_size, has_aux=True)
+            y, jac, logits = jacobian(
+                model_fn, x, chunk_size=cfg.chunk_size, has_aux=True, max_memory=cfg.max_memory
+            )
             if not (torch.isfinite(y).all() and torch.isfinite(jac).all()):
                 if k == 0:
                     raise InputError("the model output or its Jacobian is NaN/Inf at the input")

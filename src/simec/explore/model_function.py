@@ -7,6 +7,9 @@ each adapter (weakly: they go with the adapter) keyed on what they read: the exp
 output metric and the contents of the prepared input (tensor bytes, shapes, dtypes, devices).
 The compiled Jacobian freezes the model's weights at its first call: change an adapter's weights
 in place and its compiled functions are stale (make a new adapter, or ``compile=False``).
+
+With output restriction (``simec.explore.restriction``) a function gives the restricted output
+of the walk's current classes: such a function belongs to one walk and is never shared.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from ..geometry.jacobian import quiet_vmap
 from ..geometry.metrics import OutputMetric
 from ..models.base import ModelAdapter, PreparedInput
 from .model_input import Batching, ModelInput
+from .restriction import Restriction, logits_jvp
 from .segments import Segments
 
 __all__ = ["ModelFunction", "model_function"]
@@ -42,6 +46,7 @@ class ModelFunction:
         prepared: PreparedInput,
         segments: Segments,
         metric: OutputMetric,
+        restriction: Restriction | None = None,
     ) -> None:
         # weakly: the cache of the adapter's functions must not keep the adapter alive
         try:
@@ -51,6 +56,7 @@ class ModelFunction:
         self.prepared, self.segments, self.metric = prepared, segments, metric
         self.model_input = ModelInput(prepared, segments)
         self.batching = Batching()  # ``many`` runs one batch (until the model refuses)
+        self.restriction = restriction
 
     @property
     def adapter(self) -> ModelAdapter:
@@ -61,7 +67,20 @@ class ModelFunction:
 
     def __call__(self, xs: Tensor) -> tuple[Tensor, Tensor]:
         logits = self.adapter.logits(*self.model_input.at(xs))
-        return self.metric.output(logits), logits
+        return self.level(self.metric.output(logits)), logits
+
+    def level(self, y: Tensor) -> Tensor:
+        """The function's output for the full metric output y: y itself, or its restriction
+        to the walk's current classes (the corrector's target, from the full y at p_0)."""
+        return y if self.restriction is None else self.restriction.coarse(y)
+
+    def logits(self, xs: Tensor) -> Tensor:
+        """The full logits at the explored rows xs."""
+        return self.adapter.logits(*self.model_input.at(xs))
+
+    def logits_jvp(self, xs: Tensor, v: Tensor) -> tuple[Tensor, Tensor, str]:
+        """(logits, J_logits v, how it was computed) at xs along v (shaped like xs)."""
+        return logits_jvp(self.logits, xs, v)
 
     def many(self, points: Tensor) -> tuple[tuple[Tensor, Tensor], int]:
         """((y, logits) at each of the points (m, |P|, width), stacked; model calls made):
@@ -73,7 +92,7 @@ class ModelFunction:
     def _batch(self, points: Tensor) -> tuple[tuple[Tensor, Tensor], int]:
         with quiet_vmap():
             logits = self.adapter.logits_many(*self.model_input.at_many(points))
-        ys = torch.stack([self.metric.output(row) for row in logits])
+        ys = torch.stack([self.level(self.metric.output(row)) for row in logits])
         return (ys, logits), 1
 
     def _each(self, points: Tensor) -> tuple[tuple[Tensor, Tensor], int]:
@@ -114,9 +133,16 @@ def _key(prepared: PreparedInput, segments: Segments, metric: OutputMetric) -> t
 
 
 def model_function(
-    adapter: ModelAdapter, prepared: PreparedInput, segments: Segments, metric: OutputMetric
+    adapter: ModelAdapter,
+    prepared: PreparedInput,
+    segments: Segments,
+    metric: OutputMetric,
+    restriction: Restriction | None = None,
 ) -> ModelFunction:
-    """The function of this input, the one made before for an equal input if there is one."""
+    """The function of this input, the one made before for an equal input if there is one
+    (a new one, never kept, with a ``restriction``: it is the walk's own)."""
+    if restriction is not None:
+        return ModelFunction(adapter, prepared, segments, metric, restriction)
     try:
         table = _CACHE.setdefault(adapter, OrderedDict())
     except TypeError:  # an adapter that cannot be weakly referenced: no cache

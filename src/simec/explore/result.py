@@ -34,7 +34,15 @@ JSON_FIELDS = (
     "labels",
 )
 #: the same, added later: a summary.json without them loads with the field's default
-LATER_JSON_FIELDS = ("uncorrected_drift", "model", "environment", "recoveries", "batch")
+LATER_JSON_FIELDS = (
+    "uncorrected_drift",
+    "model",
+    "environment",
+    "recoveries",
+    "batch",
+    "restriction",
+    "memory",
+)
 
 #: how a result is shown: ``"html"`` (``result -> str``, Jupyter's compact view) and ``"page"``
 #: (``(result, path, **options) -> Path``, the interactive viewer). ``simec.report`` registers
@@ -61,6 +69,13 @@ class ExplorationResult:
     iterations, drift before and after correction per step, and with ``jacobian_reuse`` the
     refreshes with the angle between reused and fresh null spaces (``simec.explore.reuse``);
     None for results saved before it existed.
+    ``restriction`` (with ``top_k``/``top_mass``, else empty): the chosen classes and the
+    steps where they changed (``changes``), and per step from p_k (``steps``) the dropped
+    probability mass, the exact leakage v^T D v of the restricted metric along the step's unit
+    direction and its bound (``simec.geometry.restriction``). ``memory``: the ``max_memory``
+    budget, the peak memory of the run in bytes and what measured it (CUDA: the most GPU
+    memory the tensors of this run held; CPU: the process's resident high-water mark since it
+    started, ``ru_maxrss``, which includes whatever the process did before).
     """
 
     config: ExploreConfig
@@ -84,6 +99,8 @@ class ExplorationResult:
     recoveries: list[dict[str, Any]] = field(default_factory=list)
     batch: dict[str, Any] = field(default_factory=dict)
     fidelity: Fidelity | None = None
+    restriction: dict[str, Any] = field(default_factory=dict)
+    memory: dict[str, Any] = field(default_factory=dict)
     #: guided walks (``walk_toward``): ||p_k - target|| / ||p_0 - target|| per point
     remaining_distance: list[float] = field(default_factory=list)
 
@@ -125,6 +142,8 @@ class ExplorationResult:
             "batch": self.batch,
             "fidelity": self.fidelity.to_dict() if self.fidelity is not None else None,
             **({"remaining_distance": self.remaining_distance} if self.remaining_distance else {}),
+            **({"restriction": self.restriction} if self.restriction else {}),
+            **({"memory": self.memory} if self.memory else {}),
         }
 
     def save(self, out_dir: str | os.PathLike, *, summary: dict[str, Any] | None = None) -> Path:

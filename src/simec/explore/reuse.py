@@ -216,6 +216,10 @@ class Reuse(Stepper):
         c = failed
         return self._take(walk, c.start, proposal, c.lambda_max, c.rank, c.retries + 1)
 
+    def classes_changed(self) -> None:
+        """The kept Jacobian and the outputs known are of the old classes: a fresh one next."""
+        self.refresh, self.pending, self.evaluated = "classes changed", None, None
+
     def _keep(self, walk: Walk, evaluation: Evaluation) -> None:
         """The fresh Jacobian at the last accepted point becomes the kept one."""
         s, jac, vectors = evaluation.status, evaluation.jacobian, evaluation.vectors
@@ -261,7 +265,8 @@ class Reuse(Stepper):
         assert basis is not None
         self.pending = None
         fresh = self.basis_age == 0
-        tolerance = accept_tolerance(self.setup.cfg.corrector_tolerance, walk.steps[0].output)
+        y0 = self.setup.model_fn.level(walk.steps[0].output)
+        tolerance = accept_tolerance(self.setup.cfg.corrector_tolerance, y0)
         drawn: list[Proposal] = []
         outcome = self._correct(walk, x, proposal, lam, tolerance, ahead, drawn)
         self.basis_age += 1
@@ -313,7 +318,7 @@ class Reuse(Stepper):
         outcome: Outcome = chord(
             model_fn,
             ahead.point if ahead is not None else move(x, proposal),
-            walk.steps[0].output,
+            model_fn.level(walk.steps[0].output),
             basis.factors,
             iterations=max(self.setup.cfg.corrector_iterations, REUSE_MIN_ITERATIONS),
             tolerance=tolerance,

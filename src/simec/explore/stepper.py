@@ -36,6 +36,7 @@ from .config import RULES, ExploreConfig
 from .corrector import Corrector
 from .model_function import ModelFunction, model_function
 from .proposal import Proposal, StepRule, move, propose
+from .restriction import Restriction
 from .segments import Segments
 from .walk import Walk
 
@@ -144,7 +145,11 @@ class Setup:
         cap = cfg.max_step * start_norm if cfg.max_step is not None else math.inf
         #: (metric output coordinates y, logits) at the explored rows: one function per
         #: adapter and input, so that its compiled Jacobian is reused across runs
-        model_fn = model_function(adapter, prepared, segments, metric)
+        restriction = Restriction.build(cfg, metric.name)
+        model_fn = model_function(adapter, prepared, segments, metric, restriction)
+        if restriction is not None:  # the classes at p_0, from its full logits
+            with torch.no_grad():
+                restriction.start(model_fn.logits(start))
         rule = RULES[cfg.algorithm]
         bound = cfg.divergence_ratio * start_norm
         return cls(
@@ -249,6 +254,9 @@ class Stepper:
         """The step from the last accepted point (None: dropped, take it again next time)."""
         raise NotImplementedError
 
+    def classes_changed(self) -> None:
+        """Output restriction chose other classes: drop what was made with the old ones."""
+
     def retry(self, walk: Walk, failed: Candidate, proposal: Proposal) -> Candidate | None:
         """``failed``'s step taken again from its start with ``proposal`` (a smaller one)."""
         raise NotImplementedError
@@ -272,6 +280,9 @@ class Fresh(Stepper):
             )
         return self._take(walk, walk.point, proposal, jac, s.lambda_max, s.rank, 0)
 
+    def classes_changed(self) -> None:
+        self.corrector = None  # made again, aiming at p_0's output on the new classes
+
     def retry(self, walk: Walk, failed: Candidate, proposal: Proposal) -> Candidate:
         c = failed
         return self._take(walk, c.start, proposal, c.jacobian, c.lambda_max, c.rank, c.retries + 1)
@@ -289,7 +300,8 @@ class Fresh(Stepper):
         """Line 8 from x, then the corrector and the per-step box."""
         cfg = self.setup.cfg
         if cfg.corrector and self.corrector is None:  # pulls back onto N(x) = N(p_0)
-            self.corrector = Corrector(self.setup.model_fn, walk.steps[0].output, cfg)
+            target = self.setup.model_fn.level(walk.steps[0].output)
+            self.corrector = Corrector(self.setup.model_fn, target, cfg)
         x_new = move(x, proposal)
         before, iterations = None, None
         if self.corrector is not None:

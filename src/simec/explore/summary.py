@@ -18,7 +18,29 @@ from .result import ExplorationResult
 from .reuse import Fidelity
 from .walker import Walker
 
-__all__ = ["batched_logits", "walk_result"]
+__all__ = ["batched_logits", "peak_memory", "reset_peak_memory", "walk_result"]
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start measuring a run's peak (CUDA; the CPU's ``ru_maxrss`` cannot be reset)."""
+    if device.type == "cuda" and torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory(device: torch.device) -> dict[str, Any]:
+    """The peak memory in bytes and what measured it (see ``ExplorationResult.memory``)."""
+    if device.type == "cuda" and torch.cuda.is_available():
+        peak = int(torch.cuda.max_memory_allocated(device))
+        return {"peak_bytes": peak, "measured_by": "torch.cuda.max_memory_allocated (this run)"}
+    import resource
+    import sys
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, kB elsewhere
+    return {
+        "peak_bytes": int(rss * scale),
+        "measured_by": "ru_maxrss (process resident high-water mark since it started)",
+    }
 
 
 def batched_logits(
@@ -99,4 +121,8 @@ def walk_result(
         recoveries=walk.recoveries,
         batch=batch or {},
         fidelity=fidelity(walk, drift),
+        restriction=(
+            setup.model_fn.restriction.to_dict() if setup.model_fn.restriction is not None else {}
+        ),
+        memory={"max_memory": walk.cfg.max_memory, **peak_memory(prepared.embeddings.device)},
     )

@@ -104,6 +104,9 @@ class Walker:
         if self.candidate is not None or not self.walk.steps:
             self._record(evaluation.output, evaluation.logits)
         # else x is the last record already: the stepper dropped the step from it (reuse)
+        restriction = self.setup.model_fn.restriction
+        if restriction is not None:  # has the full model's top set changed at p_k?
+            restriction.watch(len(self.walk) - 1, evaluation.logits)
         return True
 
     def propose(self, evaluation: Evaluation) -> None:
@@ -116,6 +119,23 @@ class Walker:
                 self.stop_reason = stop
                 return
         self.candidate = self.stepper.step(self.walk, evaluation)
+        if self.setup.model_fn.restriction is not None:
+            self._restricted_step(evaluation)
+
+    def _restricted_step(self, evaluation: Evaluation) -> None:
+        """Output restriction: record what the step from p_k drops (one Jacobian-vector
+        product of the full logits along its direction), then switch to the classes the full
+        model ranks on top at p_k if they changed (the stepper drops what used the old ones)."""
+        restriction, c = self.setup.model_fn.restriction, self.candidate
+        assert restriction is not None
+        if c is not None:
+            v = c.proposal.direction.reshape(c.start.shape)
+            _, u, how = self.setup.model_fn.logits_jvp(c.start, v)
+            self.cost.add(1, 1)
+            restriction.leakage_method = how
+            restriction.measure(len(self.walk) - 1, evaluation.logits, u)
+        if restriction.apply(int(evaluation.logits.shape[-1])):
+            self.stepper.classes_changed()
 
     def _check(self, point_ok: bool, distance: float) -> bool:
         """Check the point the candidate reached; False if the walk retried or stopped."""
@@ -145,6 +165,8 @@ class Walker:
     def _record(self, y: Tensor, logits: Tensor) -> None:
         """The current point is good: append its record (with the candidate's step, if any)."""
         c, k = self.candidate, self.done
+        if self.setup.model_fn.restriction is not None:  # records hold the full output
+            y = self.setup.metric.output(logits)
         y0 = self.walk.steps[0].output if self.walk.steps else y
         record = Step(k, self.x, y, torch.softmax(logits, -1), torch.linalg.vector_norm(y - y0))
         if c is not None:

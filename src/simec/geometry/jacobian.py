@@ -13,13 +13,24 @@ compiled  (``compile=True`` or the environment variable ``SIMEC_COMPILE=1``) the
           the first call, and so is any Python branch on tensor values: the first result is
           checked against the eager path, and any failure (tracing, compiling, a mismatch) falls
           back to eager for that function for good.
+
+Memory: ``max_memory`` (bytes) caps what the Jacobian is expected to need. The estimate, made
+with one extra forward pass under autograd (``activation_bytes``): the activations the forward
+pass saves for the backward pass (A bytes, the model's weights not counted), the Jacobian itself
+(q rows of R = n x itemsize bytes, held twice while its chunks are joined), and per row pulled
+back at once one more copy of the activations and of a row (A + R). The chunk size is the most
+rows whose estimate fits: (budget - A - 2 q R) // (A + R); a batch (``batched_jacobian``) is
+also split so that each part fits. A budget below what one row needs is an InputError. It is an
+estimate of the tensors the computation holds, not a measurement of the process's memory.
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
+import math
 import os
+import re
 import warnings
 import weakref
 from collections.abc import Callable, Iterator
@@ -28,10 +39,19 @@ from typing import Any, Literal, overload
 import torch
 from torch import Tensor
 from torch.func import vjp, vmap
+from torch.utils import _pytree as pytree
 
 from ..errors import InputError
 
-__all__ = ["batched_jacobian", "compile_from_environment", "jacobian"]
+__all__ = [
+    "activation_bytes",
+    "batched_jacobian",
+    "compile_from_environment",
+    "jacobian",
+    "math_attention",
+    "memory_chunks",
+    "parse_memory",
+]
 
 #: relative Frobenius difference between the compiled and eager Jacobians accepted on first use
 _CHECK_RTOL = {torch.float32: 1e-4, torch.float64: 1e-9}
@@ -50,6 +70,100 @@ def compile_from_environment() -> bool | None:
     if env in ("0", "false", "no", "off"):
         return False
     return None
+
+
+_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+_BINARY = {"ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+
+
+def parse_memory(value: Any) -> int | None:
+    """A memory size -> bytes: an integer (bytes) or text such as '2GB', '512MB', '1.5GiB'
+    (kB/MB/GB/TB powers of 1000, KiB/MiB/GiB/TiB powers of 1024, 'B' optional); None or
+    'none'/'off' -> None. ValueError with the reason otherwise (the command line's type)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"expected a memory size such as 2GB or 512MiB, got {value!r}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number, scale = float(value), 1
+    else:
+        text = str(value).strip().lower().replace(" ", "")
+        if text in ("none", "off"):
+            return None
+        match = re.fullmatch(r"([0-9]*\.?[0-9]+(?:e[0-9]+)?)([kmgt]i?)?b?", text)
+        if match is None:
+            raise ValueError(f"expected a memory size such as 2GB or 512MiB, got {value!r}")
+        unit = match.group(2) or ""
+        number, scale = float(match.group(1)), _BINARY.get(unit, _UNITS.get(unit, 1))
+    if not math.isfinite(number) or number * scale < 1:
+        raise ValueError(f"a memory size must be at least one byte, got {value!r}")
+    return int(number * scale)
+
+
+def activation_bytes(fn: Callable[..., Any], *inputs: Any) -> tuple[int, int]:
+    """(bytes, q): the bytes of the tensors one forward pass of ``fn(x, *rest)`` saves for its
+    backward pass with respect to x (each storage once; leaves such as the model's weights not
+    counted): one
+    extra forward pass under autograd, outside torch.func; q the length of its output (the
+    first element of a tuple output)."""
+    seen: dict[int, int] = {}
+
+    def pack(t: Tensor) -> Tensor:
+        base = t._base if t._base is not None else t
+        if base.grad_fn is not None:  # computed from x (weights and constants are leaves)
+            storage = t.untyped_storage()
+            seen[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    x = inputs[0].detach().clone().requires_grad_(True)
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn(x, *inputs[1:])
+    y = out[0] if isinstance(out, tuple) else out
+    q = int(y.shape[-1]) if isinstance(y, Tensor) and y.ndim >= 1 else 1
+    del out, y
+    return int(sum(seen.values())), q
+
+
+def _budget_rows(
+    fn: Callable[..., Any],
+    inputs: tuple[Any, ...],
+    budget: int,
+    chunk_size: int | None,
+    batch: int = 1,
+) -> tuple[int, int]:
+    """(items per part of the batch, rows per chunk) for ``max_memory``; ``inputs`` one item's."""
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise InputError(f"max_memory must be a positive number of bytes, got {budget!r}")
+    x = inputs[0]
+    activations, q = activation_bytes(fn, *inputs)
+    items, rows = memory_chunks(budget, activations, q, x.numel() * x.element_size(), batch)
+    return items, rows if chunk_size is None else min(rows, chunk_size)
+
+
+def memory_chunks(
+    budget: int, activations: int, q: int, row_bytes: int, batch: int = 1
+) -> tuple[int, int]:
+    """(items per part of a batch, rows per chunk) whose estimated memory fits ``budget``
+    (bytes; see the module docstring): per item, activations A and the Jacobian 2 q R fixed,
+    A + R per row pulled back at once. InputError (one line) when one row of one item does not
+    fit."""
+    fixed, per_row = activations + 2 * q * row_bytes, activations + row_bytes
+    items = min(batch, budget // (fixed + per_row))
+    if items < 1:
+        raise InputError(
+            f"max_memory {_size(budget)} is below the ~{_size(fixed + per_row)} one Jacobian "
+            f"needs here ({q} rows of {_size(row_bytes)}, ~{_size(activations)} of "
+            "activations); raise it or leave it unset"
+        )
+    rows = max(1, min(q, (budget // items - fixed) // per_row))
+    return int(items), int(rows)
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} B"
 
 
 @contextlib.contextmanager
@@ -78,7 +192,7 @@ def _eager(
     return (y, jac, aux) if has_aux else (y, jac)
 
 
-def _math_attention() -> contextlib.AbstractContextManager:
+def math_attention() -> contextlib.AbstractContextManager:
     """Force the math SDPA kernel: it decomposes into matmuls + softmax, which vmap batches."""
     try:
         from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -86,6 +200,9 @@ def _math_attention() -> contextlib.AbstractContextManager:
         return sdpa_kernel([SDPBackend.MATH])
     except (ImportError, AttributeError, TypeError):  # pragma: no cover - old torch
         return contextlib.nullcontext()
+
+
+_math_attention = math_attention
 
 
 def _trace_and_compile(full: Callable[..., Any], inputs: tuple[Any, ...]) -> Callable[..., Any]:
@@ -181,6 +298,7 @@ def jacobian(
     chunk_size: int | None = ...,
     has_aux: Literal[False] = ...,
     compile: bool | None = ...,
+    max_memory: int | None = ...,
 ) -> tuple[Tensor, Tensor]: ...
 @overload
 def jacobian(
@@ -190,6 +308,7 @@ def jacobian(
     chunk_size: int | None = ...,
     has_aux: Literal[True],
     compile: bool | None = ...,
+    max_memory: int | None = ...,
 ) -> tuple[Tensor, Tensor, Any]: ...
 def jacobian(
     fn: Callable[[Tensor], Any],
@@ -198,6 +317,7 @@ def jacobian(
     chunk_size: int | None = None,
     has_aux: bool = False,
     compile: bool | None = None,
+    max_memory: int | None = None,
 ) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, Any]:
     """Return ``(y, J)`` (and ``aux`` if ``has_aux``) for ``y = fn(x)`` with y of shape (q,).
 
@@ -211,6 +331,9 @@ def jacobian(
     must be a pure function of ``x``; it falls back to eager on any failure). ``None`` reads the
     environment variable ``SIMEC_COMPILE`` ("1" enables).
 
+    ``max_memory`` (bytes): pull back at most as many rows at once as the memory estimate of
+    the module docstring allows (and at most ``chunk_size``); the same J.
+
     Runs under ``torch.no_grad()``: torch.func still differentiates with respect to ``x``, but no
     graph is recorded for the model's parameters.
     """
@@ -218,6 +341,8 @@ def jacobian(
         raise InputError(f"chunk_size must be a positive integer, got {chunk_size}")
     if compile is None:
         compile = compile_from_environment() is True
+    if max_memory is not None:
+        chunk_size = _budget_rows(fn, (x,), max_memory, chunk_size)[1]
     with torch.no_grad():
         out = _compiled_jacobian(fn, x, chunk_size, has_aux) if compile else None
         if out is None:
@@ -233,6 +358,7 @@ def batched_jacobian(
     chunk_size: int | None = ...,
     has_aux: Literal[False] = ...,
     compile: bool = ...,
+    max_memory: int | None = ...,
 ) -> tuple[Tensor, Tensor]: ...
 @overload
 def batched_jacobian(
@@ -242,6 +368,7 @@ def batched_jacobian(
     chunk_size: int | None = ...,
     has_aux: Literal[True],
     compile: bool = ...,
+    max_memory: int | None = ...,
 ) -> tuple[Tensor, Tensor, Any]: ...
 def batched_jacobian(
     fn: Callable[..., Any],
@@ -250,6 +377,7 @@ def batched_jacobian(
     chunk_size: int | None = None,
     has_aux: bool = False,
     compile: bool = False,
+    max_memory: int | None = None,
 ) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, Any]:
     """Jacobians of B independent problems at once: ``y_b = fn(xs[b], *(a[b] for a in args))``.
 
@@ -265,9 +393,31 @@ def batched_jacobian(
     ``compile``: the same computation traced (``xs`` and ``args`` its inputs, so one graph
     serves every batch of the same shapes) and compiled on the first call for ``fn`` and these
     shapes, as ``jacobian`` does; eager on any failure.
+
+    ``max_memory`` (bytes): rows per chunk and items per part of the batch from the memory
+    estimate of the module docstring (made on the first item); the parts are computed one
+    after the other (eagerly when there is more than one) and joined: the same Y and J.
     """
     if chunk_size is not None and chunk_size < 1:
         raise InputError(f"chunk_size must be a positive integer, got {chunk_size}")
+    count = int(xs.shape[0])
+    if max_memory is not None and count:
+        first = tuple(pytree.tree_map(lambda a: a[0] if isinstance(a, Tensor) else a, args))
+        items, chunk_size = _budget_rows(fn, (xs[0], *first), max_memory, chunk_size, count)
+        if items < count:
+            with torch.no_grad():
+                parts = [
+                    _batched_eager(
+                        fn, xs[i : i + items], _rows_of(args, i, items), chunk_size, has_aux
+                    )
+                    for i in range(0, count, items)
+                ]
+            return tuple(  # type: ignore[return-value]
+                pytree.tree_map(lambda *ts: torch.cat(ts), *[part[j] for part in parts])
+                if j == 2
+                else torch.cat([part[j] for part in parts])
+                for j in range(len(parts[0]))
+            )
     if compile:
 
         def full(z: Tensor, *rest: Any) -> tuple[Any, ...]:
@@ -280,6 +430,13 @@ def batched_jacobian(
             return out  # type: ignore[return-value]
     with torch.no_grad():
         return _batched_eager(fn, xs, args, chunk_size, has_aux)
+
+
+def _rows_of(args: tuple[Any, ...], start: int, count: int) -> tuple[Any, ...]:
+    """Items start .. start + count of pytrees batched along dim 0."""
+    return tuple(
+        pytree.tree_map(lambda a: a[start : start + count] if isinstance(a, Tensor) else a, args)
+    )
 
 
 def _batched_eager(
