@@ -99,4 +99,7 @@ def walk_result(
         recoveries=walk.recoveries,
         batch=batch or {},
         fidelity=fidelity(walk, drift),
+        remaining_distance=[s.remaining_distance for s in steps]  # type: ignore[misc]
+        if steps[0].remaining_distance is not None
+        else [],
     )
