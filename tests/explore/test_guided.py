@@ -136,3 +136,100 @@ def test_cli_toward(vit_dir, tmp_path, capsys):
     assert summary["config"]["extra"]["guided"] is True
     assert summary["config"]["extra"]["toward"] == str(paths[1])
     assert "remaining distance to the target" in capsys.readouterr().out
+
+
+# -- the guided walk is a walk of the one loop (issue 24) -------------------------------------
+def test_guided_stop_rules():
+    from simec.explore import policy
+
+    # order: rank zero, then the projected distance, then patience, then the clock
+    assert policy.guided_stop(0, 4, 0.0, 1.0, 99, 1, 99.0, 1.0) == "rank-zero metric at step 4"
+    assert policy.guided_stop(0, 0, 1.0, 0.0, 0, None, 0.0, None) == "rank-zero metric at step 0"
+    vanished = policy.guided_stop(3, 5, 1e-7, 1e-6, 99, 1, 99.0, 1.0)
+    assert vanished == "projected distance vanished at step 5"
+    assert (
+        policy.guided_stop(3, 5, 1.0, 1e-6, 3, 3, 99.0, 1.0) == "stopped getting closer at step 5"
+    )
+    assert policy.guided_stop(3, 5, 1.0, 1e-6, 2, 3, 99.0, 1.0) == "time budget spent at step 5"
+    assert policy.guided_stop(3, 5, 1.0, 1e-6, 2, 3, 0.5, 1.0) is None
+    assert policy.guided_stop(3, 5, 1.0, 1e-6, 50, None, 5.0, None) is None
+
+
+def test_walk_records_carry_the_remaining_distance(linear):
+    """The Walk's records (``Step.remaining_distance``) are what the result reports; ordinary
+    walks record none."""
+    from simec.explore.driver import drive_group
+    from simec.explore.guided import Guided, _config, _walkers
+
+    adapter, _, x0 = linear
+    cfg = _config(None, {"steps": 4, "output_metric": "euclidean-logits"}, 1e-6, None)
+    (walker,) = _walkers(adapter, [(x0, x0 + 1.0)], cfg, tolerance=1e-6)
+    assert isinstance(walker.stepper, Guided)
+    drive_group([walker], None)
+    walker.settle()
+    recorded = [s.remaining_distance for s in walker.walk.steps]
+    assert recorded[0] == 1.0 and len(recorded) == 5
+    goal = (x0 + 1.0).reshape(-1)
+    points = [s.point for s in walker.walk.steps]
+    for r, p in zip(recorded, points):
+        assert r == pytest.approx(
+            float((goal - p.reshape(-1)).norm()) / float(goal.sub(x0.reshape(-1)).norm())
+        )
+    plain = explore(adapter, x0, steps=2, output_metric="euclidean-logits")
+    assert plain.remaining_distance == []
+
+
+def test_batched_walks_match_single_walks(linear_model):
+    """walk_toward_batch: the results of walk_toward on each pair (batched Jacobians, one
+    clock per batch), a critical point skipped (None) or raised."""
+    from simec.errors import RankZeroMetricError
+    from simec.explore.guided import walk_toward, walk_toward_batch
+
+    model, x0 = linear_model
+
+    def forward(x):
+        return torch.log_softmax(model(torch.tanh(x)), -1)
+
+    adapter = TorchAdapter(forward, dtype="float64")
+    gen = torch.Generator().manual_seed(4)
+    pairs = [
+        (x0, x0 + 0.5 * torch.randn(x0.shape, generator=gen, dtype=x0.dtype)) for _ in range(3)
+    ]
+    pairs[1] = (x0 + 0.1, pairs[1][1])
+    options = dict(steps=12, max_step=0.02, patience=3)
+    batched = walk_toward_batch(adapter, pairs, **options)
+    for (start, target), res in zip(pairs, batched):
+        alone = walk_toward(adapter, start, target, **options)
+        assert res is not None and res.stop_reason == alone.stop_reason
+        assert res.remaining_distance == pytest.approx(alone.remaining_distance, rel=0, abs=1e-12)
+        torch.testing.assert_close(res.trajectory, alone.trajectory, rtol=0, atol=1e-12)
+        assert res.config.extra["guided"] and res.input_description.endswith("toward target")
+
+    flat = TorchAdapter(lambda x: torch.stack([(x**2).sum(), torch.zeros(())]), dtype="float64")
+    zero = torch.zeros(4, 5, dtype=torch.float64)
+    found = walk_toward_batch(flat, [(zero, x0), (x0, 2 * x0)], skip_critical=True, steps=3)
+    assert found[0] is None and found[1] is not None
+    with pytest.raises(RankZeroMetricError, match="zero at the input"):
+        walk_toward(flat, zero, x0, steps=3)
+
+
+def test_a_guided_step_that_fails_is_recovered(linear_model):
+    """A step into a region where the model is NaN is retried with half the size (``recover``),
+    as in every walk; without ``recover`` the walk stops on its last good point."""
+    model, x0 = linear_model
+    limit = float(x0.reshape(-1)[0]) + 0.3
+
+    def forward(x):
+        bad = x.reshape(-1)[0] > limit
+        return torch.where(bad, torch.nan, 1.0) * model(x)
+
+    adapter = TorchAdapter(forward, dtype="float64")
+    target = x0.clone()
+    target.reshape(-1)[0] += 2.0
+    options = dict(steps=40, max_step=0.05, output_metric="euclidean-logits")
+    stopped = explore(adapter, x0, toward=target, **options)
+    assert "non-finite" in stopped.stop_reason and not stopped.recoveries
+    recovered = explore(adapter, x0, toward=target, recover=30, **options)
+    assert recovered.recoveries and recovered.steps_completed > stopped.steps_completed
+    assert float(recovered.trajectory[-1].reshape(-1)[0]) <= limit
+    assert recovered.remaining_distance[-1] < stopped.remaining_distance[-1]

@@ -14,7 +14,19 @@ from dataclasses import dataclass
 from ..errors import InputError, RankZeroMetricError
 from .proposal import StepRule
 
-__all__ = ["Failure", "output_failure", "point_failure", "retry", "spectrum_stop"]
+__all__ = [
+    "CLOSER",
+    "Failure",
+    "guided_stop",
+    "output_failure",
+    "point_failure",
+    "rank_zero",
+    "retry",
+    "spectrum_stop",
+]
+
+#: a guided walk got closer when its remaining distance fell below this fraction of its least
+CLOSER = 0.999
 
 
 @dataclass(frozen=True)
@@ -60,7 +72,7 @@ def spectrum_stop(rule: StepRule, rank: int, dim: int, k: int) -> str | None:
                 "the pullback metric is zero at the input: the output does not depend on "
                 "the explored segments (flat model output, or segments the model ignores)"
             )
-        return f"rank-zero metric at step {k}"
+        return rank_zero(k)
     if rule.blocked(rank, dim):
         if k == 0:
             raise InputError(
@@ -68,4 +80,35 @@ def spectrum_stop(rule: StepRule, rank: int, dim: int, k: int) -> str | None:
                 f"rank: there is no null direction for {rule.title}; explore more segments"
             )
         return f"no null direction at step {k}"
+    return None
+
+
+def rank_zero(k: int) -> str:
+    """The stop reason of a walk whose metric is zero at p_k (a critical point of the model)."""
+    return f"rank-zero metric at step {k}"
+
+
+def guided_stop(
+    rank: int,
+    k: int,
+    projected: float,
+    floor: float,
+    stalled: int,
+    patience: int | None,
+    elapsed: float,
+    max_seconds: float | None,
+) -> str | None:
+    """Why a guided walk (``simec.explore.guided``) stops at p_k, or None: a rank-zero metric
+    (at k = 0 too: the caller decides whether that is an error); the projected distance
+    ``projected`` at most ``floor`` (tolerance * ||p_0 - target||: no null direction gets
+    closer); ``stalled`` >= ``patience`` steps since the remaining distance last fell below
+    ``CLOSER`` times its least value; more than ``max_seconds`` spent."""
+    if rank == 0:
+        return rank_zero(k)
+    if projected <= floor:
+        return f"projected distance vanished at step {k}"
+    if patience is not None and stalled >= patience:
+        return f"stopped getting closer at step {k}"
+    if max_seconds is not None and elapsed > max_seconds:
+        return f"time budget spent at step {k}"
     return None

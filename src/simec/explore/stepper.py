@@ -30,6 +30,7 @@ from ..errors import InputError
 from ..geometry.blocks import BlockSpectra
 from ..geometry.metrics import OutputMetric
 from ..models.base import ModelAdapter, PreparedInput
+from . import policy
 from .blocks import propose_blocks
 from .box import Box, embedding_bounds, project, resolve_box
 from .config import RULES, ExploreConfig
@@ -221,10 +222,9 @@ class Setup:
 
 class Stepper:
     """The step rule a walker calls after each accepted point. Subclasses: ``Fresh``,
-    ``simec.explore.reuse.Reuse``; a new kind of walk adds one (and its own state). A guided
-    walk (``simec.explore.guided``, still its own loop) would be a ``Fresh`` whose ``step``
-    takes the null-space part of target - x, with a stop rule for when it vanishes beside
-    ``policy.spectrum_stop`` in ``Walker.propose``."""
+    ``simec.explore.reuse.Reuse``, ``simec.explore.guided.Guided`` (a ``Fresh`` whose ``step``
+    takes the null-space part of target - x, with its own ``stop`` and ``remaining``); a new
+    kind of walk adds one (and its own state)."""
 
     #: the ``jacobian_reuse`` recorded in the run's fidelity
     jacobian_reuse = "off"
@@ -249,6 +249,18 @@ class Stepper:
             y, logits = self.setup.model_fn(x)
         self.cost.add(1, 1)
         return y, logits
+
+    def stop(self, walk: Walk, evaluation: Evaluation) -> str | None:
+        """Why no step is taken from the last accepted point, from its fresh spectrum (None:
+        take one): ``policy.spectrum_stop``."""
+        assert evaluation.vectors is not None
+        dim, rank = int(evaluation.vectors.shape[0]), evaluation.status.rank
+        return policy.spectrum_stop(self.setup.rule, rank, dim, len(walk) - 1)
+
+    def remaining(self, x: Tensor) -> float | None:
+        """What a walk toward a target records at each point: ||x - target|| / ||p_0 - target||
+        (``simec.explore.guided``); None for the others."""
+        return None
 
     def step(self, walk: Walk, evaluation: Evaluation) -> Candidate | None:
         """The step from the last accepted point (None: dropped, take it again next time)."""

@@ -125,4 +125,9 @@ def walk_result(
             setup.model_fn.restriction.to_dict() if setup.model_fn.restriction is not None else {}
         ),
         memory={"max_memory": walk.cfg.max_memory, **peak_memory(prepared.embeddings.device)},
+        remaining_distance=(
+            [s.remaining_distance for s in steps]  # type: ignore[misc]
+            if steps[0].remaining_distance is not None
+            else []
+        ),
     )

@@ -38,6 +38,8 @@ class Step:
     retries: int = 0
     fresh: bool = True
     corrector_iterations: int | None = None
+    #: a guided walk's ||p_k - target|| / ||p_0 - target|| (None for other walks)
+    remaining_distance: float | None = None
 
 
 class Walk:

@@ -17,6 +17,7 @@ records the last point reached.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -33,7 +34,10 @@ from .reuse import Reuse
 from .stepper import Candidate, Cost, Evaluation, Fresh, Setup, Stepper
 from .walk import Step, Walk
 
-__all__ = ["Walker", "make_stepper"]
+__all__ = ["StepperFactory", "Walker", "make_stepper"]
+
+#: builds a walk's stepper from its setup, its cost counter and its generator
+StepperFactory = Callable[[Setup, Cost, torch.Generator], Stepper]
 
 
 def make_stepper(setup: Setup, cost: Cost, generator: torch.Generator) -> Stepper:
@@ -45,7 +49,9 @@ def make_stepper(setup: Setup, cost: Cost, generator: torch.Generator) -> Steppe
 
 
 class Walker:
-    """One exploration: its setup, its stepper, the step in flight and the records."""
+    """One exploration: its setup, its stepper (``stepper``: a factory for another kind than
+    ``make_stepper``'s, e.g. ``simec.explore.guided.Guided``), the step in flight and the
+    records."""
 
     def __init__(
         self,
@@ -54,11 +60,12 @@ class Walker:
         cfg: ExploreConfig,
         metric: OutputMetric,
         box: Box | None,
+        stepper: StepperFactory | None = None,
     ) -> None:
         self.setup = Setup.build(adapter, prepared, cfg, metric, box)
         generator = torch.Generator(device=prepared.embeddings.device).manual_seed(cfg.seed)
         self.cost = Cost()
-        self.stepper = make_stepper(self.setup, self.cost, generator)
+        self.stepper = (stepper or make_stepper)(self.setup, self.cost, generator)
         self.walk = Walk(cfg.record_every)
         self.candidate: Candidate | None = None
         self.recoveries: list[dict[str, Any]] = []  # a log of events, never undone
@@ -111,10 +118,8 @@ class Walker:
 
     def propose(self, evaluation: Evaluation) -> None:
         """Lines 5-8 from the accepted p_k (the stepper's), or stop when no step exists."""
-        if evaluation.vectors is not None:
-            s = evaluation.status
-            dim = int(evaluation.vectors.shape[0])
-            stop = policy.spectrum_stop(self.setup.rule, s.rank, dim, self.done)
+        if evaluation.vectors is not None:  # a fresh spectrum: ``policy.spectrum_stop`` or
+            stop = self.stepper.stop(self.walk, evaluation)  # the stepper's own rule
             if stop is not None:
                 self.stop_reason = stop
                 return
@@ -169,6 +174,9 @@ class Walker:
             y = self.setup.metric.output(logits)
         y0 = self.walk.steps[0].output if self.walk.steps else y
         record = Step(k, self.x, y, torch.softmax(logits, -1), torch.linalg.vector_norm(y - y0))
+        remaining = self.stepper.remaining(self.x)
+        if remaining is not None:
+            record = replace(record, remaining_distance=remaining)
         if c is not None:
             record = replace(
                 record,

@@ -1,8 +1,9 @@
 """``simec equivalence``: are two inputs the same to the model? Bounds, curve, files.
 
 ``compare_pair`` adds to ``equivalence_bounds`` the guided SiMEC walks A -> B and B -> A
-(``simec.explore.guided``): their closest approach is reported, and their paths are extra
-starting curves of the upper bound. Each walk runs until its projected distance vanishes or
+(``simec.explore.guided``, run together as one batch: ``walk_toward_batch``): their closest
+approach is reported, and their paths are extra starting curves of the upper bound. Each walk
+runs until its projected distance vanishes or
 it stops getting closer (``GUIDED_STEPS`` at most: enough to go a third of the way round a sphere at
 the default step cap). A walk that cannot start (a critical point of the model: rank-zero
 metric) is recorded with its reason and the other curves decide; a walk that makes no progress
@@ -26,8 +27,8 @@ import torch
 from safetensors.torch import save
 
 from .._io import atomic_write_bytes, atomic_write_json, environment
-from ..errors import InputError, RankZeroMetricError
-from ..explore.guided import walk_toward
+from ..errors import InputError
+from ..explore.guided import walk_toward_batch
 from ..fields import option
 from ..models.base import ModelAdapter, PreparedInput
 from ..models.capabilities import as_image_model, as_text_model
@@ -87,7 +88,8 @@ def compare_pair(
     """Bounds on Pd(a, b) (raw inputs), with the guided walks a -> b and b -> a as extra
     starting curves (``guided_steps`` steps at most each; 0: no walks), and
     ``perturbed_walks`` walks toward perturbed targets for a walk that made no progress. All
-    within ``config.budget_seconds`` (the guided walks a quarter of it each at most)."""
+    within ``config.budget_seconds`` (the guided walks a quarter of it each at most; walks run
+    together as one batch share their clock: two of them half of it)."""
     cfg = (config or EquivalenceConfig()).validate()
     t0 = time.perf_counter()
     budget = cfg.budget_seconds or None
@@ -96,44 +98,77 @@ def compare_pair(
     extras: dict[str, Any] = {}
     pa, pb = adapter.prepare(a), adapter.prepare(b)  # once: the walks and bounds reuse them
     xa, xb = pa.embeddings, pb.embeddings
-    generator = torch.Generator().manual_seed(cfg.seed)
     options = {
         "steps": guided_steps,
         "max_step": max_step,
         "output_metric": cfg.output_metric,
         "seed": cfg.seed,
         "patience": patience,
-        "max_seconds": budget / 4 if budget else None,  # the walks get half the budget at most
     }
     if guided_steps > 0 and not torch.equal(xa, xb):
-        walks = (("guided A->B", a, xb, False), ("guided B->A", b, xa, True))
-        for name, start, goal, flip in walks:
-            walk = _guided(adapter, start, goal, options)
-            extras[name] = _walk_summary(walk)
-            if walk is None:
-                continue
-            curves[name] = _oriented(walk, xb, flip)
-            if extras[name]["closest_approach"] < 1.0 - 1e-9:
-                continue
-            for k in range(perturbed_walks):  # no progress at all: a symmetric start
-                noise = torch.randn(goal.shape, generator=generator, dtype=goal.dtype)
-                noise = noise.to(goal) * (0.05 * float((xb - xa).norm()) / float(noise.norm()))
-                again = _guided(adapter, start, goal + noise, options)
-                key = f"{name} perturbed {k + 1}"
-                extras[key] = _walk_summary(again)
-                if again is not None:
-                    curves[key] = _oriented(again, xb, flip)
+        walks: Walks = [("guided A->B", a, xb, False), ("guided B->A", b, xa, True)]
+        generator = torch.Generator().manual_seed(cfg.seed)
+        curves, extras = _guided_curves(adapter, walks, xb, budget, options)
+        again = _perturbed(walks, curves, extras, xb - xa, perturbed_walks, generator)
+        more_curves, more = _guided_curves(adapter, again, xb, budget, options)
+        curves, extras = _in_order(walks, {**curves, **more_curves}, {**extras, **more})
     result = compare_inputs(adapter, pa, pb, cfg, curves=curves, deadline=deadline)
     extras["guided_seconds"] = time.perf_counter() - t0 - result.seconds
     return _with_extras(result, extras)
 
 
-def _guided(adapter: ModelAdapter, start: Any, goal: torch.Tensor, options: dict[str, Any]):
-    """A guided walk, or None at a critical point (rank-zero metric at the start)."""
-    try:
-        return walk_toward(adapter, start, goal, **options)
-    except RankZeroMetricError:
-        return None
+Walks = list[tuple[str, Any, torch.Tensor, bool]]  # (name, start, target, reversed)
+
+
+def _guided_curves(
+    adapter: ModelAdapter,
+    walks: Walks,
+    like: torch.Tensor,
+    budget: float | None,
+    options: dict[str, Any],
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The guided walks run together (``walk_toward_batch``): their paths as curves from A to
+    B and their summaries (a walk that cannot start, at a critical point, has no curve)."""
+    if not walks:
+        return {}, {}
+    seconds = budget / 4 * len(walks) if budget else None
+    pairs = [(start, target) for _, start, target, _ in walks]
+    found = walk_toward_batch(adapter, pairs, max_seconds=seconds, skip_critical=True, **options)
+    curves, extras = {}, {}
+    for (name, _, _, flip), walk in zip(walks, found):
+        extras[name] = _walk_summary(walk)
+        if walk is not None:
+            curves[name] = _oriented(walk, like, flip)
+    return curves, extras
+
+
+def _perturbed(
+    walks: Walks,
+    curves: dict[str, torch.Tensor],
+    extras: dict[str, Any],
+    span: torch.Tensor,
+    count: int,
+    generator: torch.Generator,
+) -> Walks:
+    """``count`` walks toward targets moved by a seeded 5% of ||span|| = ||B - A|| for each
+    walk that made no progress at all (a symmetric start; not one that could not start)."""
+    again = []
+    for name, start, goal, flip in walks:
+        if name not in curves or extras[name]["closest_approach"] < 1.0 - 1e-9:
+            continue
+        for k in range(count):
+            noise = torch.randn(goal.shape, generator=generator, dtype=goal.dtype)
+            noise = noise.to(goal) * (0.05 * float(span.norm()) / float(noise.norm()))
+            again.append((f"{name} perturbed {k + 1}", start, goal + noise, flip))
+    return again
+
+
+def _in_order(
+    walks: Walks, curves: dict[str, torch.Tensor], extras: dict[str, Any]
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Each walk followed by its perturbed walks (the order the curves are tried in)."""
+    names = [k for name, *_ in walks for k in extras if k == name or k.startswith(name + " ")]
+    return {k: curves[k] for k in names if k in curves}, {k: extras[k] for k in names}
 
 
 def _oriented(walk: Any, like: torch.Tensor, flip: bool) -> torch.Tensor:
