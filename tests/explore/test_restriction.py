@@ -115,12 +115,10 @@ def test_top_mass_chooses_the_smallest_set_holding_the_mass(vit10, image):
     assert float(ordered[: len(chosen) - 1].sum()) < 0.5
 
 
-@pytest.mark.parametrize("reuse", ["off", "auto"])
-def test_restricted_simec_keeps_the_coarse_output(vit10, image, reuse):
-    """The corrector holds (p_S, p_rest) on its level set; the full output moves only inside
-    the rest (whose spread is what ``leakage`` measures)."""
-    res = explore(
-        vit10,
+def _restricted_simec(adapter, image, reuse):
+    """Six SiMEC steps on the top 3 classes (Fisher-Rao), corrector on, no box."""
+    return explore(
+        adapter,
         image,
         steps=6,
         output_metric="fisher-rao",
@@ -129,6 +127,13 @@ def test_restricted_simec_keeps_the_coarse_output(vit10, image, reuse):
         jacobian_reuse=reuse,
         projection="none",
     )
+
+
+@pytest.mark.parametrize("reuse", ["off", "auto"])
+def test_restricted_simec_keeps_the_coarse_output(vit10, image, reuse):
+    """The corrector holds (p_S, p_rest) on its level set; the full output moves only inside
+    the rest (whose spread is what ``leakage`` measures)."""
+    res = _restricted_simec(vit10, image, reuse)
     assert res.steps_completed == 6 and len(res.restriction["steps"]) == 6
     assert len(res.restriction["changes"]) == 1
     chosen = res.restriction["changes"][0]["classes"]
@@ -183,16 +188,7 @@ def test_a_change_of_classes_moves_the_corrector_to_the_new_set(vit10, image, re
         return torch.topk(logits, 4).indices[[0, 1, 3]]
 
     monkeypatch.setattr(Restriction, "choose", choose)
-    res = explore(
-        vit10,
-        image,
-        steps=6,
-        output_metric="fisher-rao",
-        top_k=3,
-        corrector=True,
-        jacobian_reuse=reuse,
-        projection="none",
-    )
+    res = _restricted_simec(vit10, image, reuse)
     changes = res.restriction["changes"]
     assert [c["step"] for c in changes] == [0, 2]
     new = changes[1]["classes"]
