@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError
+from .spectrum import lowrank_spectra
 from .steps import CODE_EPSILON, STEP_RULES
 
 __all__ = [
@@ -95,23 +96,15 @@ def block_spectra(
         )
     q = factor.shape[0]
     blocks = factor.reshape(q, -1, width).transpose(0, 1)  # (m, q, h)
-    if q >= width:
-        _, s, vh = torch.linalg.svd(blocks, full_matrices=False)
-        vectors = vh.mT
-    else:
-        basis, r = torch.linalg.qr(blocks.mT)  # (m, h, q), (m, q, q)
-        _, s, wh = torch.linalg.svd(r.mT)
-        vectors = basis @ wh.mT
-    values = s**2
+    # the batched thin SVD with canonical signs of the joint `lowrank` back-end, per block
+    spectra = lowrank_spectra(blocks, rtol=rtol)
+    values = spectra.singular_values**2
     if atol is not None:
         keep = values > atol
     else:
         rel = rtol if rtol is not None else (max(q, width) * torch.finfo(factor.dtype).eps) ** 2
         keep = values > rel * values[:, :1]
-    index = vectors.abs().argmax(dim=1, keepdim=True)
-    signs = torch.sign(torch.gather(vectors, 1, index))
-    signs = torch.where(signs == 0, torch.ones_like(signs), signs)
-    return BlockSpectra(eigenvalues=values, vectors=vectors * signs, keep=keep)
+    return BlockSpectra(eigenvalues=values, vectors=spectra.vectors, keep=keep)
 
 
 def block_null_directions(
