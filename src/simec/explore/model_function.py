@@ -66,7 +66,7 @@ class ModelFunction:
         return adapter
 
     def __call__(self, xs: Tensor) -> tuple[Tensor, Tensor]:
-        logits = self.adapter.logits(*self.model_input.at(xs))
+        logits = self.logits(xs)
         return self.level(self.metric.output(logits)), logits
 
     def level(self, y: Tensor) -> Tensor:
