@@ -264,3 +264,35 @@ def test_two_critical_points_in_one_class_are_equivalent():
     for walk in ("guided A->B", "guided B->A"):
         assert "rank-zero" in res.extras[walk]["stop_reason"]
     assert_certified(res, fn, "euclidean-logits")
+
+
+def test_every_starting_curve_gets_a_share_of_the_time_budget(monkeypatch):
+    """An optimisation that would use all the time it is given (a slow model) must not leave
+    the other starting curves untried: each gets an equal share of the time left. Before the
+    shares, the first curve used the whole budget and the guided walks' paths were skipped."""
+    import time
+
+    from simec.structure import equivalence as eq
+
+    model, a, b = CONNECTED["sphere"]
+    _, fn = fn_of(model, "fisher-rao")
+    given: list[tuple[int, float | None]] = []
+    real = eq.shortest_curve
+
+    def slow(fn_, start, metric, refine, *, deadline=None, **kw):
+        given.append((len(start), deadline))
+        if deadline is not None:  # spend every second it is given, then return its start
+            time.sleep(max(0.0, deadline - time.perf_counter()))
+        return real(fn_, start, metric, refine, iterations=0, deadline=deadline)
+
+    monkeypatch.setattr(eq, "shortest_curve", slow)
+    w = torch.linspace(0, 1, 5, dtype=a.dtype)[1:-1, None, None]
+    curves = {"walk 1": a + w * (b - a), "walk 2": b + w * (a - b)}
+    t0 = time.perf_counter()
+    cfg = EquivalenceConfig(budget_seconds=0.9, restarts=0)
+    res = equivalence_bounds(fn, a, b, cfg, curves=curves)
+    assert res.extras["skipped_for_time"] == []
+    assert res.candidates_tried == 3
+    assert len(given) == 3
+    # the first share is about a third of the budget (before: all of it)
+    assert given[0][1] is not None and given[0][1] - t0 < 0.9 / 2

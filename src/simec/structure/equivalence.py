@@ -388,6 +388,16 @@ def _past(deadline: float | None) -> bool:
     return deadline is not None and time.perf_counter() > deadline
 
 
+def _share(deadline: float | None, left: int) -> float | None:
+    """The deadline of the next of ``left`` attempts still to run: an equal share of the time
+    left before ``deadline`` (time one attempt does not use passes to the others), so that one
+    slow optimisation cannot leave the other starting curves untried."""
+    if deadline is None:
+        return None
+    now = time.perf_counter()
+    return now + max(0.0, deadline - now) / max(left, 1)
+
+
 def minimise_energy(
     fn: PointsFn,
     start: Tensor,
@@ -566,8 +576,10 @@ def equivalence_bounds(
     equivalent and the lower bound does not decide it, ``config.restarts`` perturbed straight
     lines (``perturbed_line``, seeded by ``config.seed``) are optimised too. The search stops
     at ``deadline`` (a ``time.perf_counter()`` value; default: ``config.budget_seconds`` from
-    now): the straight line is always measured, each curve optimised is measured before it
-    counts, and the curves not tried for lack of time are listed in ``extras``.
+    now): the straight line is always measured, each starting curve is optimised for at most
+    an equal share of the time left (what one does not use passes to the next), each curve
+    optimised is measured before it counts, and the curves not tried for lack of time are
+    listed in ``extras``.
     """
     cfg = (config or EquivalenceConfig()).validate()
     if a.shape != b.shape:
@@ -604,7 +616,7 @@ def equivalence_bounds(
 
     skipped: list[str] = []
 
-    def attempt(key: str, start: Tensor) -> None:
+    def attempt(key: str, start: Tensor, until: float | None) -> None:
         nonlocal best
         if _past(deadline):
             skipped.append(key)
@@ -616,7 +628,7 @@ def equivalence_bounds(
             refine,
             iterations=cfg.energy_iterations,
             enough=enough,
-            deadline=deadline,
+            deadline=until,
         )
         candidates[key] = measured.length
         if _rank(measured) < _rank(best[0]):
@@ -628,12 +640,14 @@ def equivalence_bounds(
             top.converged and top.length <= cfg.tol and top.max_drift <= cfg.tol
         )
 
-    for key, start in starts.items():
-        attempt(key, start)
+    # each starting curve gets an equal share of the time left; restarts share what remains
+    for n, (key, start) in enumerate(starts.items()):
+        attempt(key, start, _share(deadline, len(starts) - n))
     for k in range(cfg.restarts):
         if decided() or _past(deadline):
             break
-        attempt(f"perturbed line {k + 1}", perturbed_line(a, b, cfg.segments, generator))
+        line_k = perturbed_line(a, b, cfg.segments, generator)
+        attempt(f"perturbed line {k + 1}", line_k, _share(deadline, cfg.restarts - k))
     measured, which, curve = best
     with torch.no_grad():
         outputs = fn(curve)
