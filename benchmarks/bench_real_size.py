@@ -41,6 +41,14 @@ CASES = {
         "vit",
         {"top_k": 10, "output_metric": "fisher-rao", "jacobian_reuse": "auto"},
     ),
+    "vit-top10-fresh-noleak": (
+        "vit",
+        {"top_k": 10, "output_metric": "fisher-rao", "leakage": "off"},
+    ),
+    "vit-top10-reuse-leakfresh": (
+        "vit",
+        {"top_k": 10, "output_metric": "fisher-rao", "jacobian_reuse": "auto", "leakage": "fresh"},
+    ),
     "vit-full-fresh": ("vit", {"output_metric": "fisher-rao"}),
     "vit-row-cost": ("vit-rows", {}),
     **{
@@ -93,6 +101,11 @@ def row_cost(adapter: Any, image: Any) -> dict[str, Any]:
     segments = Segments.select(x, None)
     metric = get_output_metric("fisher-rao")
     times = {}
+    with torch.no_grad():
+        ModelFunction(adapter, prepared, segments, metric).logits(x)  # warm-up
+        start = time.perf_counter()
+        ModelFunction(adapter, prepared, segments, metric).logits(x)
+        forward = time.perf_counter() - start
     for k in (1, 10):
         restriction = Restriction(k, None, with_rest=True)
         fn = ModelFunction(adapter, prepared, segments, metric, restriction)
@@ -102,6 +115,7 @@ def row_cost(adapter: Any, image: Any) -> dict[str, Any]:
         times[k + 1] = time.perf_counter() - start
     per_row = (times[11] - times[2]) / 9
     return {
+        "forward_s": forward,
         "jacobian_2_rows_s": times[2],
         "jacobian_11_rows_s": times[11],
         "per_row_s": per_row,
@@ -189,7 +203,8 @@ def main() -> None:
         load = f"{row['load'][0]:.1f}, {row['load'][1]:.1f}"
         if "per_row_s" in row:
             seconds = (
-                f"J(2 rows) {row['jacobian_2_rows_s']:.1f} s, J(11 rows) "
+                f"forward {row['forward_s']:.2f} s, J(2 rows) {row['jacobian_2_rows_s']:.1f} s, "
+                f"J(11 rows) "
                 f"{row['jacobian_11_rows_s']:.1f} s, {row['per_row_s']:.2f} s/row -> "
                 f"J(1000 rows) ~{row['full_1000_rows_estimate_s']:.0f} s (extrapolated)"
             )

@@ -225,3 +225,51 @@ def test_command_line_top_k_and_max_memory(vit_dir, image, tmp_path):
     with pytest.raises(SystemExit) as info:  # argparse: a one-line usage error
         main([*argv[:5], "--max-memory", "2XB", "--out", str(tmp_path / "o3")])
     assert info.value.code == 2
+
+
+def test_leakage_is_measured_when_asked_and_never_changes_the_walk(vit10, image):
+    """``leakage``: every-step measures the leakage at every step, fresh exactly at the steps
+    whose direction came from a fresh Jacobian (``fidelity.fresh``), off at none; the dropped
+    mass is recorded at every step; the walk itself is the same in all three."""
+    runs = {
+        mode: explore(
+            vit10,
+            image,
+            steps=8,
+            output_metric="fisher-rao",
+            top_k=3,
+            corrector=True,
+            jacobian_reuse="auto",
+            projection="none",
+            leakage=mode,
+        )
+        for mode in ("every-step", "fresh", "off")
+    }
+    every, fresh, off = runs["every-step"], runs["fresh"], runs["off"]
+    assert fresh.fidelity.fresh.count(False) > 0  # the case has reused steps
+    measured = {
+        m: [s["leakage"] is not None for s in r.restriction["steps"]] for m, r in runs.items()
+    }
+    assert measured["every-step"] == [True] * 8
+    assert measured["fresh"] == fresh.fidelity.fresh
+    assert measured["off"] == [False] * 8
+    for res in (fresh, off):
+        torch.testing.assert_close(res.trajectory, every.trajectory, rtol=0, atol=0)
+        masses = [s["dropped_mass"] for s in res.restriction["steps"]]
+        assert masses == [s["dropped_mass"] for s in every.restriction["steps"]]
+        for s, e in zip(res.restriction["steps"], every.restriction["steps"]):
+            if s["leakage"] is not None:
+                assert (s["leakage"], s["bound"]) == (e["leakage"], e["bound"])
+            else:
+                assert s["bound"] is None
+    # one forward-mode product (counted as a forward pass) per measured step
+    assert every.fidelity.forward_passes - off.fidelity.forward_passes == 8
+    assert fresh.fidelity.forward_passes - off.fidelity.forward_passes == sum(measured["fresh"])
+
+
+def test_leakage_option_is_checked_and_applies_to_restricted_walks_only(vit10, image):
+    with pytest.raises(InputError, match="leakage='sometimes' is not one of"):
+        explore(vit10, image, steps=1, top_k=2, output_metric="fisher-rao", leakage="sometimes")
+    plain = explore(vit10, image, steps=2, leakage="off")
+    assert plain.restriction == {}
+    torch.testing.assert_close(plain.trajectory, explore(vit10, image, steps=2).trajectory)

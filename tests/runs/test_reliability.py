@@ -68,6 +68,7 @@ RESULT_CHANGING = [
     ("--metric-blocks", "token", "metric_blocks"),
     ("--top-k", "2", "top_k"),
     ("--top-mass", "0.9", "top_mass"),
+    ("--leakage", "off", "leakage"),
     ("--max-memory", "1GB", "max_memory"),
 ]
 

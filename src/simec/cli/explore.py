@@ -69,6 +69,7 @@ WALK_FIELDS = (
     "jacobian_reuse",
     "top_k",
     "top_mass",
+    "leakage",
     "rtol",
     "seed",
     "recover",

@@ -20,6 +20,7 @@ from ..registry import Registry
 from .blocks import METRIC_BLOCKS
 from .box import BOXES
 from .proposal import StepRule
+from .restriction import LEAKAGE
 from .simec import SIMEC
 from .simexp import SIMEXP
 
@@ -266,6 +267,15 @@ class ExploreConfig:
         metavar="P",
         gt=0,
     )
+    leakage: str = option(
+        "every-step",
+        "with --top-k/--top-mass, when to measure the exact leakage of the restricted metric "
+        "along the step (one forward-mode product of the full logits, about 3 forward passes): "
+        "every-step; fresh = only on steps whose direction comes from a fresh Jacobian "
+        "(with --jacobian-reuse the reused steps record the dropped mass only); off = the "
+        "dropped mass only",
+        choices=LEAKAGE,
+    )
     max_memory: int | None = field(
         default=None,
         metadata={
@@ -288,6 +298,7 @@ class ExploreConfig:
         choose("step_rule", self.step_rule, STEP_RULES)
         choose("box", self.box, BOXES)
         choose("metric_blocks", self.metric_blocks, METRIC_BLOCKS)
+        choose("leakage", self.leakage, LEAKAGE)
         if isinstance(self.output_metric, str):
             choose("output_metric", self.output_metric, output_metric_names())
         if not isinstance(self.steps, int) or self.steps < 0:
@@ -350,8 +361,8 @@ class ExploreConfig:
             and 0 < self.top_mass <= 1
         ):
             raise InputError(f"top_mass must lie in (0, 1] or be None, got {self.top_mass!r}")
-        if not self.restricted:
-            return
+        if not self.restricted:  # leakage applies to restricted walks only (like eta to
+            return  # the step rules that use it)
         if self.top_k is not None and self.top_mass is not None:
             raise InputError("give top_k or top_mass, not both")
         name = self.output_metric if isinstance(self.output_metric, str) else "a custom metric"

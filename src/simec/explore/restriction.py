@@ -21,12 +21,16 @@ from ..geometry.jacobian import math_attention
 from ..geometry.restriction import (
     choose_classes,
     coarse_output,
+    dropped_mass,
     leakage,
     rest_classes,
     restrictable,
 )
 
-__all__ = ["Restriction", "logits_jvp"]
+__all__ = ["LEAKAGE", "Restriction", "logits_jvp"]
+
+#: when a restricted walk measures the exact leakage along its step (``ExploreConfig.leakage``)
+LEAKAGE = ("every-step", "fresh", "off")
 
 
 class Restriction:
@@ -83,11 +87,17 @@ class Restriction:
         self._set(step, classes, q)
         return True
 
-    def measure(self, step: int, logits: Tensor, u: Tensor) -> None:
-        """Record what the step from p_k along unit v drops: logits z at p_k, u = J_z v."""
+    def measure(self, step: int, logits: Tensor, u: Tensor | None) -> None:
+        """Record what the step from p_k along unit v drops: logits z at p_k, u = J_z v (None:
+        not measured at this step, the dropped mass only; leakage and bound None)."""
         assert self.classes is not None
-        found = leakage(logits, u, self.classes, with_rest=self.with_rest)
-        self.steps.append({"step": step, "classes": int(self.classes.numel()), **found.to_dict()})
+        found: dict[str, float | None]
+        if u is None:
+            mass = dropped_mass(logits, self.classes)
+            found = {"dropped_mass": mass, "leakage": None, "bound": None}
+        else:
+            found = {**leakage(logits, u, self.classes, with_rest=self.with_rest).to_dict()}
+        self.steps.append({"step": step, "classes": int(self.classes.numel()), **found})
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -72,7 +72,8 @@ class ExplorationResult:
     ``restriction`` (with ``top_k``/``top_mass``, else empty): the chosen classes and the
     steps where they changed (``changes``), and per step from p_k (``steps``) the dropped
     probability mass, the exact leakage v^T D v of the restricted metric along the step's unit
-    direction and its bound (``simec.geometry.restriction``). ``memory``: the ``max_memory``
+    direction and its bound (``simec.geometry.restriction``; both None on steps where
+    ``config.leakage`` did not measure them). ``memory``: the ``max_memory``
     budget, the peak memory of the run in bytes and what measured it (CUDA: the most GPU
     memory the tensors of this run held; CPU: the process's resident high-water mark since it
     started, ``ru_maxrss``, which includes whatever the process did before).

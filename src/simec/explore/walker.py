@@ -125,20 +125,24 @@ class Walker:
                 return
         self.candidate = self.stepper.step(self.walk, evaluation)
         if self.setup.model_fn.restriction is not None:
-            self._restricted_step(evaluation)
+            self._restricted_step(evaluation, fresh=evaluation.vectors is not None)
 
-    def _restricted_step(self, evaluation: Evaluation) -> None:
+    def _restricted_step(self, evaluation: Evaluation, *, fresh: bool) -> None:
         """Output restriction: record what the step from p_k drops (one Jacobian-vector
-        product of the full logits along its direction), then switch to the classes the full
+        product of the full logits along its direction, when ``cfg.leakage`` asks for it here:
+        every step, or steps from a ``fresh`` Jacobian), then switch to the classes the full
         model ranks on top at p_k if they changed (the stepper drops what used the old ones)."""
         restriction, c = self.setup.model_fn.restriction, self.candidate
         assert restriction is not None
-        if c is not None:
+        mode = self.cfg.leakage
+        if c is not None and (mode == "every-step" or (mode == "fresh" and fresh)):
             v = c.proposal.direction.reshape(c.start.shape)
             _, u, how = self.setup.model_fn.logits_jvp(c.start, v)
             self.cost.add(1, 1)
             restriction.leakage_method = how
             restriction.measure(len(self.walk) - 1, evaluation.logits, u)
+        elif c is not None:  # not measured at this step: the dropped mass only
+            restriction.measure(len(self.walk) - 1, evaluation.logits, None)
         if restriction.apply(int(evaluation.logits.shape[-1])):
             self.stepper.classes_changed()
 

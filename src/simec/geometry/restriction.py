@@ -43,6 +43,7 @@ __all__ = [
     "choose_classes",
     "coarse_output",
     "dropped_pullback",
+    "dropped_mass",
     "leakage",
     "rest_classes",
     "restrictable",
@@ -119,6 +120,14 @@ class Leakage:
 
     def to_dict(self) -> dict[str, float]:
         return {"dropped_mass": self.dropped_mass, "leakage": self.leakage, "bound": self.bound}
+
+
+def dropped_mass(logits: Tensor, classes: Tensor) -> float:
+    """The probability mass of the classes outside ``classes`` (float64), as ``leakage``
+    reports it."""
+    p = torch.softmax(logits.detach().to(torch.float64), -1)
+    mask = _rest_mask(p.shape[-1], classes, p.device)
+    return float(p[mask].sum()) if bool(mask.any()) else 0.0
 
 
 def leakage(logits: Tensor, u: Tensor, classes: Tensor, *, with_rest: bool) -> Leakage:
