@@ -49,6 +49,7 @@ CASES = {
         "vit",
         {"top_k": 10, "output_metric": "fisher-rao", "jacobian_reuse": "auto", "leakage": "fresh"},
     ),
+    "vit-top5-fresh-noleak": ("vit", {"top_k": 5, "output_metric": "fisher-rao", "leakage": "off"}),
     "vit-full-fresh": ("vit", {"output_metric": "fisher-rao"}),
     "vit-row-cost": ("vit-rows", {}),
     **{
