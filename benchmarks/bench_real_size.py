@@ -63,18 +63,18 @@ CASES = {
 }
 
 
-def vit_case(device: str) -> tuple[Any, Any]:
+def vit_case(device: str, labels: int = VIT["num_labels"]) -> tuple[Any, Any]:
     from transformers import ViTConfig, ViTForImageClassification
 
     import simec
 
     torch.manual_seed(0)
-    model = ViTForImageClassification(ViTConfig(**VIT)).eval()
+    model = ViTForImageClassification(ViTConfig(**{**VIT, "num_labels": labels})).eval()
     image = torch.rand(224, 224, 3, generator=torch.Generator().manual_seed(0)).numpy()
     return simec.from_model(model, device=device), image
 
 
-def bert_case(device: str, tokens: int, tmp: Path) -> tuple[Any, Any]:
+def bert_case(device: str, tokens: int, tmp: Path, labels: int = 2) -> tuple[Any, Any]:
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
 
     import simec
@@ -83,7 +83,7 @@ def bert_case(device: str, tokens: int, tmp: Path) -> tuple[Any, Any]:
     (tmp / "vocab.txt").write_text("\n".join(vocab) + "\n")
     tokenizer = BertTokenizer(str(tmp / "vocab.txt"))
     torch.manual_seed(0)
-    model = BertForSequenceClassification(BertConfig()).eval()  # BERT-base, 2 labels
+    model = BertForSequenceClassification(BertConfig(num_labels=labels)).eval()  # BERT-base
     words = (WORDS * (tokens // len(WORDS) + 1))[: tokens - 2]  # + [CLS], [SEP]
     return simec.from_model(model, tokenizer, device=device), " ".join(words)
 

@@ -22,34 +22,21 @@ import argparse
 import json
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
 
-WORDS = "the quick brown fox jumps over a lazy dog while seven small birds sing".split()
-
 
 def build(kind: str, labels: int, tokens: int, tmp: str) -> tuple[Any, Any, Any]:
-    """(model, adapter, raw input) with random weights."""
-    import simec
+    """(model, adapter, raw input) with random weights: the cases of ``bench_real_size``."""
+    from bench_real_size import bert_case, vit_case
 
-    torch.manual_seed(0)
     if kind == "vit":
-        from transformers import ViTConfig, ViTForImageClassification
-
-        cfg = ViTConfig(image_size=224, patch_size=16, num_labels=labels)
-        model = ViTForImageClassification(cfg).eval()
-        raw = torch.rand(224, 224, 3, generator=torch.Generator().manual_seed(0)).numpy()
-        return model, simec.from_model(model), raw
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
-
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
-    path = os.path.join(tmp, "vocab.txt")
-    with open(path, "w") as f:
-        f.write("\n".join(vocab) + "\n")
-    model = BertForSequenceClassification(BertConfig(num_labels=labels)).eval()
-    words = (WORDS * (tokens // len(WORDS) + 1))[: tokens - 2]
-    return model, simec.from_model(model, BertTokenizer(path)), " ".join(words)
+        adapter, raw = vit_case("cpu", labels)
+    else:
+        adapter, raw = bert_case("cpu", tokens, Path(tmp), labels)
+    return adapter.model, adapter, raw
 
 
 def peak_head(model: Any, adapter: Any, raw: Any, top_k: int, mass: float) -> float:
@@ -77,14 +64,10 @@ def peak_head(model: Any, adapter: Any, raw: Any, top_k: int, mass: float) -> fl
     return hi
 
 
-def fisher_rao(p: torch.Tensor, p0: torch.Tensor) -> torch.Tensor:
-    """Geodesic distance on the simplex: 2 arccos(sum sqrt(p p0)), rows of p against p0."""
-    inner = (p * p0).sqrt().sum(-1).clamp(max=1.0)
-    return 2 * torch.arccos(inner)
-
-
 def check(adapter: Any, raw: Any, res: Any) -> dict[str, Any]:
     """The full model on every stored point, independently of the walk's own outputs."""
+    from simec.structure.equivalence import output_distance
+
     prepared = adapter.prepare(raw)
     x0 = prepared.embeddings
     points = res.trajectory.reshape(len(res.trajectory), *x0.shape)
@@ -100,9 +83,9 @@ def check(adapter: Any, raw: Any, res: Any) -> dict[str, Any]:
         chosen = p[..., classes]
         return torch.cat([chosen, 1 - chosen.sum(-1, keepdim=True)], -1)
 
-    full = fisher_rao(probs, p0)
-    euclid = torch.linalg.vector_norm(probs - p0, dim=-1)
-    held = fisher_rao(coarse(probs), coarse(p0))
+    full = output_distance("fisher-rao", probs, p0)
+    euclid = output_distance("euclidean-probs", probs, p0)
+    held = output_distance("fisher-rao", coarse(probs), coarse(p0))
     stored = (res.trajectory_probabilities.double() - probs).abs().max()
     masses = [s["dropped_mass"] for s in res.restriction["steps"]]
     leak = [s["leakage"] for s in res.restriction["steps"] if s["leakage"] is not None]

@@ -135,14 +135,14 @@ class Walker:
         restriction, c = self.setup.model_fn.restriction, self.candidate
         assert restriction is not None
         mode = self.cfg.leakage
-        if c is not None and (mode == "every-step" or (mode == "fresh" and fresh)):
-            v = c.proposal.direction.reshape(c.start.shape)
-            _, u, how = self.setup.model_fn.logits_jvp(c.start, v)
-            self.cost.add(1, 1)
-            restriction.leakage_method = how
+        if c is not None:
+            u = None  # not measured at this step: the dropped mass only
+            if mode == "every-step" or (mode == "fresh" and fresh):
+                v = c.proposal.direction.reshape(c.start.shape)
+                _, u, how = self.setup.model_fn.logits_jvp(c.start, v)
+                self.cost.add(1, 1)
+                restriction.leakage_method = how
             restriction.measure(len(self.walk) - 1, evaluation.logits, u)
-        elif c is not None:  # not measured at this step: the dropped mass only
-            restriction.measure(len(self.walk) - 1, evaluation.logits, None)
         if restriction.apply(int(evaluation.logits.shape[-1])):
             self.stepper.classes_changed()
 

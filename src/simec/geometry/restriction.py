@@ -122,12 +122,18 @@ class Leakage:
         return {"dropped_mass": self.dropped_mass, "leakage": self.leakage, "bound": self.bound}
 
 
+def _split(logits: Tensor, classes: Tensor) -> tuple[Tensor, Tensor]:
+    """The full model's probabilities in float64 and the mask of the classes outside
+    ``classes``."""
+    p = torch.softmax(logits.detach().to(torch.float64), -1)
+    return p, _rest_mask(p.shape[-1], classes, p.device)
+
+
 def dropped_mass(logits: Tensor, classes: Tensor) -> float:
     """The probability mass of the classes outside ``classes`` (float64), as ``leakage``
     reports it."""
-    p = torch.softmax(logits.detach().to(torch.float64), -1)
-    mask = _rest_mask(p.shape[-1], classes, p.device)
-    return float(p[mask].sum()) if bool(mask.any()) else 0.0
+    p, mask = _split(logits, classes)
+    return float(p[mask].sum())
 
 
 def leakage(logits: Tensor, u: Tensor, classes: Tensor, *, with_rest: bool) -> Leakage:
@@ -135,9 +141,8 @@ def leakage(logits: Tensor, u: Tensor, classes: Tensor, *, with_rest: bool) -> L
     float64: Fisher-Rao (``with_rest``) p_rest * Var_{i|rest}(u_i), bound p_rest * range^2 / 4;
     Euclidean on probabilities sum_rest p_i^2 (u_i - E_p u)^2, bound max_rest p_i * p_rest *
     range(u)^2. All zeros when S holds every class."""
-    z, u = logits.detach().to(torch.float64), u.detach().to(torch.float64)
-    p = torch.softmax(z, -1)
-    mask = _rest_mask(z.shape[-1], classes, z.device)
+    p, mask = _split(logits, classes)
+    u = u.detach().to(torch.float64)
     if not bool(mask.any()):
         return Leakage(0.0, 0.0, 0.0)
     p_rest_i, u_rest = p[mask], u[mask]
