@@ -100,19 +100,29 @@ def row_cost(adapter: Any, image: Any) -> dict[str, Any]:
     prepared = adapter.prepare(image)
     x = prepared.embeddings
     segments = Segments.select(x, None)
+
+    def sync() -> None:  # CUDA runs asynchronously: wait for the work before reading the clock
+        if x.device.type == "cuda":
+            torch.cuda.synchronize(x.device)
+
     metric = get_output_metric("fisher-rao")
     times = {}
     with torch.no_grad():
         ModelFunction(adapter, prepared, segments, metric).logits(x)  # warm-up
+        sync()
         start = time.perf_counter()
         ModelFunction(adapter, prepared, segments, metric).logits(x)
+        sync()
         forward = time.perf_counter() - start
     for k in (1, 10):
         restriction = Restriction(k, None, with_rest=True)
         fn = ModelFunction(adapter, prepared, segments, metric, restriction)
         restriction.start(fn.logits(x))
+        jacobian(fn, x, has_aux=True, compile=False)  # warm-up (first calls into torch.func)
+        sync()
         start = time.perf_counter()
         jacobian(fn, x, has_aux=True, compile=False)
+        sync()
         times[k + 1] = time.perf_counter() - start
     per_row = (times[11] - times[2]) / 9
     return {
@@ -143,9 +153,10 @@ def run_case(name: str, steps: int, device: str, max_memory: str | None) -> dict
             # a one-step warm-up (first calls into torch.func), then the measured run; the
             # steady state is (T(steps) - T(1)) / (steps - 1), both runs' walks being the same
             # up to their last step
-            one = simec.explore(
-                adapter, raw, steps=1, max_memory=max_memory, compile=False, **options
-            )
+            for _ in range(2):  # the first run warms up (CUDA: kernels, allocator), then T(1)
+                one = simec.explore(
+                    adapter, raw, steps=1, max_memory=max_memory, compile=False, **options
+                )
             res = simec.explore(
                 adapter, raw, steps=steps, max_memory=max_memory, compile=False, **options
             )
@@ -204,9 +215,9 @@ def main() -> None:
         load = f"{row['load'][0]:.1f}, {row['load'][1]:.1f}"
         if "per_row_s" in row:
             seconds = (
-                f"forward {row['forward_s']:.2f} s, J(2 rows) {row['jacobian_2_rows_s']:.1f} s, "
+                f"forward {row['forward_s']:.3g} s, J(2 rows) {row['jacobian_2_rows_s']:.3g} s, "
                 f"J(11 rows) "
-                f"{row['jacobian_11_rows_s']:.1f} s, {row['per_row_s']:.2f} s/row -> "
+                f"{row['jacobian_11_rows_s']:.3g} s, {row['per_row_s']:.3g} s/row -> "
                 f"J(1000 rows) ~{row['full_1000_rows_estimate_s']:.0f} s (extrapolated)"
             )
             print(f"| {name} | {row['n']} | {seconds} | | | | {peak} | {load} |")

@@ -267,6 +267,28 @@ def test_equivalence_pairs_experiment_writes_rows_and_a_table(mnist_vit_dir, fak
     assert [p.stat().st_mtime_ns for p in rows] == stamps
 
 
+def test_equivalence_rows_record_their_device_and_the_table_splits_the_times_by_device():
+    from dataclasses import replace
+
+    from simec.experiments.equivalence_pairs import PairRow, summarize
+
+    row = PairRow(
+        "same-class", 0, 1, 2, 3, 3, 0.1, 0.2, True, 0.3, "not equivalent", "x", 0.5, 400.0
+    )
+    assert row.device == "cpu"  # rows written before the field existed were all made on the CPU
+    rows = [
+        row,
+        replace(row, index=1, seconds=600.0),
+        replace(row, index=2, seconds=2.0, device="cuda"),
+    ]
+    table, agg = summarize(rows)
+    assert agg["same-class"]["seconds"]["cpu"]["mean"] == pytest.approx(500.0)
+    assert agg["same-class"]["seconds"]["cuda"]["mean"] == pytest.approx(2.0)
+    assert "cpu: 500 ± 141 (n=2); cuda: 2 ± 0 (n=1)" in table
+    one_device, _ = summarize(rows[:2])
+    assert "| 500 ± 141 |" in one_device
+
+
 def test_equivalence_pairs_refuses_to_resume_with_other_settings(
     mnist_vit_dir, fake_mnist, tmp_path
 ):

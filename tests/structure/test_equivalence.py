@@ -108,6 +108,49 @@ def test_curve_length_of_an_arc_converges_from_below():
     assert not capped.converged and capped.segments == 8
 
 
+class _NoBackward(torch.autograd.Function):
+    """The identity forward; a backward that fails like a kernel vmap cannot differentiate."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError("LSE is not correctly aligned (strideH)")
+
+
+def test_a_model_without_a_gradient_is_an_error_not_an_unoptimised_curve():
+    """Seen on an H200: the energy's backward failed, minimise_energy caught the RuntimeError as
+    a failed line search and returned the straight line as if it were optimised."""
+    from simec.errors import ModelError
+    from simec.structure.equivalence import minimise_energy
+
+    a = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
+    line = torch.linspace(0, 1, 5, dtype=torch.float64)[:, None] * torch.tensor([[1.0, 2.0, 3.0]])
+    works = batched_output_fn(lambda x: a @ x, "euclidean-logits")
+    moved = minimise_energy(works, line + 0.1 * torch.sin(line), "euclidean-logits", iterations=5)
+    assert not torch.equal(moved, line + 0.1 * torch.sin(line))  # the optimiser does run
+    broken = lambda pts: works(_NoBackward.apply(pts))  # noqa: E731
+    with pytest.raises(ModelError, match="cannot be differentiated.*LSE"):
+        minimise_energy(broken, line + 0.1 * torch.sin(line), "euclidean-logits", iterations=5)
+
+
+def test_a_non_finite_energy_keeps_the_best_curve_seen():
+    from simec.structure.equivalence import minimise_energy
+
+    line = torch.linspace(0, 1, 5, dtype=torch.float64)[:, None] * torch.ones(1, 2)
+    nan_after_first = {"calls": 0}
+
+    def fn(points):
+        nan_after_first["calls"] += 1
+        y = points * 1.0
+        return y if nan_after_first["calls"] == 1 else y * float("nan")
+
+    out = minimise_energy(fn, line, "euclidean-logits", iterations=5)
+    assert torch.equal(out, line)
+
+
 def test_subdivide_and_resample_keep_the_polyline():
     pts = torch.tensor([[0.0, 0.0], [2.0, 0.0], [2.0, 1.0]], dtype=torch.float64)
     fine = subdivide(pts)

@@ -11,7 +11,8 @@ Four kinds of pairs from an IDX data set (``--pairs`` of each, seeded), each bou
 * ``same-class``: two images of one predicted class;
 * ``different-class``: two images of different predicted classes.
 
-One row per pair in ``out/rows`` (resumable); ``table.md`` and ``results.json`` at the end.
+One row per pair in ``out/rows`` (resumable; several processes may share the folder, each
+claiming the rows it makes); ``table.md`` and ``results.json`` at the end.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from .._io import atomic_write_bytes, atomic_write_json
 from ..errors import InputError
 from ..stats import mean_std
 from . import start_or_resume
-from .rows import load_rows, save_row
+from .rows import load_rows, make_rows
 
 __all__ = ["EquivalencePairsConfig", "PairRow", "run_equivalence_pairs"]
 
@@ -73,6 +74,7 @@ class PairRow:
     closest_approach: float | None
     seconds: float
     note: str = ""
+    device: str = "cpu"  # where the row was computed (rows older than this field: the CPU)
 
 
 def _pairs(predicted: np.ndarray, count: int, rng: np.random.Generator, same: bool) -> list:
@@ -142,6 +144,7 @@ def _row(
         closest_approach=closest,
         seconds=time.perf_counter() - t0,
         note=note,
+        device=str(adapter.device),
     )
 
 
@@ -167,17 +170,34 @@ def run_equivalence_pairs(cfg: EquivalencePairsConfig, *, progress: bool = True)
     start_or_resume(out, cfg)  # refuses rows made with other settings
     from tqdm.auto import tqdm
 
-    with tqdm(plan, desc="equivalence pairs", unit="pair", disable=not progress) as bar:
-        for n, (kind, (i, j)) in enumerate(bar):
-            path = out / "rows" / f"{kind}-{n:03d}.json"
-            if not path.is_file():
-                torch.manual_seed(cfg.seed + n)
-                save_row(path, _row(adapter, images, predicted, kind, n, i, j, cfg), indent=1)
+    def make(kind: str, n: int, i: int, j: int):
+        def one() -> PairRow:
+            torch.manual_seed(cfg.seed + n)
+            return _row(adapter, images, predicted, kind, n, i, j, cfg)
+
+        return one
+
+    jobs = [
+        (out / "rows" / f"{kind}-{n:03d}.json", make(kind, n, i, j))
+        for n, (kind, (i, j)) in enumerate(plan)
+    ]
+    # several processes may share the folder: each claims a row before making it
+    with tqdm(total=len(jobs), desc="equivalence pairs", unit="pair", disable=not progress) as bar:
+        make_rows(jobs, done=bar.update)
     rows = load_rows(out / "rows", PairRow)
     table, agg = summarize(rows)
     atomic_write_bytes(out / "table.md", table.encode())
     atomic_write_json(out / "results.json", {"aggregate": agg, "rows": [asdict(r) for r in rows]})
     return agg
+
+
+def _seconds(group: list[PairRow], secs: dict[str, Any]) -> str:
+    """Seconds per pair, per device when the rows were made on several (they differ 100x)."""
+    if len(secs) == 1:
+        return next(iter(secs.values())).text(".3g")
+    return "; ".join(
+        f"{d}: {m.text('.3g')} (n={sum(r.device == d for r in group)})" for d, m in secs.items()
+    )
 
 
 def summarize(rows: list[PairRow]) -> tuple[str, dict[str, Any]]:
@@ -197,18 +217,19 @@ def summarize(rows: list[PairRow]) -> tuple[str, dict[str, Any]]:
         }
         lo, up = mean_std([r.lower_bound for r in group]), mean_std([r.upper_bound for r in group])
         close = mean_std([r.closest_approach for r in group if r.closest_approach is not None])
-        secs = mean_std([r.seconds for r in group])
+        devices = sorted({r.device for r in group})
+        secs = {d: mean_std([r.seconds for r in group if r.device == d]) for d in devices}
         agg[kind] = {
             "n": len(group),
             "verdicts": counts,
             "lower": lo.as_dict(),
             "upper": up.as_dict(),
             "closest_approach": close.as_dict(),
-            "seconds": secs.as_dict(),
+            "seconds": {d: m.as_dict() for d, m in secs.items()},
         }
         lines.append(
             f"| {kind} | {len(group)} | {lo.text('.3g')} | {up.text('.3g')} | "
             f"{counts['equivalent']} / {counts['not equivalent']} / {counts['undetermined']} | "
-            f"{close.text('.3g')} | {secs.text('.3g')} |"
+            f"{close.text('.3g')} | {_seconds(group, secs)} |"
         )
     return "\n".join(lines) + "\n", agg

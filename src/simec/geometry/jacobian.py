@@ -451,7 +451,10 @@ def _batched_eager(
     def whole(z: Tensor) -> Any:
         return batched(z, *args)
 
-    with torch.no_grad(), quiet_vmap():
+    # CUDA: the memory-efficient SDPA kernel's backward refuses a vmapped batch ("LSE is not
+    # correctly aligned", seen on an H200 with torch 2.11), so the batch takes the math kernel
+    attention = math_attention() if xs.is_cuda else contextlib.nullcontext()
+    with torch.no_grad(), quiet_vmap(), attention:
         out: tuple[Any, ...] = vjp(whole, xs, has_aux=has_aux)
         y, pullback = out[0], out[1]
         aux = out[2] if has_aux else None

@@ -70,6 +70,7 @@ def vision_embedding_fn(adapter: HFImageClassifierAdapter, kind: str = "cls") ->
             )
 
     def fn(pixels: Tensor) -> Tensor:
+        pixels = pixels.to(adapter.device, adapter.dtype)  # a CPU image, a model on the GPU
         if kind == "logits":
             return adapter.run({"pixel_values": pixels.unsqueeze(0)})[0]
         out = adapter.backbone_outputs(pixels.unsqueeze(0))

@@ -35,6 +35,7 @@ needs a curve along which the output stays constant, and the bounds say whether 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -45,8 +46,8 @@ import torch
 from torch import Tensor
 from torch.func import vmap
 
-from ..errors import InputError
-from ..geometry.jacobian import quiet_vmap
+from ..errors import InputError, ModelError
+from ..geometry.jacobian import math_attention, quiet_vmap
 from ..geometry.metrics import OutputMetric, get_output_metric
 from ..models.base import ModelAdapter, PreparedInput
 
@@ -435,14 +436,28 @@ def minimise_energy(
         if math.isfinite(value) and value < best["energy"]:
             best["energy"], best["curve"] = value, curve.detach().clone()
         if math.isfinite(value):
-            energy.backward()
+            try:
+                energy.backward()
+            except RuntimeError as exc:  # the model cannot be differentiated here: not a
+                raise _NoGradient(exc) from exc  # line-search failure, never hidden
         return energy
 
     try:
         opt.step(closure)
     except (RuntimeError, _OutOfTime):  # a non-finite line search, or no time left: keep the
         pass  # best curve seen
+    except _NoGradient as exc:
+        raise ModelError(
+            f"the model cannot be differentiated along the curve ({exc.__cause__}); "
+            "the curve cannot be optimised"
+        ) from exc
     return best["curve"]
+
+
+class _NoGradient(Exception):
+    """The energy's backward pass failed (e.g. a kernel that cannot be differentiated under
+    vmap). Not a RuntimeError, so that the optimiser's own failures, which are caught, never
+    include it: before, such a failure returned the start curve as if it were optimised."""
 
 
 def _rank(measured: CertifiedLength) -> tuple[bool, float]:
@@ -679,8 +694,11 @@ def batched_output_fn(logits: Callable[[Tensor], Tensor], metric: str | OutputMe
     mapped = vmap(single)
 
     def fn(points: Tensor) -> Tensor:
+        # CUDA: the memory-efficient SDPA kernel's backward refuses vmapped points ("LSE is not
+        # correctly aligned", seen on an H200), so the points take the math kernel
+        attention = math_attention() if points.is_cuda else contextlib.nullcontext()
         try:
-            with quiet_vmap():
+            with quiet_vmap(), attention:
                 return mapped(points)
         except (RuntimeError, NotImplementedError):
             return torch.stack([single(p) for p in points])
