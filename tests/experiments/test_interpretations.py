@@ -103,7 +103,7 @@ def test_vision_experiment_end_to_end_resume_and_refusal(
             assert rec.embedding_predicted[0] == r.predicted  # x(0) is the input's embedding
         assert r.simec.algorithm == "simec" and r.simexp.algorithm == "simexp"
     table = (out / "table.md").read_text()
-    for heading in ("## M1", "## M2/M3", "## M4", "## M7", "## M9", "## Time per patch"):
+    for heading in ("## M1", "## M2/M3", "## M4", "## M6", "## M7", "## M9", "## Time per patch"):
         assert heading in table
     # the pooled ranking-change cell is the mean over the rows' own records
     pooled = [
@@ -132,6 +132,14 @@ def test_vision_experiment_end_to_end_resume_and_refusal(
     m4_part = table[table.index("## M4") : table.index("## M7")]
     m4 = next(x for x in m4_part.splitlines() if x.startswith("| 1 | all | 2 |"))
     assert f"{test['t']:.2f} (p = {test['p']:.1e}, n = 2)" in m4
+    # Welch's test (the paper's) on the two walks' log10 volumes, which the rows store
+    sel = [r for r in rows if r.eta == 1 and r.segment_set == "all"]
+    for r in sel:
+        exp, ref = (np.array(r.log10_volumes[k], dtype=float) for k in ("simexp", "simec"))
+        np.testing.assert_allclose(exp - ref, np.log10(np.array(r.rho_v, dtype=float)), atol=1e-4)
+    a, b = ([float(np.mean(r.log10_volumes[k])) for r in sel] for k in ("simexp", "simec"))
+    w = m.welch_t_test(a, b)  # one repetition: the per-input means are the rows' means
+    assert f"{w['t']:.2f} (p = {w['p']:.1e}, df = {w['df']:.1f}, n = 2 + 2)" in m4
     for s in ("all", "one", "q2"):
         assert (out / f"m1_{s}_eta10.png").is_file()
     results = json.loads((out / "results.json").read_text())
@@ -330,8 +338,24 @@ def test_m4_averages_repetitions_per_input_before_the_test():
         ("c", 0): 3.0,
         ("c", 1): 3.0,
     }
+    # each walk's log10 volume per row (one finite segment, one flat); SiMExp's = 2 + log rho
+    simec = {
+        ("a", 0): 1.0,
+        ("a", 1): 2.0,
+        ("b", 0): 0.0,
+        ("b", 1): 1.0,
+        ("c", 0): 1.5,
+        ("c", 1): 0.5,
+    }
     rows = [
-        SimpleNamespace(eta=1.0, segment_set="all", input_id=i, repetition=k, rho_v=[10.0**v, None])
+        SimpleNamespace(
+            eta=1.0,
+            segment_set="all",
+            input_id=i,
+            repetition=k,
+            rho_v=[10.0**v, None],
+            log10_volumes={"simexp": [2.0 + v, None], "simec": [simec[i, k], None]},
+        )
         for (i, k), v in logs.items()
     ]
     cfg = SimpleNamespace(etas=(1.0,), segment_sets=("all",))
@@ -341,4 +365,10 @@ def test_m4_averages_repetitions_per_input_before_the_test():
     assert cells[7].startswith(f"{2 * math.sqrt(3):.2f} (p = ") and cells[7].endswith("n = 3)")
     by_rows = m.one_sample_t_test(list(logs.values()))
     assert cells[8] == f"{by_rows['t']:.2f} (p = {by_rows['p']:.1e}, n = 6)"
-    assert cells[9] == "99.29"  # the paper's t for eta = 1
+    # Welch, n = inputs: SiMExp per input 4, 3, 5 against SiMEC 1.5, 0.5, 1.0
+    w = m.welch_t_test([4.0, 3.0, 5.0], [1.5, 0.5, 1.0])
+    assert cells[9] == f"{w['t']:.2f} (p = {w['p']:.1e}, df = {w['df']:.1f}, n = 3 + 3)"
+    assert cells[10] == "99.29"  # the paper's t for eta = 1
+    older = [SimpleNamespace(**{**vars(r), "log10_volumes": None}) for r in rows]
+    table = tables._m4_table(older, cfg, tables.PAPER["vision"])  # type: ignore[arg-type]
+    assert "rows made before the volumes were stored" in table

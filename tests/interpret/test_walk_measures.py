@@ -16,6 +16,7 @@ from simec.interpret.decode_text import NearestTokenDecoder
 from simec.interpret.walk_measures import (
     InterpretationRecord,
     measure_run,
+    run_log_volumes,
     run_volume_ratios,
     text_interpreter,
     vision_interpreter,
@@ -86,6 +87,33 @@ def test_vision_record_matches_an_independent_decoding(image, tmp_path):
         measure_run(result, interpreter, every=4)
 
 
+def test_m6_over_the_explored_pixels_is_the_whole_image_m6_scaled_by_the_patch_count(image):
+    """The experiment's M6 table derives the code's M6 (the mean over the explored pixels) from
+    the stored whole-image M6: only explored patches change, so the two differ by the factor
+    patches / explored patches exactly. Checked against a mask built independently."""
+    from simec.experiments.interpretations.tables import patch_count
+
+    adapter = _vit()
+    explored = (3, 7)  # embedding rows: patches 2 and 6 ([CLS] is row 0)
+    result = explore(
+        adapter, image, algorithm="simexp", steps=6, record_every=2, segments=explored, seed=2
+    )
+    record = measure_run(result, vision_interpreter(adapter, image, result.explored_segments))
+    images = ViTDecoder(adapter).decode_trajectory(
+        result.trajectory, original=adapter.image(image), explored_segments=list(explored)
+    )
+    patch = adapter.patch_size
+    mask = m.patch_pixel_mask(images.shape, patch, [e - 1 for e in explored])
+    assert 0 < mask.sum() < mask.size
+    direct = m.pixel_diversity(images, mask)
+    patches = (images.shape[-1] // patch) * (images.shape[-2] // patch)
+    scaled = np.array(record.diversity) * patches / len(explored)
+    assert np.all(direct > 0)
+    np.testing.assert_allclose(scaled, direct, rtol=1e-10)
+    assert patch_count("src/simec/assets/vit-mnist") == 196  # 28 x 28 pixels, 2 x 2 patches
+    assert patch_count("no/such/model") is None
+
+
 def test_pixel_space_interpretations_are_the_points_themselves(image):
     # exploring pixels inside the pixel box: decoding is exact, so both sides agree
     adapter = _vit("pixels")
@@ -139,6 +167,10 @@ def test_run_volume_ratios(image):
     assert ratios.tolist() == pytest.approx(expected.tolist())
     assert bool(np.isfinite(ratios).all() and (ratios > 0).all())
     assert run_volume_ratios(simexp, simexp).tolist() == pytest.approx([1.0, 1.0])
+    # both walks' volumes (the Welch test's samples): their difference is log10 rho_V
+    volumes = run_log_volumes(simexp, simec)
+    assert volumes.shape == (2, 2) and np.isfinite(volumes).all()
+    np.testing.assert_allclose(volumes[0] - volumes[1], np.log10(ratios), rtol=0, atol=1e-9)
     other = explore(adapter, image, algorithm="simec", steps=2, segments=(1,), max_step=None)
     with pytest.raises(InputError, match="different segments"):
         run_volume_ratios(simexp, other)
@@ -164,3 +196,17 @@ def test_text_record_with_the_masked_lm_decoder(tmp_path):
     assert np.allclose(record.interpretation_probabilities, probs)
     changed = (ids[1:, positions] != ids[:-1, positions]).sum(1).tolist()
     assert record.diversity == pytest.approx(changed)
+
+
+def test_log_volumes_of_a_walk_and_its_half_size_copy():
+    """A reference walk that is the explored walk shrunk by 2 about its centre: the shared PCA
+    keeps k coordinates, every side halves, so the volumes differ by k log10(2) exactly."""
+    gen = np.random.default_rng(3)
+    base = gen.normal(size=(12, 1, 5)) * np.array([3.0, 2.0, 1.0, 0.1, 0.05])
+    a = base - base.mean(axis=0)
+    volumes = m.patch_log_volumes(a, 0.5 * a)
+    _, kept = m.pca_coordinates(a[:, 0], np.concatenate([a, 0.5 * a])[:, 0], variance=0.9)
+    assert 1 <= kept < 5  # the PCA dropped the thin directions
+    assert volumes[0, 0] - volumes[1, 0] == pytest.approx(kept * math.log10(2.0), abs=1e-9)
+    flat = m.patch_log_volumes(a, np.zeros_like(a))
+    assert flat[1, 0] == -math.inf and np.isfinite(flat[0, 0])

@@ -54,6 +54,7 @@ __all__ = [
     "pca_coordinates",
     "patch_volume_ratios",
     "patch_pixel_mask",
+    "patch_log_volumes",
     "per_input_means",
     "pixel_diversity",
     "pixel_diversity_whole_image",
@@ -488,6 +489,31 @@ def patch_volume_ratios(
         zb, _ = pca_coordinates(b[:, patch], f[:, patch], variance=variance)
         ratios.append(volume_ratio(za, zb))
     return np.array(ratios)
+
+
+def patch_log_volumes(
+    explore_points: Any,
+    reference_points: Any,
+    *,
+    fit: Any | None = None,
+    variance: float = 0.9,
+) -> np.ndarray:
+    """Both walks' log10 cuboid volumes per patch/token, (2, patches): row 0 ``explore_points``
+    (SiMExp), row 1 ``reference_points`` (SiMEC), in the same PCA coordinates as
+    ``patch_volume_ratios``, so that row 0 - row 1 = log10 rho_V. -inf for a flat walk. The
+    samples of the final version's Welch test (SiMExp's volumes against SiMEC's)."""
+    a = _array(explore_points, "explore_points", 3)
+    b = _array(reference_points, "reference_points", 3)
+    if a.shape[1:] != b.shape[1:]:
+        raise InputError(f"the two walks differ in shape: {a.shape[1:]} vs {b.shape[1:]}")
+    f = np.concatenate([a, b]) if fit is None else _array(fit, "fit", 3)
+    out = np.empty((2, a.shape[1]))
+    with np.errstate(divide="ignore"):
+        for patch in range(a.shape[1]):
+            for k, walk in enumerate((a, b)):
+                z, _ = pca_coordinates(walk[:, patch], f[:, patch], variance=variance)
+                out[k, patch] = float(np.log10(z.max(axis=0) - z.min(axis=0)).sum())
+    return out
 
 
 # ---- M4's test ----------------------------------------------------------------------------------

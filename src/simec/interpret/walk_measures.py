@@ -13,7 +13,8 @@ of top-class probabilities (M9).
 An ``Interpreter`` says how to decode and classify: ``vision_interpreter`` (``ViTDecoder``,
 pasting the explored patches into the original image, classified by ``image_logits``) and
 ``text_interpreter`` (``NearestTokenDecoder`` or ``MLMDecoder`` top-1 at the explored tokens,
-classified by ``classify_ids``). M4 (volume) compares two runs: ``run_volume_ratios``.
+classified by ``classify_ids``). M4 (volume) compares two runs: ``run_volume_ratios``
+(and ``run_log_volumes``, both runs' volumes).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ __all__ = [
     "InterpretationRecord",
     "Interpreter",
     "measure_run",
+    "run_log_volumes",
     "run_volume_ratios",
     "text_interpreter",
     "vision_interpreter",
@@ -283,5 +285,21 @@ def run_volume_ratios(
         raise InputError("the two runs explored different segments")
     rows = list(explore_run.explored_segments)
     return m.patch_volume_ratios(
+        explore_run.trajectory[:, rows], reference_run.trajectory[:, rows], variance=variance
+    )
+
+
+def run_log_volumes(
+    explore_run: ExplorationResult,
+    reference_run: ExplorationResult,
+    *,
+    variance: float = 0.9,
+) -> np.ndarray:
+    """Both runs' log10 cuboid volumes per explored segment, (2, segments), SiMExp first
+    (``measures.patch_log_volumes``; their difference is ``run_volume_ratios`` in log10)."""
+    if explore_run.explored_segments != reference_run.explored_segments:
+        raise InputError("the two runs explored different segments")
+    rows = list(explore_run.explored_segments)
+    return m.patch_log_volumes(
         explore_run.trajectory[:, rows], reference_run.trajectory[:, rows], variance=variance
     )

@@ -48,3 +48,6 @@ class InterpretationRow:
     simexp: WalkRecord
     rho_v: list[float | None]  # M4 per explored segment (None: not finite)
     load_average: list[float]  # 1/5/15-minute load averages when the row was done
+    # M4's Welch samples: each walk's log10 cuboid volume per explored segment ("simexp",
+    # "simec"; None: a flat walk); None in rows made before they were stored
+    log10_volumes: dict[str, list[float | None]] | None = None

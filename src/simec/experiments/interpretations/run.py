@@ -16,7 +16,7 @@ import numpy as np
 from ...errors import InputError
 from ...explainers import explain
 from ...explore import ExplorationResult, ExploreConfig, explore
-from ...interpret.walk_measures import measure_run, run_volume_ratios
+from ...interpret.walk_measures import measure_run, run_log_volumes, run_volume_ratios
 from .. import start_or_resume
 from ..rows import load_rows, make_rows
 from .config import InterpretationsConfig, check_config, upgrade_config
@@ -95,6 +95,7 @@ def _row(
         ecfg = cfg.explore_config(algorithm, eta, segments)
         walks[algorithm], results[algorithm] = _walk(task, item, ecfg, seed)
     rho = run_volume_ratios(results["simexp"], results["simec"])
+    volumes = run_log_volumes(results["simexp"], results["simec"])
     return InterpretationRow(
         kind=task.kind,
         input_id=item.key,
@@ -110,6 +111,10 @@ def _row(
         simexp=walks["simexp"],
         rho_v=[float(f"{v:.6g}") if math.isfinite(v) else None for v in rho],
         load_average=[round(v, 2) for v in os.getloadavg()],
+        log10_volumes={
+            name: [float(f"{v:.6g}") if math.isfinite(v) else None for v in volumes[k]]
+            for k, name in enumerate(("simexp", "simec"))
+        },
     )
 
 

@@ -1,4 +1,4 @@
-"""The markdown tables of the rows (M1, M2/M3, M4, M7, M9, time) beside the final paper's
+"""The markdown tables of the rows (M1, M2/M3, M4, M6, M7, M9, time) beside the final paper's
 numbers, results.json and the M1 figures; rewritten from saved rows without computing."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..._io import atomic_write_bytes, atomic_write_json, environment
-from ...errors import InputError
+from ...errors import InputError, ModelError
 from ...interpret import measures as m
 from ...interpret.walk_measures import InterpretationRecord
 from ...stats import mean_std
@@ -48,6 +48,8 @@ PAPER: dict[str, dict[str, Any]] = {
         },
         "m4_t": {1.0: 99.29, 10.0: 28.18},
         "m7_simexp_eta10": {"all": 0.062, "one": 0.026, "q2": 0.041},
+        # M6: one figure per algorithm in the main text, its data set, eta and set not stated
+        "m6": {"simec": "2.219e-3", "simexp": "83.028e-3"},
         "seconds_per_segment_iteration": "0.050 (0.004)",
     },
     "text": {
@@ -214,10 +216,35 @@ def _t_cell(values: Sequence[float]) -> str:
     return f"{test['t']:.2f} (p = {test['p']:.1e}, n = {int(test['n'])})"
 
 
+def _welch_cell(rows: Sequence[InterpretationRow]) -> str:
+    """Welch's test of SiMExp's against SiMEC's log10 volumes, n = inputs: per row the mean
+    over its segments (finite ones) of each walk's log10 volume, then per input the mean over
+    its rows (repetitions are pseudo-replicates)."""
+    have = [r for r in rows if r.log10_volumes is not None]
+    if not have:
+        return "– (rows made before the volumes were stored)"
+    samples: dict[str, list[float]] = {}
+    for name in ("simexp", "simec"):
+        values, inputs = [], []
+        for r in have:
+            finite = [v for v in (r.log10_volumes or {}).get(name, []) if v is not None]
+            if finite:
+                values.append(float(np.mean(finite)))
+                inputs.append(r.input_id)
+        samples[name] = m.per_input_means(values, inputs)[0].tolist() if values else []
+    test = m.welch_t_test(samples["simexp"], samples["simec"])
+    if math.isnan(test["t"]):
+        return "–"
+    return (
+        f"{test['t']:.2f} (p = {test['p']:.1e}, df = {test['df']:.1f}, "
+        f"n = {int(test['n_a'])} + {int(test['n_b'])})"
+    )
+
+
 def _m4_table(rows: Sequence[InterpretationRow], cfg: InterpretationsConfig, paper: dict) -> str:
     lines = [
-        "| η | segments | rows | ρ_V: mean over segments, then mean (sd) over rows | log10 of the median over segments, mean (sd) | rows with ρ_V > 1 (median) | t-test, n = inputs: mean log10 ρ_V per input vs 0 (paired) | t-test, n = rows (repetitions as replicates) | paper (Supp. Table 6: t-statistics) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| η | segments | rows | ρ_V: mean over segments, then mean (sd) over rows | log10 of the median over segments, mean (sd) | rows with ρ_V > 1 (median) | t-test, n = inputs: mean log10 ρ_V per input vs 0 (paired) | t-test, n = rows (repetitions as replicates) | Welch, n = inputs: SiMExp's vs SiMEC's mean log10 volume per input (the paper's test) | paper (Supp. Table 6: t-statistics) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for eta in cfg.etas:
         for s in cfg.segment_sets:
@@ -230,7 +257,8 @@ def _m4_table(rows: Sequence[InterpretationRow], cfg: InterpretationsConfig, pap
             ref = paper["m4_t"].get(float(eta), "–")  # the paper's t for this eta, every set
             lines.append(
                 f"| {eta:g} | {s} | {len(sel)} | {_ms(means, 3)} | {_ms(logs, 2)} | "
-                f"{above} / {len(logs)} | {_t_cell(per_input)} | {_t_cell(mean_logs)} | {ref} |"
+                f"{above} / {len(logs)} | {_t_cell(per_input)} | {_t_cell(mean_logs)} | "
+                f"{_welch_cell(sel)} | {ref} |"
             )
     return "\n".join(lines)
 
@@ -272,6 +300,66 @@ def _m7_table(rows: Sequence[InterpretationRow], cfg: InterpretationsConfig, pap
                     f"{np.nanmedian(l1):.3f} / {np.nanmean(l1):.3f} | "
                     f"{code['mean']:.3f} ({code['sd']:.3f}) | {ref} |"
                 )
+    return "\n".join(lines)
+
+
+def patch_count(model: str) -> int | None:
+    """The number of patches of an image model, read from its config.json (None when there is
+    none, or the model is not a square-patch image model)."""
+    from ...models.cache import resolve_model_path
+
+    try:
+        c = json.loads((resolve_model_path(model) / "config.json").read_text())
+        size, patch = c["image_size"], c["patch_size"]
+        if isinstance(size, int) and isinstance(patch, int) and patch > 0:
+            return (size // patch) ** 2
+    except (OSError, ValueError, KeyError, TypeError, InputError, ModelError):
+        pass
+    return None
+
+
+def _m6_table(
+    rows: Sequence[InterpretationRow], cfg: InterpretationsConfig, paper: dict, patches: int | None
+) -> str:
+    """M6 per run = the mean over iterations of the diversity the rows store: for images the
+    mean |pixel difference| of consecutive decoded images over the *whole* image. Only explored
+    patches change, so the mean over the explored pixels (the paper's code) is that times
+    patches / explored patches, exactly."""
+    vision = rows[0].kind == "vision" if rows else True
+    if vision:
+        lines = [
+            "| | segments | explored pixels (the code), mean (sd) over runs | whole image | "
+            "paper (one figure; data set, η and set not stated) |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+    else:
+        lines = [
+            "| | segments | explored tokens changed per iteration (the code), mean (sd) over runs "
+            "|",
+            "| --- | --- | --- |",
+        ]
+
+    def cell(values: list[float]) -> str:
+        s = mean_std(values)
+        return "–" if not s.n else f"{s.mean:.3g} ({s.std:.2g})"
+
+    for alg in ("simec", "simexp"):
+        name = "SiMEC" if alg == "simec" else "SiMExp"
+        for eta in cfg.etas:
+            for s in cfg.segment_sets:
+                g = _group(rows, alg, eta, [s])
+                if not g:
+                    continue
+                per_run = [(r, float(np.nanmean(rec.diversity))) for r, rec in g if rec.diversity]
+                whole = [v for _, v in per_run]
+                if not vision:
+                    lines.append(f"| {name} η={eta:g} | {s} | {cell(whole)} |")
+                    continue
+                explored = (
+                    cell([v * patches / len(r.segments) for r, v in per_run]) if patches else "n/a"
+                )
+                ref = paper.get("m6", {}).get(alg, "")
+                lines.append(f"| {name} η={eta:g} | {s} | {explored} | {cell(whole)} | {ref} |")
     return "\n".join(lines)
 
 
@@ -350,7 +438,7 @@ def summarize(
     *,
     recorded: dict[str, Any] | None = None,
 ) -> str:
-    """The markdown tables (M1, M2/M3, M4, M7, M9, time) of ``rows``; ``recorded``: the run's
+    """The markdown tables (M1, M2/M3, M4, M6, M7, M9, time) of ``rows``; ``recorded``: the run's
     results.json, whose machine and torch threads the tables state (else this process's)."""
     kind = rows[0].kind if rows else "vision"
     paper = PAPER[kind]
@@ -397,9 +485,15 @@ def summarize(
         "not state; the two walks of a row share input, seed and segments, so we pair them). "
         "Repetitions of one input are pseudo-replicates: the first test averages them per "
         "input (n = inputs); the second treats every row as a sample (n = rows), as before. "
-        "The paper's t (one per η, its sets pooled or not stated) stands beside every set.",
+        "The paper's t (one per η, its sets pooled or not stated) stands beside every set. "
+        "Welch's test, as the paper names it, compares the two walks' log10 volumes as "
+        "independent samples (rows store both volumes since this column was added).",
         "",
         _m4_table(rows, cfg, paper),
+        "",
+        "## M6: interpretation diversity (consecutive decoded outputs)",
+        "",
+        _m6_table(rows, cfg, paper, patch_count(cfg.model) if kind == "vision" else None),
         "",
         "## M7: distance between the distributions from embeddings and from interpretations",
         "",
