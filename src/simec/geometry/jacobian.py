@@ -51,6 +51,7 @@ __all__ = [
     "math_attention",
     "memory_chunks",
     "parse_memory",
+    "vmapped_attention",
 ]
 
 #: relative Frobenius difference between the compiled and eager Jacobians accepted on first use
@@ -200,6 +201,13 @@ def math_attention() -> contextlib.AbstractContextManager:
         return sdpa_kernel([SDPBackend.MATH])
     except (ImportError, AttributeError, TypeError):  # pragma: no cover - old torch
         return contextlib.nullcontext()
+
+
+def vmapped_attention(x: Tensor) -> contextlib.AbstractContextManager:
+    """The attention kernel for a vmapped batch on ``x``'s device: the math SDPA kernel on CUDA,
+    whose memory-efficient kernel's backward refuses a vmapped batch ("LSE is not correctly
+    aligned", seen on an H200 with torch 2.11); the default kernel elsewhere."""
+    return math_attention() if x.is_cuda else contextlib.nullcontext()
 
 
 _math_attention = math_attention
@@ -451,10 +459,7 @@ def _batched_eager(
     def whole(z: Tensor) -> Any:
         return batched(z, *args)
 
-    # CUDA: the memory-efficient SDPA kernel's backward refuses a vmapped batch ("LSE is not
-    # correctly aligned", seen on an H200 with torch 2.11), so the batch takes the math kernel
-    attention = math_attention() if xs.is_cuda else contextlib.nullcontext()
-    with torch.no_grad(), quiet_vmap(), attention:
+    with torch.no_grad(), quiet_vmap(), vmapped_attention(xs):
         out: tuple[Any, ...] = vjp(whole, xs, has_aux=has_aux)
         y, pullback = out[0], out[1]
         aux = out[2] if has_aux else None

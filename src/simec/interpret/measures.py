@@ -29,7 +29,7 @@ Functions take numpy arrays or tensors and return floats / numpy arrays.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -467,6 +467,22 @@ def volume_ratio(z_explore: Any, z_reference: Any) -> float:
     return (top / bottom) ** n
 
 
+def _patch_coordinates(
+    explore_points: Any, reference_points: Any, fit: Any | None, variance: float
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Per patch/token: both walks' points (t, patches, width) on the PCA to ``variance`` fitted
+    on ``fit[:, patch]`` (default: both walks' points at that patch, stacked)."""
+    a = _array(explore_points, "explore_points", 3)
+    b = _array(reference_points, "reference_points", 3)
+    if a.shape[1:] != b.shape[1:]:
+        raise InputError(f"the two walks differ in shape: {a.shape[1:]} vs {b.shape[1:]}")
+    f = np.concatenate([a, b]) if fit is None else _array(fit, "fit", 3)
+    for patch in range(a.shape[1]):
+        za, _ = pca_coordinates(a[:, patch], f[:, patch], variance=variance)
+        zb, _ = pca_coordinates(b[:, patch], f[:, patch], variance=variance)
+        yield za, zb
+
+
 def patch_volume_ratios(
     explore_points: Any,
     reference_points: Any,
@@ -478,17 +494,8 @@ def patch_volume_ratios(
     the stored points of two walks (SiMExp, SiMEC) at the same patches. For each patch, a PCA to
     ``variance`` (90%) is fitted on ``fit[:, patch]`` (default: both walks' points at that
     patch, stacked), both walks are projected on it and ``volume_ratio`` is taken, (patches,)."""
-    a = _array(explore_points, "explore_points", 3)
-    b = _array(reference_points, "reference_points", 3)
-    if a.shape[1:] != b.shape[1:]:
-        raise InputError(f"the two walks differ in shape: {a.shape[1:]} vs {b.shape[1:]}")
-    f = np.concatenate([a, b]) if fit is None else _array(fit, "fit", 3)
-    ratios = []
-    for patch in range(a.shape[1]):
-        za, _ = pca_coordinates(a[:, patch], f[:, patch], variance=variance)
-        zb, _ = pca_coordinates(b[:, patch], f[:, patch], variance=variance)
-        ratios.append(volume_ratio(za, zb))
-    return np.array(ratios)
+    pairs = _patch_coordinates(explore_points, reference_points, fit, variance)
+    return np.array([volume_ratio(za, zb) for za, zb in pairs])
 
 
 def patch_log_volumes(
@@ -502,18 +509,12 @@ def patch_log_volumes(
     (SiMExp), row 1 ``reference_points`` (SiMEC), in the same PCA coordinates as
     ``patch_volume_ratios``, so that row 0 - row 1 = log10 rho_V. -inf for a flat walk. The
     samples of the final version's Welch test (SiMExp's volumes against SiMEC's)."""
-    a = _array(explore_points, "explore_points", 3)
-    b = _array(reference_points, "reference_points", 3)
-    if a.shape[1:] != b.shape[1:]:
-        raise InputError(f"the two walks differ in shape: {a.shape[1:]} vs {b.shape[1:]}")
-    f = np.concatenate([a, b]) if fit is None else _array(fit, "fit", 3)
-    out = np.empty((2, a.shape[1]))
+    pairs = _patch_coordinates(explore_points, reference_points, fit, variance)
     with np.errstate(divide="ignore"):
-        for patch in range(a.shape[1]):
-            for k, walk in enumerate((a, b)):
-                z, _ = pca_coordinates(walk[:, patch], f[:, patch], variance=variance)
-                out[k, patch] = float(np.log10(z.max(axis=0) - z.min(axis=0)).sum())
-    return out
+        logs = [
+            [float(np.log10(z.max(axis=0) - z.min(axis=0)).sum()) for z in pair] for pair in pairs
+        ]
+    return np.array(logs, dtype=float).reshape(-1, 2).T
 
 
 # ---- M4's test ----------------------------------------------------------------------------------

@@ -272,6 +272,16 @@ def measure_run(
     )
 
 
+def _explored_points(
+    explore_run: ExplorationResult, reference_run: ExplorationResult
+) -> tuple[Tensor, Tensor]:
+    """Both runs' stored points at their explored segments, which must be the same."""
+    if explore_run.explored_segments != reference_run.explored_segments:
+        raise InputError("the two runs explored different segments")
+    rows = list(explore_run.explored_segments)
+    return explore_run.trajectory[:, rows], reference_run.trajectory[:, rows]
+
+
 def run_volume_ratios(
     explore_run: ExplorationResult,
     reference_run: ExplorationResult,
@@ -281,12 +291,7 @@ def run_volume_ratios(
     """M4 for two runs from the same input over the same segments (SiMExp ``explore_run``,
     SiMEC ``reference_run``): rho_V per explored segment (``measures.patch_volume_ratios``;
     the PCA is fitted on both runs' stored points at that segment)."""
-    if explore_run.explored_segments != reference_run.explored_segments:
-        raise InputError("the two runs explored different segments")
-    rows = list(explore_run.explored_segments)
-    return m.patch_volume_ratios(
-        explore_run.trajectory[:, rows], reference_run.trajectory[:, rows], variance=variance
-    )
+    return m.patch_volume_ratios(*_explored_points(explore_run, reference_run), variance=variance)
 
 
 def run_log_volumes(
@@ -297,9 +302,4 @@ def run_log_volumes(
 ) -> np.ndarray:
     """Both runs' log10 cuboid volumes per explored segment, (2, segments), SiMExp first
     (``measures.patch_log_volumes``; their difference is ``run_volume_ratios`` in log10)."""
-    if explore_run.explored_segments != reference_run.explored_segments:
-        raise InputError("the two runs explored different segments")
-    rows = list(explore_run.explored_segments)
-    return m.patch_log_volumes(
-        explore_run.trajectory[:, rows], reference_run.trajectory[:, rows], variance=variance
-    )
+    return m.patch_log_volumes(*_explored_points(explore_run, reference_run), variance=variance)

@@ -35,7 +35,6 @@ needs a curve along which the output stays constant, and the bounds say whether 
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -47,7 +46,7 @@ from torch import Tensor
 from torch.func import vmap
 
 from ..errors import InputError, ModelError
-from ..geometry.jacobian import math_attention, quiet_vmap
+from ..geometry.jacobian import quiet_vmap, vmapped_attention
 from ..geometry.metrics import OutputMetric, get_output_metric
 from ..models.base import ModelAdapter, PreparedInput
 
@@ -694,11 +693,8 @@ def batched_output_fn(logits: Callable[[Tensor], Tensor], metric: str | OutputMe
     mapped = vmap(single)
 
     def fn(points: Tensor) -> Tensor:
-        # CUDA: the memory-efficient SDPA kernel's backward refuses vmapped points ("LSE is not
-        # correctly aligned", seen on an H200), so the points take the math kernel
-        attention = math_attention() if points.is_cuda else contextlib.nullcontext()
         try:
-            with quiet_vmap(), attention:
+            with quiet_vmap(), vmapped_attention(points):
                 return mapped(points)
         except (RuntimeError, NotImplementedError):
             return torch.stack([single(p) for p in points])
