@@ -12,6 +12,18 @@ p(original) at the start, at the end, and at its lowest point along the walk.
 
     python benchmarks/diag_m7_temperature.py --temperatures 1,2 --rows \
         results/interpretations-mnist-token-one-q2
+
+``--sign`` chooses how SiMExp's per-block direction gets its sign: ``random`` (ours, the
+default: a random sign per step), ``eigh`` (the official code's: the eigenvector exactly as
+``torch.linalg.eigh`` of the block g_i returns it, float64, so its sign is LAPACK's and changes
+little from one step to the next). Both draw the eigenvector uniformly among the block's non-null
+ones with one ``rand`` per block, as the code does. ``fixed``: the toolkit's option
+``--direction-sign fixed`` (the same draw, with the sign our decomposition fixes: largest-magnitude
+entry positive), also the same from one step to the next.
+
+Each walk is decoded and measured as the experiment does (``measure_run`` with the experiment's
+vision interpreter), and per segment set the script prints M2 (the code's count of ranking
+positions changed, per 1000 iterations) and M7 (the code's L1 of run-averaged probabilities).
 """
 
 from __future__ import annotations
@@ -21,6 +33,7 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -30,7 +43,36 @@ import simec
 from simec import explore, load_adapter
 from simec.data import load_idx_dataset
 from simec.experiments.interpretations.config import config_from_dict
+from simec.explore import blocks as explore_blocks
+from simec.geometry.blocks import BlockSpectra
+from simec.interpret import measures as m
+from simec.interpret.walk_measures import measure_run, vision_interpreter
 from simec.models.cache import resolve_model_path
+
+
+def eigh_sign_directions(
+    spectra: BlockSpectra,
+    generator: torch.Generator | None,
+    *,
+    strict: bool = True,
+    sign: str = "random",
+) -> torch.Tensor:
+    """(m, h): per block one non-null eigenvector drawn uniformly (one ``rand`` per block), with
+    the sign ``torch.linalg.eigh`` gives it, as the official code does: g_i = V diag(lambda) V^T
+    rebuilt in float64 from the block's spectrum and decomposed by eigh (ascending, so the
+    non-null eigenvectors are its last ``rank`` columns). A zero block gives a zero row."""
+    del strict, sign  # a zero block stays put either way; the sign is eigh's
+    vectors = spectra.vectors.to(torch.float64)
+    values = torch.where(spectra.keep, spectra.eigenvalues, 0).to(torch.float64)
+    g = vectors @ (values[:, :, None] * vectors.mT)
+    _, eigvecs = torch.linalg.eigh(g)  # (m, h, h), ascending
+    rank = spectra.rank
+    u = torch.rand(len(rank), generator=generator, dtype=torch.float64, device=vectors.device)
+    draw = (u * rank.clamp(min=1).to(torch.float64)).long().clamp(max=rank.clamp(min=1) - 1)
+    column = eigvecs.shape[-1] - 1 - draw  # the (draw+1)-th largest
+    chosen = torch.gather(eigvecs, 2, column[:, None, None].expand(-1, eigvecs.shape[1], 1))[..., 0]
+    chosen = chosen * (rank > 0).to(chosen.dtype)[:, None]
+    return chosen.to(spectra.vectors.dtype)
 
 
 def tempered(model_dir: str, temperature: float, tmp: Path) -> simec.TorchAdapter:
@@ -53,7 +95,10 @@ def main() -> None:
     ap.add_argument("--rows", default="results/interpretations-mnist-token-one-q2")
     ap.add_argument("--temperatures", default="1,2")
     ap.add_argument("--only", default="", help="comma list of row names (default: every row)")
+    ap.add_argument("--sign", choices=["random", "fixed", "eigh"], default="random")
     args = ap.parse_args()
+    if args.sign == "eigh":
+        explore_blocks.block_nonnull_directions = eigh_sign_directions  # type: ignore[assignment]
     torch.set_num_threads(1)
     folder = Path(args.rows)
     cfg = config_from_dict(json.loads((folder / "config.json").read_text())["config"])
@@ -63,21 +108,44 @@ def main() -> None:
     paths = sorted((folder / "rows").glob("*.json"))
     paths = [p for p in paths if not names or p.stem in names]
     walk = cfg.explore
-    print(f"load average {os.getloadavg()[0]:.2f}; {walk.step_rule}, {walk.metric_blocks}")
-    print("T | row | segments | p(orig) start | end | lowest | top-1 changes | s")
+    print(
+        f"load average {os.getloadavg()[0]:.2f}; {walk.step_rule}, {walk.metric_blocks}, "
+        f"sign {args.sign}"
+    )
+    print("T | row | segments | p(orig) start | end | lowest | top-1 changes | M2 code | M7 L1 | s")
     try:
         for temperature in [float(t) for t in args.temperatures.split(",")]:
             adapter = tempered(cfg.model, temperature, tmp)
+            runs: dict[str, list] = {}
             for path in paths:
                 row = json.loads(path.read_text())
                 ecfg = cfg.explore_config("simexp", row["eta"], row["segments"])
-                res = explore(adapter, data.images[row["index"]], ecfg, seed=row["seed"])
+                if args.sign == "fixed":
+                    ecfg = replace(ecfg, direction_sign="fixed")
+                image = data.images[row["index"]]
+                res = explore(adapter, image, ecfg, seed=row["seed"])
+                rec = measure_run(res, vision_interpreter(adapter, image, res.explored_segments))
+                runs.setdefault(path.stem.rsplit("-", 1)[-1], []).append(rec)
                 p = res.trajectory_probabilities[:, row["predicted"]]
                 top = res.trajectory_probabilities.argmax(-1)
+                m2 = m.per_1000(rec.ranking_positions_embedding, rec.iterations)
                 print(
                     f"{temperature:g} | {path.stem} | {len(row['segments'])} | {float(p[0]):.4f} | "
                     f"{float(p[-1]):.4f} | {float(p.min()):.4f} | "
-                    f"{int((top != row['predicted']).sum())} | {res.elapsed_seconds:.0f}",
+                    f"{int((top != row['predicted']).sum())} | {m2:.1f} | "
+                    f"{float(sum(rec.l1) / len(rec.l1)):.4f} | {res.elapsed_seconds:.0f}",
+                    flush=True,
+                )
+            for name, records in runs.items():
+                code = m.code_l1_over_runs(
+                    [r.embedding_probabilities for r in records],
+                    [r.interpretation_probabilities for r in records],
+                )
+                m2s = [m.per_1000(r.ranking_positions_embedding, r.iterations) for r in records]
+                print(
+                    f"T = {temperature:g}, {name}, {len(records)} runs: M2 code count per 1000 "
+                    f"{sum(m2s) / len(m2s):.1f}; M7 code L1 {code['mean']:.4f} "
+                    f"(sd {code['sd']:.4f})",
                     flush=True,
                 )
 

@@ -38,6 +38,7 @@ INTERPRETATION_FIELDS = (
     "explore.jacobian_reuse",
     "explore.step_rule",
     "explore.metric_blocks",
+    "explore.direction_sign",
     "max_tokens",
     "dataset",
     "seed",

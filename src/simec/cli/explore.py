@@ -60,6 +60,7 @@ WALK_FIELDS = (
     "step_rule",
     "eta",
     "metric_blocks",
+    "direction_sign",
     "max_step",
     "box",
     "projection",

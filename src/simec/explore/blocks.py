@@ -5,9 +5,9 @@ Eq. (5) as written (``metric_blocks="joint"``, the default) pulls G back onto al
 tokens/patches at once: one n x n metric (n = m h) and one direction per step. The official code
 instead takes, for each explored token i, the block g_i = J_i^T G J_i of its own h coordinates
 (``simec.geometry.blocks``), draws one direction per token from that block's spectrum (SiMEC: a
-null direction of g_i; SiMExp: a non-null eigenvector of g_i with a random sign) and moves each
-token by its own step delta_i (the step rule on that block's spectrum). All blocks come from the
-one Jacobian (q x n) of the step, decomposed as one batch of thin SVDs.
+null direction of g_i; SiMExp: a non-null eigenvector of g_i, its sign by ``direction_sign``)
+and moves each token by its own step delta_i (the step rule on that block's spectrum). All
+blocks come from the one Jacobian (q x n) of the step, decomposed as one batch of thin SVDs.
 
 A step is stored as one ``Proposal``: the move (delta_1 v_1, .., delta_m v_m) as a unit
 ``direction`` and its length ||delta|| as ``step_size`` (what ``max_step`` caps: when the whole
@@ -80,15 +80,17 @@ def propose_blocks(
     multiplier: float,
     eta: float,
     cap: float,
+    sign: str = "random",
 ) -> Proposal:
-    """Lines 6-7 per token block: a direction for each block (``rule.directions``), its step
-    delta_i by ``step_rule`` on that block's spectrum (c and eta times ``multiplier``), the
-    whole move capped at ``cap``; as one ``Proposal`` (see the module's docstring)."""
+    """Lines 6-7 per token block: a direction for each block (``rule.directions``; SiMExp's
+    eigenvector sign by ``sign``), its step delta_i by ``step_rule`` on that block's spectrum (c
+    and eta times ``multiplier``), the whole move capped at ``cap``; as one ``Proposal`` (see the
+    module's docstring)."""
     if rule.directions == "null":
         directions = block_null_directions(spectra, generator, strict=False)
         moves = spectra.rank < spectra.vectors.shape[1]
     else:
-        directions = block_nonnull_directions(spectra, generator, strict=False)
+        directions = block_nonnull_directions(spectra, generator, strict=False, sign=sign)
         moves = spectra.rank > 0
     sizes = block_step_sizes(spectra, step_rule, scale=rule.c * multiplier, eta=eta * multiplier)
     sizes = torch.where(moves, sizes, torch.zeros_like(sizes))

@@ -15,7 +15,7 @@ from ..geometry.jacobian import compile_from_environment, parse_memory
 from ..geometry.metrics import output_metric_names
 from ..geometry.restriction import restrictable
 from ..geometry.spectrum import METHODS
-from ..geometry.steps import STEP_RULES
+from ..geometry.steps import DIRECTION_SIGNS, STEP_RULES
 from ..registry import Registry
 from .blocks import METRIC_BLOCKS
 from .box import BOXES
@@ -89,6 +89,11 @@ class ExploreConfig:
     spectrum) for each segment (``simec.explore.blocks``). Not with ``jacobian_reuse``, which
     keeps the joint null space; the blocks are always decomposed by thin SVDs (``method``
     "lowrank").
+
+    ``direction_sign`` (SiMExp): "random" (default) gives the chosen eigenvector a random sign
+    each step; "fixed" keeps the sign the decomposition gives (largest-magnitude entry
+    positive), as the official code walks along ``eigh``'s eigenvector as returned. Both draw
+    the same eigenvectors (``simec.geometry.steps.DIRECTION_SIGNS``).
 
     ``box``: the feasible region. "input" (default) is the range the original embeddings span
     per dimension; "embedding-bounds" is the final version's analytic bounds of the embedding
@@ -177,6 +182,13 @@ class ExploreConfig:
         "version's code, one block J_i^T G J_i per explored segment, each moved by its own "
         "direction and step",
         choices=METRIC_BLOCKS,
+    )
+    direction_sign: str = option(
+        "random",
+        "SiMExp: the sign of the chosen eigenvector. random: a random sign each step; fixed: "
+        "the sign the decomposition gives (largest entry positive), as the official code walks "
+        "along eigh's eigenvector as returned, so steps along one eigenvector add up",
+        choices=DIRECTION_SIGNS,
     )
     box: str = option(
         "input",
@@ -298,6 +310,7 @@ class ExploreConfig:
         choose("step_rule", self.step_rule, STEP_RULES)
         choose("box", self.box, BOXES)
         choose("metric_blocks", self.metric_blocks, METRIC_BLOCKS)
+        choose("direction_sign", self.direction_sign, DIRECTION_SIGNS)
         choose("leakage", self.leakage, LEAKAGE)
         if isinstance(self.output_metric, str):
             choose("output_metric", self.output_metric, output_metric_names())

@@ -33,8 +33,11 @@ class StepRule:
         """True when no direction of this kind exists at a metric of this rank."""
         return False
 
-    def direction(self, vectors: Tensor, rank: int, generator: torch.Generator) -> Tensor:
-        """A unit direction (n,) from the eigenvectors ``vectors`` (n, >= rank), non-null first."""
+    def direction(
+        self, vectors: Tensor, rank: int, generator: torch.Generator, *, sign: str = "random"
+    ) -> Tensor:
+        """A unit direction (n,) from the eigenvectors ``vectors`` (n, >= rank), non-null first;
+        ``sign`` (``steps.DIRECTION_SIGNS``) for rules that pick an eigenvector."""
         raise NotImplementedError
 
 
@@ -65,6 +68,7 @@ def propose(
     step_rule: str = "paper-v1",
     lambda_min: float | None = None,
     eta: float = 1.0,
+    sign: str = "random",
 ) -> Proposal:
     """Lines 6-7: a direction drawn by ``rule`` and its step size by ``step_rule``
     (``simec.geometry.steps.rule_step_size``): "paper-v1", delta = min(multiplier * c /
@@ -72,8 +76,9 @@ def propose(
     lambda_max), cap) with lambda_min the smallest non-null eigenvalue; "official-code", delta =
     min(multiplier * eta / sqrt(lambda_max / (min|lambda| + 1e-6)), cap) with the minimum over
     all n eigenvalues: 0 when the metric has a null space (rank < n; the eigenvalues counted as
-    null are taken as 0), else lambda_min."""
-    direction = rule.direction(vectors, rank, generator)
+    null are taken as 0), else lambda_min. ``sign``: SiMExp's eigenvector sign
+    (``ExploreConfig.direction_sign``)."""
+    direction = rule.direction(vectors, rank, generator, sign=sign)
     size = steps.rule_step_size(
         step_rule,
         lambda_max,

@@ -36,7 +36,10 @@ class SiMEC(StepRule):
     def blocked(self, rank: int, dim: int) -> bool:
         return rank >= dim  # full rank: no null direction (line 5 finds none)
 
-    def direction(self, vectors: Tensor, rank: int, generator: torch.Generator) -> Tensor:
+    def direction(
+        self, vectors: Tensor, rank: int, generator: torch.Generator, *, sign: str = "random"
+    ) -> Tensor:
+        del sign  # a uniformly random null vector has no sign to choose
         return steps.null_direction(vectors[:, :rank], generator)  # line 6
 
 

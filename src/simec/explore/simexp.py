@@ -3,7 +3,8 @@
     2  for k = 0 .. K-1:                                    simec.explore.driver / walk
     3-4  g = pullback metric at p_k (eq. 5)                 simec.geometry.pullback, spectrum
     5    eigenvectors of the non-zero eigenvalues           the spectrum's non-null vectors
-    6    pick one at random (and a random sign)             geometry.steps.nonnull_direction
+    6    pick one at random (and a random sign, or         geometry.steps.nonnull_direction
+         the decomposition's: direction_sign="fixed")
     7    delta = 2 / sqrt(lambda_max)                       geometry.steps.step_size, c = 2
     8    p_{k+1} = p_k + delta w                            simec.explore.proposal.move
     10 store p_0 .. p_K                                     the result's trajectory
@@ -33,8 +34,10 @@ class SiMExp(StepRule):
     c: float = 2.0
     directions: str = "non-null"
 
-    def direction(self, vectors: Tensor, rank: int, generator: torch.Generator) -> Tensor:
-        return steps.nonnull_direction(vectors, rank, generator)  # line 6
+    def direction(
+        self, vectors: Tensor, rank: int, generator: torch.Generator, *, sign: str = "random"
+    ) -> Tensor:
+        return steps.nonnull_direction(vectors, rank, generator, sign=sign)  # line 6
 
 
 SIMEXP = SiMExp()

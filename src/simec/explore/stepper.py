@@ -189,6 +189,7 @@ class Setup:
             step_rule=cfg.step_rule,
             lambda_min=lambda_min,
             eta=cfg.eta,
+            sign=cfg.direction_sign,
         )
 
     def propose_blocks(self, blocks: BlockSpectra, generator: Any) -> Proposal:
@@ -202,6 +203,7 @@ class Setup:
             multiplier=cfg.step_multiplier,
             eta=cfg.eta,
             cap=self.cap,
+            sign=cfg.direction_sign,
         )
 
     def box_step(self, x: Tensor) -> Tensor:

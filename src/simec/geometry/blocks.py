@@ -29,7 +29,7 @@ from torch import Tensor
 
 from ..errors import InputError
 from .spectrum import lowrank_spectra
-from .steps import CODE_EPSILON, STEP_RULES
+from .steps import CODE_EPSILON, DIRECTION_SIGNS, STEP_RULES
 
 __all__ = [
     "BlockSpectra",
@@ -130,12 +130,20 @@ def block_null_directions(
 
 
 def block_nonnull_directions(
-    spectra: BlockSpectra, generator: torch.Generator | None, *, strict: bool = True
+    spectra: BlockSpectra,
+    generator: torch.Generator | None,
+    *,
+    strict: bool = True,
+    sign: str = "random",
 ) -> Tensor:
     """(m, h): for each block one of its non-null eigenvectors chosen uniformly, with a random
-    sign (SiMExp, Algorithm 2 line 6, per token). One ``rand`` draw per block. A zero block has
-    no non-null direction: ``InputError``, or with ``strict=False`` a zero row (that token
-    stays; the draws of the other blocks are the same)."""
+    sign, or with ``sign="fixed"`` the sign the decomposition gives (canonical: largest-magnitude
+    entry positive; ``steps.DIRECTION_SIGNS``) (SiMExp, Algorithm 2 line 6, per token). One
+    ``rand`` draw per block, the same for both signs (they pick the same eigenvectors). A zero
+    block has no non-null direction: ``InputError``, or with ``strict=False`` a zero row (that
+    token stays; the draws of the other blocks are the same)."""
+    if sign not in DIRECTION_SIGNS:
+        raise ValueError(f"unknown direction sign {sign!r}; choose one of {list(DIRECTION_SIGNS)}")
     rank = spectra.rank
     has = rank > 0
     if strict and not bool(has.all()):
@@ -145,9 +153,11 @@ def block_nonnull_directions(
     )
     count = 2 * rank.clamp(min=1)
     draw = (u * count.to(torch.float64)).long().clamp(max=count - 1)
-    sign = (1 - 2 * (draw % 2)).to(spectra.vectors.dtype) * has.to(spectra.vectors.dtype)
+    factor = has.to(spectra.vectors.dtype)
+    if sign == "random":
+        factor = factor * (1 - 2 * (draw % 2)).to(spectra.vectors.dtype)
     index = (draw // 2)[:, None, None].expand(-1, spectra.vectors.shape[1], 1)
-    return sign[:, None] * torch.gather(spectra.vectors, 2, index)[..., 0]
+    return factor[:, None] * torch.gather(spectra.vectors, 2, index)[..., 0]
 
 
 def block_step_sizes(spectra: BlockSpectra, rule: str, *, scale: float, eta: float) -> Tensor:

@@ -18,7 +18,9 @@ implementation, called by both the code and its tests.
 * ``rule_step_size``: the step of a named rule (``STEP_RULES``), the one function the explorer
   calls.
 * ``null_direction``: line 6 of Algorithm 1, a random unit vector of the null space of g.
-* ``nonnull_direction``: line 6 of Algorithm 2, a random non-null eigenvector of g, random sign.
+* ``nonnull_direction``: line 6 of Algorithm 2, a random non-null eigenvector of g, with a random
+  sign (default) or the sign the decomposition gives (``sign="fixed"``, as the official code,
+  which walks along eigh's eigenvector as returned).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "DIRECTION_SIGNS",
     "STEP_RULES",
     "final_step_size",
     "nonnull_direction",
@@ -41,6 +44,15 @@ __all__ = [
 #: the step-size rules ``ExploreConfig.step_rule`` names: the v1 paper's, the final version's
 #: text's and the final version's code's
 STEP_RULES = ("paper-v1", "paper-final", "official-code")
+
+#: the signs ``ExploreConfig.direction_sign`` names for SiMExp's eigenvector: "random", a random
+#: sign each step (the paper's eigenvectors have no sign, so neither is preferred); "fixed", the
+#: sign the decomposition gives, largest-magnitude entry positive (``simec.geometry.spectrum``).
+#: The official code walks along ``eigh``'s eigenvector as returned: a sign fixed by the solver,
+#: the same from one step to the next while the eigenvector changes little, so steps along one
+#: eigenvector add up instead of cancelling. "fixed" has that property with a sign that does not
+#: depend on the LAPACK build.
+DIRECTION_SIGNS = ("random", "fixed")
 
 
 def step_size(lambda_max: float, scale: float, cap: float = math.inf) -> float:
@@ -121,10 +133,18 @@ def null_direction(basis: Tensor, generator: torch.Generator | None) -> Tensor:
     return v / torch.linalg.vector_norm(v)
 
 
-def nonnull_direction(vectors: Tensor, rank: int, generator: torch.Generator | None) -> Tensor:
-    """One of the ``rank`` first columns of ``vectors`` chosen uniformly, with a random sign
-    (Algorithm 2 line 6). One ``randint`` draw in [0, 2 rank): index // 2 picks the column, the
-    parity the sign; the choice stays on the device (no read-back of the index)."""
+def nonnull_direction(
+    vectors: Tensor, rank: int, generator: torch.Generator | None, *, sign: str = "random"
+) -> Tensor:
+    """One of the ``rank`` first columns of ``vectors`` chosen uniformly (Algorithm 2 line 6).
+    One ``randint`` draw in [0, 2 rank): index // 2 picks the column, the parity its sign with
+    ``sign="random"``; with ``sign="fixed"`` the parity is ignored and the column keeps the sign
+    the decomposition gave it (``DIRECTION_SIGNS``). Both settings make the same draw, so they
+    pick the same eigenvectors. The choice stays on the device (no read-back of the index)."""
+    if sign not in DIRECTION_SIGNS:
+        raise ValueError(f"unknown direction sign {sign!r}; choose one of {list(DIRECTION_SIGNS)}")
     draw = torch.randint(0, 2 * rank, (1,), generator=generator, device=vectors.device)
-    sign = 1 - 2 * (draw % 2).to(vectors.dtype)
-    return sign * vectors.index_select(1, draw // 2)[:, 0]
+    column = vectors.index_select(1, draw // 2)[:, 0]
+    if sign == "fixed":
+        return column
+    return (1 - 2 * (draw % 2).to(vectors.dtype)) * column

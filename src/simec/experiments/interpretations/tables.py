@@ -455,7 +455,9 @@ def summarize(
         f"{len(rows)} rows (each: SiMEC and SiMExp) over {inputs} inputs, repetitions {reps}, "
         f"K = {walk.steps}, k̂ = {walk.record_every}, "
         f"η ∈ {{{', '.join(f'{e:g}' for e in cfg.etas)}}}, "
-        f"step rule {walk.step_rule}, metric blocks {walk.metric_blocks}, box {walk.box} projected every step ({walk.projection}), "
+        f"step rule {walk.step_rule}, metric blocks {walk.metric_blocks}, "
+        + ("SiMExp sign fixed, " if walk.direction_sign == "fixed" else "")
+        + f"box {walk.box} projected every step ({walk.projection}), "
         f"metric {walk.output_metric}, attribution {cfg.attribution}, Jacobian reuse "
         f"{walk.jacobian_reuse}" + (f", MLM {cfg.mlm}" if kind == "text" else "") + ".",
         f"Machine: {env['cpu']} ({env['cpu_count']} cores), torch threads "
