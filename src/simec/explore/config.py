@@ -186,8 +186,8 @@ class ExploreConfig:
     direction_sign: str = option(
         "random",
         "SiMExp: the sign of the chosen eigenvector. random: a random sign each step; fixed: "
-        "the sign the decomposition gives (largest entry positive), as the official code walks "
-        "along eigh's eigenvector as returned, so steps along one eigenvector add up",
+        "the sign the decomposition gives (largest-magnitude entry positive), as the official "
+        "code walks along eigh's eigenvector as returned, so steps along one eigenvector add up",
         choices=DIRECTION_SIGNS,
     )
     box: str = option(
