@@ -112,7 +112,10 @@ def main() -> None:
         f"load average {os.getloadavg()[0]:.2f}; {walk.step_rule}, {walk.metric_blocks}, "
         f"sign {args.sign}"
     )
-    print("T | row | segments | p(orig) start | end | lowest | top-1 changes | M2 code | M7 L1 | s")
+    print(
+        "T | row | segments | p(orig) start | end | lowest | stored points off the class | "
+        "M3 top-1 changes | M2 code | M7 L1 | s"
+    )
     try:
         for temperature in [float(t) for t in args.temperatures.split(",")]:
             adapter = tempered(cfg.model, temperature, tmp)
@@ -132,7 +135,8 @@ def main() -> None:
                 print(
                     f"{temperature:g} | {path.stem} | {len(row['segments'])} | {float(p[0]):.4f} | "
                     f"{float(p[-1]):.4f} | {float(p.min()):.4f} | "
-                    f"{int((top != row['predicted']).sum())} | {m2:.1f} | "
+                    f"{int((top != row['predicted']).sum())} | {rec.top1_changes_embedding} | "
+                    f"{m2:.1f} | "
                     f"{float(sum(rec.l1) / len(rec.l1)):.4f} | {res.elapsed_seconds:.0f}",
                     flush=True,
                 )
