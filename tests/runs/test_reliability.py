@@ -66,6 +66,7 @@ RESULT_CHANGING = [
     ("--dtype", "float64", "dtype"),
     ("--jacobian-reuse", "5", "jacobian_reuse"),
     ("--metric-blocks", "token", "metric_blocks"),
+    ("--direction-sign", "fixed", "direction_sign"),
     ("--top-k", "2", "top_k"),
     ("--top-mass", "0.9", "top_mass"),
     ("--leakage", "off", "leakage"),
