@@ -4,9 +4,8 @@ returned). Checked on hand-built linear models whose walks are known in closed f
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 
 import pytest
 import torch
@@ -158,24 +157,3 @@ def test_direction_sign_is_validated_recorded_and_an_option():
         InterpretationsConfig, parser.parse_args([*argv, "--direction-sign", "fixed"])
     )
     assert cfg.explore == replace(paper_final_walk(), direction_sign="fixed")
-
-
-def test_an_experiment_saved_before_direction_sign_resumes_with_random_only(tmp_path):
-    from simec.experiments import start_or_resume
-
-    @dataclass(frozen=True)
-    class _Config:
-        out: str = "x"
-        explore: ExploreConfig = field(default_factory=ExploreConfig)
-
-    cfg = _Config()
-    saved = asdict(cfg)
-    del saved["explore"]["direction_sign"]  # a nested config written before the field
-    (tmp_path / "rows").mkdir()
-    (tmp_path / "rows" / "r.json").write_text("{}")
-    (tmp_path / "config.json").write_text(json.dumps({"config": saved}))
-    start_or_resume(tmp_path, cfg)
-    (tmp_path / "config.json").write_text(json.dumps({"config": saved}))
-    fixed = replace(cfg, explore=replace(cfg.explore, direction_sign="fixed"))
-    with pytest.raises(InputError, match="direction_sign"):
-        start_or_resume(tmp_path, fixed)

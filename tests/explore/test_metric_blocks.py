@@ -268,7 +268,14 @@ def test_a_dataset_run_resumes_only_with_the_same_metric_blocks(
     assert main([*argv, "--resume", "--metric-blocks", "token"]) == 2
 
 
-def test_an_experiment_saved_before_metric_blocks_resumes_with_joint_only(tmp_path):
+@pytest.mark.parametrize(
+    ("name", "value"), [("metric_blocks", "token"), ("direction_sign", "fixed")]
+)
+def test_an_experiment_saved_before_a_walk_field_resumes_with_its_default_only(
+    tmp_path, name, value
+):
+    """A nested config written before ``name`` existed had its default then (joint blocks, a
+    random sign): it resumes with the default and refuses ``value``."""
     import json
     from dataclasses import asdict, dataclass, field, replace
 
@@ -281,15 +288,16 @@ def test_an_experiment_saved_before_metric_blocks_resumes_with_joint_only(tmp_pa
 
     cfg = _Config()
     saved = asdict(cfg)
-    del saved["explore"]["metric_blocks"]  # a nested config written before the field
+    del saved["explore"][name]  # a nested config written before the field
     (tmp_path / "rows").mkdir()
     (tmp_path / "rows" / "r.json").write_text("{}")
     (tmp_path / "config.json").write_text(json.dumps({"config": saved}))
     start_or_resume(tmp_path, cfg)
     (tmp_path / "config.json").write_text(json.dumps({"config": saved}))
-    token = replace(cfg, explore=replace(cfg.explore, metric_blocks="token"))
-    with pytest.raises(InputError, match="cannot resume"):
-        start_or_resume(tmp_path, token)
+    other = replace(cfg, explore=replace(cfg.explore, **{name: value}))
+    with pytest.raises(InputError, match="cannot resume") as refused:
+        start_or_resume(tmp_path, other)
+    assert name in str(refused.value)
 
 
 def test_the_interpretations_experiment_takes_metric_blocks_and_step_rule():
