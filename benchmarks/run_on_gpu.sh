@@ -11,6 +11,13 @@
 # resumable and is stopped by SIGTERM, which keeps finished rows. Writes OUT/env.txt,
 # OUT/bench.md, OUT/pytest-gpu.txt, OUT/results.tgz (new rows and logs).
 #
+# The environment can choose: CASES (phase 1's bench cases), LONE_WALK=1 (time one walk of the
+# protocol alone on the GPU, SiMEC and SiMExp, before phase 2), TESTS, EQ_PROCS, INTERP_PROCS,
+# INTERP_FIRST (options for a first pass of the interpretations protocol, e.g. "--repetitions 1
+# --etas 10"; each process then goes on with the full protocol) and INTERP_SEED_ROWS (folders whose
+# rows, made elsewhere with the same settings, are copied in first so the GPU skips them; only
+# rows made here come back).
+#
 # Expects the MNIST IDX files in .devcarry/mnist (copied there from ../shared/data/mnist, which
 # does not travel) and, optionally, wheels in .devcarry/whl (plotly, for the viewer).
 set -u
@@ -37,7 +44,7 @@ echo "[$(elapsed) s] env done" | tee -a "$OUT/env.txt"
 DEFAULT_CASES="vit-top10-fresh vit-top10-fresh-noleak vit-top10-reuse-leakfresh"
 DEFAULT_CASES="$DEFAULT_CASES vit-top5-fresh-noleak vit-row-cost bert128-fresh bert128-reuse"
 DEFAULT_CASES="$DEFAULT_CASES bert256-fresh vit-full-fresh"
-CASES=${CASES-$DEFAULT_CASES}  # the environment can choose: CASES, EQ_PROCS, INTERP_PROCS, TESTS
+CASES=${CASES-$DEFAULT_CASES}
 {
     for c in $CASES; do
         timeout 60 python3 benchmarks/bench_real_size.py --device cuda --steps 5 --case "$c" \
@@ -45,6 +52,23 @@ CASES=${CASES-$DEFAULT_CASES}  # the environment can choose: CASES, EQ_PROCS, IN
     done
 } >"$OUT/bench.md" 2>&1
 echo "[$(elapsed) s] phase 1 done" | tee -a "$OUT/env.txt"
+
+# phase 1b: one walk of the protocol's settings alone on the GPU (manifest: elapsed_seconds)
+if [ "${LONE_WALK:-0}" = 1 ]; then
+    for alg in simec simexp; do
+        for steps in 20 220; do
+            timeout 60 python3 -m simec explore --model src/simec/assets/vit-mnist \
+                --data ../shared/data/mnist --limit 1 --algorithm "$alg" --steps "$steps" \
+                --output-metric euclidean-logits --step-rule official-code --eta 10 \
+                --metric-blocks token --box embedding-bounds --projection step --seed 0 \
+                --device cuda --quiet --out "$OUT/lone-$alg-$steps" >/dev/null 2>&1
+            printf '%s %s steps: ' "$alg" "$steps" >>"$OUT/lone-walk.txt"
+            grep -o '"elapsed_seconds": [0-9.]*' "$OUT/lone-$alg-$steps/manifest.jsonl" \
+                >>"$OUT/lone-walk.txt" 2>&1 || echo failed >>"$OUT/lone-walk.txt"
+        done
+    done
+    echo "[$(elapsed) s] lone walk done" | tee -a "$OUT/env.txt"
+fi
 
 # phase 2: correctness and throughput, in parallel
 LEFT=$((BUDGET - $(elapsed) - 30))
@@ -61,11 +85,23 @@ for i in $(seq 1 "${EQ_PROCS:-6}"); do
         --out results/equivalence-mnist-certified >"logs-gpu/equivalence-$i.log" 2>&1 &
     sleep 2
 done
+INTERP=results/interpretations-mnist-token-protocol-gpu
+mkdir -p "$INTERP/rows"
+for seed in ${INTERP_SEED_ROWS:-}; do cp -n "$seed"/rows/*.json "$INTERP/rows/"; done
+touch logs-gpu/.marker
+END=$(($(date +%s) + LEFT))
+interpretations() {
+    local left=$((END - $(date +%s)))
+    [ "$left" -gt 10 ] || return 0
+    timeout "$left" python3 -m simec experiment interpretations \
+        --model src/simec/assets/vit-mnist --data ../shared/data/mnist --metric-blocks token \
+        --step-rule official-code --device cuda --quiet --out "$INTERP" "$@"
+}
 for i in $(seq 1 "${INTERP_PROCS:-8}"); do
-    timeout $LEFT python3 -m simec experiment interpretations --model src/simec/assets/vit-mnist \
-        --data ../shared/data/mnist --metric-blocks token --step-rule official-code \
-        --device cuda --quiet --out results/interpretations-mnist-token-protocol-gpu \
-        >"logs-gpu/interpretations-$i.log" 2>&1 &
+    {
+        [ -z "${INTERP_FIRST:-}" ] || interpretations $INTERP_FIRST
+        interpretations
+    } >"logs-gpu/interpretations-$i.log" 2>&1 &
     sleep 2
 done
 wait
@@ -73,7 +109,7 @@ echo "[$(elapsed) s] phase 2 done" | tee -a "$OUT/env.txt"
 nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv >>"$OUT/env.txt" 2>&1
 find results/equivalence-mnist-certified/rows -name '*.json' -newer logs-gpu/.marker \
     >logs-gpu/new-equivalence-rows.txt
-mkdir -p results/interpretations-mnist-token-protocol-gpu
-tar czf "$OUT/results.tgz" logs-gpu results/interpretations-mnist-token-protocol-gpu \
+find "$INTERP/rows" -name '*.json' -newer logs-gpu/.marker >logs-gpu/new-interpretation-rows.txt
+tar czf "$OUT/results.tgz" logs-gpu $(cat logs-gpu/new-interpretation-rows.txt) \
     $(cat logs-gpu/new-equivalence-rows.txt) 2>>"$OUT/env.txt"
 echo "[$(elapsed) s] all done" | tee -a "$OUT/env.txt"

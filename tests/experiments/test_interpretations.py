@@ -3,6 +3,7 @@ end to end on tiny models (vision and text), resume, refusals and bad input."""
 
 import json
 import math
+import os
 from dataclasses import replace
 
 import numpy as np
@@ -102,7 +103,11 @@ def test_vision_experiment_end_to_end_resume_and_refusal(
             assert rec.ranking_inversions_embedding == m.ranking_changes(probs)
             assert rec.embedding_predicted[0] == r.predicted  # x(0) is the input's embedding
         assert r.simec.algorithm == "simec" and r.simexp.algorithm == "simexp"
+        # each row says where it was made (tables over rows from several machines name them)
+        assert r.machine is not None and r.machine["device"] == "cpu" and "gpu" not in r.machine
+        assert r.machine["cpu_count"] == os.cpu_count() and r.machine["torch_threads"] == 1
     table = (out / "table.md").read_text()
+    assert "Machines, as each row recorded it: " in table and "torch threads 1 (12 rows);" in table
     for heading in ("## M1", "## M2/M3", "## M4", "## M6", "## M7", "## M9", "## Time per patch"):
         assert heading in table
     # the pooled ranking-change cell is the mean over the rows' own records
@@ -372,3 +377,26 @@ def test_m4_averages_repetitions_per_input_before_the_test():
     older = [SimpleNamespace(**{**vars(r), "log10_volumes": None}) for r in rows]
     table = tables._m4_table(older, cfg, tables.PAPER["vision"])  # type: ignore[arg-type]
     assert "rows made before the volumes were stored" in table
+
+
+def test_a_table_over_rows_from_several_machines_names_each_with_its_row_count():
+    from types import SimpleNamespace
+
+    from simec.experiments.interpretations import tables
+
+    cpu = {"cpu": "AMD EPYC", "cpu_count": 2, "device": "cpu", "torch_threads": 2}
+    gpu = {
+        "cpu": "Intel Xeon",
+        "cpu_count": 16,
+        "device": "cuda",
+        "gpu": "NVIDIA H200",
+        "torch_threads": 1,
+    }
+    rows = [SimpleNamespace(machine=m) for m in (cpu, gpu, cpu, None, gpu, cpu)]
+    assert tables._machines_line(rows) == (  # type: ignore[arg-type]
+        "Machines, as each row recorded it: AMD EPYC (2 cores), torch threads 2 (3 rows); "
+        "Intel Xeon (16 cores) with NVIDIA H200 (cuda), torch threads 1 (2 rows); "
+        "not recorded (older rows) (1 row)"
+    )
+    # rows that predate the record: the table states the run's machine as before
+    assert tables._machines_line([SimpleNamespace(machine=None)] * 3) is None  # type: ignore[arg-type]

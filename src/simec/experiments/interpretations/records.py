@@ -51,3 +51,6 @@ class InterpretationRow:
     # M4's Welch samples: each walk's log10 cuboid volume per explored segment ("simexp",
     # "simec"; None: a flat walk); None in rows made before they were stored
     log10_volumes: dict[str, list[float | None]] | None = None
+    # where the row was made (``row_machine``: cpu, cpu_count, device, gpu, torch_threads), so
+    # a table over rows from several machines can say which; None in rows made before
+    machine: dict[str, Any] | None = None

@@ -22,7 +22,7 @@ from ..rows import load_rows, make_rows
 from .config import InterpretationsConfig, check_config, upgrade_config
 from .inputs import Input, Task, load_task
 from .records import InterpretationRow, WalkRecord
-from .tables import write_tables
+from .tables import cpu_name, write_tables
 
 __all__ = [
     "choose_segments",
@@ -111,11 +111,27 @@ def _row(
         simexp=walks["simexp"],
         rho_v=[float(f"{v:.6g}") if math.isfinite(v) else None for v in rho],
         load_average=[round(v, 2) for v in os.getloadavg()],
+        machine=row_machine(cfg.device),
         log10_volumes={
             name: [float(f"{v:.6g}") if math.isfinite(v) else None for v in volumes[k]]
             for k, name in enumerate(("simexp", "simec"))
         },
     )
+
+
+def row_machine(device: str) -> dict[str, Any]:
+    """Where a row is made: CPU model and cores, torch device (and its GPU), torch threads."""
+    import torch
+
+    machine: dict[str, Any] = {
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "device": device,
+        "torch_threads": torch.get_num_threads(),
+    }
+    if torch.device(device).type == "cuda":
+        machine["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return machine
 
 
 def _row_name(key: str, repetition: int, eta: float, segment_set: str) -> str:

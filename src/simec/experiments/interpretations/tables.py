@@ -408,6 +408,18 @@ def _time_table(rows: Sequence[InterpretationRow], cfg: InterpretationsConfig, p
     return "\n".join(lines)
 
 
+def cpu_name() -> str:
+    """This machine's CPU model (``/proc/cpuinfo``'s model name where there is one)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return cpu
+
+
 def _machine(
     rows: Sequence[InterpretationRow], recorded: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -421,15 +433,28 @@ def _machine(
             "cpu_count": recorded.get("cpu_count"),
             "load_average_1min_over_rows": load,
         }
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cpu_count": os.cpu_count(), "load_average_1min_over_rows": load}
+    return {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "load_average_1min_over_rows": load}
+
+
+def _machine_label(machine: dict[str, Any]) -> str:
+    label = f"{machine.get('cpu')} ({machine.get('cpu_count')} cores)"
+    if machine.get("gpu"):
+        label += f" with {machine['gpu']} ({machine.get('device')})"
+    return label + f", torch threads {machine.get('torch_threads')}"
+
+
+def _machines_line(rows: Sequence[InterpretationRow]) -> str | None:
+    """ "Machines: A (n rows); B (m rows)" from the rows' own records; None when no row has one
+    (rows made before rows recorded their machine: the run's machine is stated instead)."""
+    if not any(r.machine for r in rows):
+        return None
+    counts: dict[str, int] = {}
+    for r in rows:
+        label = _machine_label(r.machine) if r.machine else "not recorded (older rows)"
+        counts[label] = counts.get(label, 0) + 1
+    return "Machines, as each row recorded it: " + "; ".join(
+        f"{label} ({n} row{'s' if n != 1 else ''})" for label, n in counts.items()
+    )
 
 
 def summarize(
@@ -449,6 +474,7 @@ def summarize(
     env = _machine(rows, recorded.get("aggregate", {}).get("machine"))
     threads = recorded.get("environment", environment())["torch_threads"]
     load = env["load_average_1min_over_rows"]
+    machines = _machines_line(rows)
     parts = [
         f"# Interpretations ({kind}; paper: {paper['dataset']})",
         "",
@@ -460,8 +486,12 @@ def summarize(
         + f"box {walk.box} projected every step ({walk.projection}), "
         f"metric {walk.output_metric}, attribution {cfg.attribution}, Jacobian reuse "
         f"{walk.jacobian_reuse}" + (f", MLM {cfg.mlm}" if kind == "text" else "") + ".",
-        f"Machine: {env['cpu']} ({env['cpu_count']} cores), torch threads "
-        f"{threads}, 1-minute load average over the rows "
+        (
+            f"{machines}; 1-minute load average over the rows "
+            if machines
+            else f"Machine: {env['cpu']} ({env['cpu_count']} cores), torch threads "
+            f"{threads}, 1-minute load average over the rows "
+        )
         + (f"{load['min']:.2f}-{load['max']:.2f} (mean {load['mean']:.2f})." if load else "n/a."),
         "Values are mean (sd) over runs (inputs × repetitions) unless stated.",
         "",
