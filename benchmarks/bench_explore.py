@@ -31,20 +31,11 @@ from typing import Any
 import torch
 
 import simec
+from simec._io import cpu_name
 from simec.geometry.jacobian import jacobian
 from simec.geometry.metrics import get_output_metric
 
 WORDS = "the quick brown fox jumps over a lazy dog while seven small birds sing".split()
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def sync(device: torch.device) -> None:
@@ -217,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     print("## simec explore benchmark\n")
     print(
-        f"- machine: {cpu_model()}, {os.cpu_count()} logical CPUs, torch threads "
+        f"- machine: {cpu_name()}, {os.cpu_count()} logical CPUs, torch threads "
         f"{torch.get_num_threads()}, load average at start {load[0]:.2f}"
     )
     if device.type == "cuda":

@@ -155,6 +155,17 @@ def setting_differences(
     ]
 
 
+def cpu_name() -> str:
+    """This machine's CPU model (``/proc/cpuinfo``'s model name where there is one)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment() -> dict[str, Any]:
     """Package versions and machine facts for reproducibility."""
     versions: dict[str, str | None] = {}

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..._io import cpu_name
 from ...errors import InputError
 from ...explainers import explain
 from ...explore import ExplorationResult, ExploreConfig, explore
@@ -22,7 +23,7 @@ from ..rows import load_rows, make_rows
 from .config import InterpretationsConfig, check_config, upgrade_config
 from .inputs import Input, Task, load_task
 from .records import InterpretationRow, WalkRecord
-from .tables import cpu_name, write_tables
+from .tables import write_tables
 
 __all__ = [
     "choose_segments",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..._io import atomic_write_bytes, atomic_write_json, environment
+from ..._io import atomic_write_bytes, atomic_write_json, cpu_name, environment
 from ...errors import InputError, ModelError
 from ...interpret import measures as m
 from ...interpret.walk_measures import InterpretationRecord
@@ -406,18 +405,6 @@ def _time_table(rows: Sequence[InterpretationRow], cfg: InterpretationsConfig, p
         f"{paper['seconds_per_segment_iteration']} on {PAPER_HARDWARE.split(' (')[0]}) |"
     )
     return "\n".join(lines)
-
-
-def cpu_name() -> str:
-    """This machine's CPU model (``/proc/cpuinfo``'s model name where there is one)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return cpu
 
 
 def _machine(
