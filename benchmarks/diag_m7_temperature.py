@@ -24,6 +24,10 @@ entry positive), also the same from one step to the next.
 Each walk is decoded and measured as the experiment does (``measure_run`` with the experiment's
 vision interpreter), and per segment set the script prints M2 (the code's count of ranking
 positions changed, per 1000 iterations) and M7 (the code's L1 of run-averaged probabilities).
+
+Text rows (e.g. ``--rows results/interpretations-hatexplain-token``, T = 1 only) are rerun with
+the experiment's own task: its classifier, posts and masked-LM decoder (``load_task``); M2 is
+then also given as the text's count (ranking inversions per 1000 iterations).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ import simec
 from simec import explore, load_adapter
 from simec.data import load_idx_dataset
 from simec.experiments.interpretations.config import config_from_dict
+from simec.experiments.interpretations.inputs import load_task
 from simec.explore import blocks as explore_blocks
 from simec.geometry.blocks import BlockSpectra
 from simec.interpret import measures as m
@@ -102,8 +107,14 @@ def main() -> None:
     torch.set_num_threads(1)
     folder = Path(args.rows)
     cfg = config_from_dict(json.loads((folder / "config.json").read_text())["config"])
+    temperatures = [float(t) for t in args.temperatures.split(",")]
+    task = None
+    if Path(cfg.data).is_file():  # text rows: posts in a .jsonl file (images: an IDX folder)
+        if temperatures != [1.0]:
+            raise SystemExit("error: text rows are rerun at --temperatures 1 only")
+        task = load_task(cfg)  # the experiment's classifier, posts and masked-LM decoder
     tmp = Path(tempfile.mkdtemp(prefix="simec-temperature-"))
-    data = load_idx_dataset(cfg.data)
+    data = load_idx_dataset(cfg.data) if task is None else None
     names = [n for n in args.only.split(",") if n]
     paths = sorted((folder / "rows").glob("*.json"))
     paths = [p for p in paths if not names or p.stem in names]
@@ -117,17 +128,23 @@ def main() -> None:
         "M3 top-1 changes | M2 code | M7 L1 | s"
     )
     try:
-        for temperature in [float(t) for t in args.temperatures.split(",")]:
-            adapter = tempered(cfg.model, temperature, tmp)
+        for temperature in temperatures:
+            adapter = tempered(cfg.model, temperature, tmp) if task is None else task.adapter
             runs: dict[str, list] = {}
             for path in paths:
                 row = json.loads(path.read_text())
                 ecfg = cfg.explore_config("simexp", row["eta"], row["segments"])
                 if args.sign == "fixed":
                     ecfg = replace(ecfg, direction_sign="fixed")
-                image = data.images[row["index"]]
-                res = explore(adapter, image, ecfg, seed=row["seed"])
-                rec = measure_run(res, vision_interpreter(adapter, image, res.explored_segments))
+                if task is None:
+                    image = data.images[row["index"]]
+                    res = explore(adapter, image, ecfg, seed=row["seed"])
+                    interpreter = vision_interpreter(adapter, image, res.explored_segments)
+                else:
+                    raw = next(i.raw for i in task.inputs if i.key == row["input_id"])
+                    res = explore(adapter, raw, ecfg, seed=row["seed"])
+                    interpreter = task.interpreter(res, raw)
+                rec = measure_run(res, interpreter)
                 runs.setdefault(path.stem.rsplit("-", 1)[-1], []).append(rec)
                 p = res.trajectory_probabilities[:, row["predicted"]]
                 top = res.trajectory_probabilities.argmax(-1)
@@ -146,9 +163,11 @@ def main() -> None:
                     [r.interpretation_probabilities for r in records],
                 )
                 m2s = [m.per_1000(r.ranking_positions_embedding, r.iterations) for r in records]
+                inv = [m.per_1000(r.ranking_inversions_embedding, r.iterations) for r in records]
                 print(
                     f"T = {temperature:g}, {name}, {len(records)} runs: M2 code count per 1000 "
-                    f"{sum(m2s) / len(m2s):.1f}; M7 code L1 {code['mean']:.4f} "
+                    f"{sum(m2s) / len(m2s):.1f} (inversions {sum(inv) / len(inv):.2f}); "
+                    f"M7 code L1 {code['mean']:.4f} "
                     f"(sd {code['sd']:.4f})",
                     flush=True,
                 )
