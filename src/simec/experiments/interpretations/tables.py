@@ -431,8 +431,8 @@ def _machine_label(machine: dict[str, Any]) -> str:
 
 
 def _machines_line(rows: Sequence[InterpretationRow]) -> str | None:
-    """ "Machines: A (n rows); B (m rows)" from the rows' own records; None when no row has one
-    (rows made before rows recorded their machine: the run's machine is stated instead)."""
+    """The header's machines from the rows' own records, each with its row count; None when no
+    row has one (rows made before rows recorded their machine: the run's machine is stated)."""
     if not any(r.machine for r in rows):
         return None
     counts: dict[str, int] = {}
