@@ -474,11 +474,11 @@ def summarize(
         f"metric {walk.output_metric}, attribution {cfg.attribution}, Jacobian reuse "
         f"{walk.jacobian_reuse}" + (f", MLM {cfg.mlm}" if kind == "text" else "") + ".",
         (
-            f"{machines}; 1-minute load average over the rows "
+            f"{machines};"
             if machines
-            else f"Machine: {env['cpu']} ({env['cpu_count']} cores), torch threads "
-            f"{threads}, 1-minute load average over the rows "
+            else f"Machine: {env['cpu']} ({env['cpu_count']} cores), torch threads {threads},"
         )
+        + " 1-minute load average over the rows "
         + (f"{load['min']:.2f}-{load['max']:.2f} (mean {load['mean']:.2f})." if load else "n/a."),
         "Values are mean (sd) over runs (inputs × repetitions) unless stated.",
         "",
