@@ -115,6 +115,7 @@ def main() -> None:
         task = load_task(cfg)  # the experiment's classifier, posts and masked-LM decoder
     tmp = Path(tempfile.mkdtemp(prefix="simec-temperature-"))
     data = load_idx_dataset(cfg.data) if task is None else None
+    posts = {} if task is None else {i.key: i.raw for i in task.inputs}
     names = [n for n in args.only.split(",") if n]
     paths = sorted((folder / "rows").glob("*.json"))
     paths = [p for p in paths if not names or p.stem in names]
@@ -141,7 +142,7 @@ def main() -> None:
                     res = explore(adapter, image, ecfg, seed=row["seed"])
                     interpreter = vision_interpreter(adapter, image, res.explored_segments)
                 else:
-                    raw = next(i.raw for i in task.inputs if i.key == row["input_id"])
+                    raw = posts[row["input_id"]]
                     res = explore(adapter, raw, ecfg, seed=row["seed"])
                     interpreter = task.interpreter(res, raw)
                 rec = measure_run(res, interpreter)

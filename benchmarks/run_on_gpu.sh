@@ -77,7 +77,10 @@ if [ "${TESTS:-1}" = 1 ]; then
     timeout $LEFT python3 -m pytest -p no:cacheprovider -m gpu tests/explore/test_gpu.py -q \
         >"$OUT/pytest-gpu.txt" 2>&1 &
 fi
-touch logs-gpu/.marker
+INTERP=results/interpretations-mnist-token-protocol-gpu
+mkdir -p "$INTERP/rows"
+for seed in ${INTERP_SEED_ROWS:-}; do cp -n "$seed"/rows/*.json "$INTERP/rows/"; done
+touch logs-gpu/.marker  # what is newer than this was made here
 for i in $(seq 1 "${EQ_PROCS:-6}"); do
     timeout $LEFT python3 -m simec experiment equivalence --model src/simec/assets/vit-mnist \
         --data ../shared/data/mnist --pairs 20 --walk-steps 50 --guided-steps 10 --segments 4 \
@@ -85,10 +88,6 @@ for i in $(seq 1 "${EQ_PROCS:-6}"); do
         --out results/equivalence-mnist-certified >"logs-gpu/equivalence-$i.log" 2>&1 &
     sleep 2
 done
-INTERP=results/interpretations-mnist-token-protocol-gpu
-mkdir -p "$INTERP/rows"
-for seed in ${INTERP_SEED_ROWS:-}; do cp -n "$seed"/rows/*.json "$INTERP/rows/"; done
-touch logs-gpu/.marker
 END=$(($(date +%s) + LEFT))
 interpretations() {
     local left=$((END - $(date +%s)))
