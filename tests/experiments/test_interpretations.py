@@ -77,11 +77,22 @@ def test_the_walks_use_the_final_versions_settings():
 
 
 def test_vision_experiment_end_to_end_resume_and_refusal(
-    mnist_vit_dir, fake_mnist, tmp_path, capsys
+    mnist_vit_dir, fake_mnist, tmp_path, capsys, monkeypatch
 ):
+    # the command picks its thread count from the machine's load (``configure_cpu``); pin it
+    # to one that differs from the caller's, so the rows must record what the run used
+    import torch
+
+    import simec.cli
+
+    before = torch.get_num_threads()
+    chosen = 2 if before == 1 else 1
+    real = simec.cli.configure_cpu
+    monkeypatch.setattr(simec.cli, "configure_cpu", lambda threads=None: real(chosen))
     out = tmp_path / "exp"
     argv = _vision_argv(mnist_vit_dir, fake_mnist, out)
     assert main(argv) == 0
+    assert torch.get_num_threads() == before  # main() leaves torch as it found it
     rows = load_rows(out / "rows", InterpretationRow)
     assert len(rows) == 2 * 2 * 3  # 2 images x 2 etas x 3 segment sets
     assert {(r.label, r.eta, r.segment_set) for r in rows} == {
@@ -105,9 +116,10 @@ def test_vision_experiment_end_to_end_resume_and_refusal(
         assert r.simec.algorithm == "simec" and r.simexp.algorithm == "simexp"
         # each row says where it was made (tables over rows from several machines name them)
         assert r.machine is not None and r.machine["device"] == "cpu" and "gpu" not in r.machine
-        assert r.machine["cpu_count"] == os.cpu_count() and r.machine["torch_threads"] == 1
+        assert r.machine["cpu_count"] == os.cpu_count() and r.machine["torch_threads"] == chosen
     table = (out / "table.md").read_text()
-    assert "Machines, as each row recorded it: " in table and "torch threads 1 (12 rows);" in table
+    assert "Machines, as each row recorded it: " in table
+    assert f"torch threads {chosen} (12 rows);" in table
     for heading in ("## M1", "## M2/M3", "## M4", "## M6", "## M7", "## M9", "## Time per patch"):
         assert heading in table
     # the pooled ranking-change cell is the mean over the rows' own records

@@ -175,13 +175,12 @@ def test_verdicts_and_bad_options():
         equivalence_bounds(fn, torch.ones(2, 3), torch.ones(3, 2))
 
 
-def test_tiny_vit_simec_endpoint_is_equivalent_and_another_image_is_not():
+def test_tiny_vit_simec_endpoint_is_equivalent_and_another_image_is_not(one_thread):
     from simec.explore import explore
     from simec.models import from_model
     from simec.structure.equivalence import Embedded, compare_inputs
     from tests.conftest import tiny_vit
 
-    torch.set_num_threads(1)
     adapter = from_model(tiny_vit(), dtype="float64")
     gen = torch.Generator().manual_seed(0)
     image = 0.05 + 0.9 * torch.rand(8, 8, generator=gen, dtype=torch.float64)
