@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -162,7 +164,11 @@ def test_models_without_embeddings_module_and_non_hf_models():
         HFImageClassifierAdapter(vit)
 
 
-def test_load_adapter_from_directories(vit_dir, bert_dir, image):
+def test_load_adapter_from_directories(vit_dir, bert_dir, image, monkeypatch):
+    # a library call leaves the environment alone: it loads local files only, HF_HUB_OFFLINE
+    # is the command line's business (tests/conftest.py sets it for the suite; unset it here)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    environ = dict(os.environ)
     vision = load_adapter(vit_dir)
     assert vision.describe()["image_mean"] == [0.5]
     prepared = vision.prepare(image)
@@ -172,6 +178,7 @@ def test_load_adapter_from_directories(vit_dir, bert_dir, image):
     text = load_adapter(bert_dir)
     prepared = text.prepare(TEXT)
     assert text.logits(prepared.embeddings, prepared).shape == (3,)
+    assert dict(os.environ) == environ
 
 
 def test_torch_adapter_validates_its_inputs(linear_model):

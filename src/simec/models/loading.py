@@ -179,7 +179,6 @@ def load_adapter(
     ``simec.models.architectures``): such adapters serve ``simec structure`` with the ``cls``
     or ``pooled`` embedding, and raise ``ModelError`` when asked for logits.
     """
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     root = _checked_root(path, space=space, device=device, dtype=dtype)
     config = _read_json(root / "config.json")
     architectures = config.get("architectures") or []
