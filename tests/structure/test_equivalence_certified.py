@@ -28,13 +28,7 @@ from simec.structure.equivalence import (
 )
 from simec.structure.equivalence_run import compare_pair
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # -- the models -------------------------------------------------------------------------------
