@@ -1,4 +1,6 @@
+import importlib
 import math
+import warnings
 
 import pytest
 import torch
@@ -233,11 +235,18 @@ def test_public_api_is_small_and_flat():
 
 
 @pytest.mark.slow
-def test_compiled_jacobian_walks_the_same_path_as_eager(image):
+@pytest.mark.compiles
+def test_compiled_jacobian_walks_the_same_path_as_eager(image, monkeypatch):
+    """The compiled walk really is compiled (a fallback to eager, which warns, fails the test:
+    otherwise it would compare the eager path with itself) and follows the eager path."""
+    jac_module = importlib.import_module("simec.geometry.jacobian")
+    monkeypatch.setattr(jac_module, "_WARNED", set())  # warn even if an earlier test saw it
     adapter = from_model(tiny_vit())
     kw = dict(steps=6, seed=3, segments=(0, 3, 4, 9))
     eager = explore(adapter, image, compile=False, **kw)
-    compiled = explore(adapter, image, compile=True, **kw)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", "simec: compiled Jacobian unavailable", RuntimeWarning)
+        compiled = explore(adapter, image, compile=True, **kw)
     torch.testing.assert_close(compiled.trajectory, eager.trajectory, rtol=0, atol=1e-5)
     torch.testing.assert_close(compiled.probabilities, eager.probabilities, rtol=0, atol=1e-6)
 
