@@ -389,6 +389,15 @@ def test_m4_averages_repetitions_per_input_before_the_test():
     older = [SimpleNamespace(**{**vars(r), "log10_volumes": None}) for r in rows]
     table = tables._m4_table(older, cfg, tables.PAPER["vision"])  # type: ignore[arg-type]
     assert "rows made before the volumes were stored" in table
+    # older rows mixed in (input a's): the test runs on the rows that store the volumes, and says so
+    mixed = [o if o.input_id == "a" else r for o, r in zip(older, rows)]
+    table = tables._m4_table(mixed, cfg, tables.PAPER["vision"])  # type: ignore[arg-type]
+    cell = [c.strip() for c in table.splitlines()[2].split("|")][9]
+    w = m.welch_t_test([3.0, 5.0], [0.5, 1.0])
+    assert cell == (
+        f"{w['t']:.2f} (p = {w['p']:.1e}, df = {w['df']:.1f}, n = 2 + 2); "
+        "from the 4 of 6 rows that store the volumes"
+    )
 
 
 def test_a_table_over_rows_from_several_machines_names_each_with_its_row_count():

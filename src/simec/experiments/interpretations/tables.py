@@ -218,7 +218,8 @@ def _t_cell(values: Sequence[float]) -> str:
 def _welch_cell(rows: Sequence[InterpretationRow]) -> str:
     """Welch's test of SiMExp's against SiMEC's log10 volumes, n = inputs: per row the mean
     over its segments (finite ones) of each walk's log10 volume, then per input the mean over
-    its rows (repetitions are pseudo-replicates)."""
+    its rows (repetitions are pseudo-replicates). Rows made before the volumes were stored
+    are left out, and the cell says how many rows it used when some were."""
     have = [r for r in rows if r.log10_volumes is not None]
     if not have:
         return "– (rows made before the volumes were stored)"
@@ -234,10 +235,13 @@ def _welch_cell(rows: Sequence[InterpretationRow]) -> str:
     test = m.welch_t_test(samples["simexp"], samples["simec"])
     if math.isnan(test["t"]):
         return "–"
-    return (
+    cell = (
         f"{test['t']:.2f} (p = {test['p']:.1e}, df = {test['df']:.1f}, "
         f"n = {int(test['n_a'])} + {int(test['n_b'])})"
     )
+    if len(have) < len(rows):  # older rows mixed in: say which rows the test saw
+        cell += f"; from the {len(have)} of {len(rows)} rows that store the volumes"
+    return cell
 
 
 def _m4_table(rows: Sequence[InterpretationRow], cfg: InterpretationsConfig, paper: dict) -> str:
