@@ -25,6 +25,11 @@ Each walk is decoded and measured as the experiment does (``measure_run`` with t
 vision interpreter), and per segment set the script prints M2 (the code's count of ranking
 positions changed, per 1000 iterations) and M7 (the code's L1 of run-averaged probabilities).
 
+``--decoded-pixels clamp,raw`` measures each image walk once per decoding, the walk made once:
+``clamp`` (the experiment's default) caps the decoded pixels to [0, 1] before they are
+re-classified, ``raw`` (the paper's code, the experiment's ``--decoded-pixels raw``) leaves them
+as decoded; each decoding gets its own M7 line, so the cap's share of M7 is isolated.
+
 Text rows (e.g. ``--rows results/interpretations-hatexplain-token``, T = 1 only) are rerun with
 the experiment's own task: its classifier, posts and masked-LM decoder (``load_task``); M2 is
 then also given as the text's count (ranking inversions per 1000 iterations).
@@ -50,6 +55,7 @@ from simec.experiments.interpretations.config import config_from_dict
 from simec.experiments.interpretations.inputs import load_task
 from simec.explore import blocks as explore_blocks
 from simec.geometry.blocks import BlockSpectra
+from simec.interpret import ViTDecoder
 from simec.interpret import measures as m
 from simec.interpret.walk_measures import measure_run, vision_interpreter
 from simec.models.cache import resolve_model_path
@@ -101,7 +107,15 @@ def main() -> None:
     ap.add_argument("--temperatures", default="1,2")
     ap.add_argument("--only", default="", help="comma list of row names (default: every row)")
     ap.add_argument("--sign", choices=["random", "fixed", "eigh"], default="random")
+    ap.add_argument(
+        "--decoded-pixels",
+        default="clamp",
+        help="images: comma list of clamp / raw, each walk measured once per decoding",
+    )
     args = ap.parse_args()
+    decodings = [d for d in args.decoded_pixels.split(",") if d]
+    if not decodings or any(d not in ("clamp", "raw") for d in decodings):
+        raise SystemExit(f"error: --decoded-pixels takes clamp and/or raw, got {decodings}")
     if args.sign == "eigh":
         explore_blocks.block_nonnull_directions = eigh_sign_directions  # type: ignore[assignment]
     torch.set_num_threads(1)
@@ -120,18 +134,23 @@ def main() -> None:
     paths = sorted((folder / "rows").glob("*.json"))
     paths = [p for p in paths if not names or p.stem in names]
     walk = cfg.explore
+    if task is not None and decodings != ["clamp"]:
+        raise SystemExit("error: --decoded-pixels is for image rows")
     print(
         f"load average {os.getloadavg()[0]:.2f}; {walk.step_rule}, {walk.metric_blocks}, "
-        f"sign {args.sign}"
+        f"sign {args.sign}, decoded pixels {','.join(decodings)}"
     )
     print(
         "T | row | segments | p(orig) start | end | lowest | stored points off the class | "
-        "M3 top-1 changes | M2 code | M7 L1 | s"
+        "M3 top-1 changes | M2 code | mean L1 per stored point (per decoding) | s"
     )
     try:
         for temperature in temperatures:
             adapter = tempered(cfg.model, temperature, tmp) if task is None else task.adapter
-            runs: dict[str, list] = {}
+            decoders = {
+                d: ViTDecoder(adapter, clamp=d == "clamp") for d in decodings if task is None
+            }
+            runs: dict[tuple[str, str], list] = {}
             for path in paths:
                 row = json.loads(path.read_text())
                 ecfg = cfg.explore_config("simexp", row["eta"], row["segments"])
@@ -140,25 +159,32 @@ def main() -> None:
                 if task is None:
                     image = data.images[row["index"]]
                     res = explore(adapter, image, ecfg, seed=row["seed"])
-                    interpreter = vision_interpreter(adapter, image, res.explored_segments)
+                    interpreters = {
+                        d: vision_interpreter(
+                            adapter, image, res.explored_segments, decoder=decoder
+                        )
+                        for d, decoder in decoders.items()
+                    }
                 else:
                     raw = posts[row["input_id"]]
                     res = explore(adapter, raw, ecfg, seed=row["seed"])
-                    interpreter = task.interpreter(res, raw)
-                rec = measure_run(res, interpreter)
-                runs.setdefault(path.stem.rsplit("-", 1)[-1], []).append(rec)
+                    interpreters = {"clamp": task.interpreter(res, raw)}
+                recs = {d: measure_run(res, it) for d, it in interpreters.items()}
+                for d, rec in recs.items():
+                    runs.setdefault((path.stem.rsplit("-", 1)[-1], d), []).append(rec)
+                rec = next(iter(recs.values()))
                 p = res.trajectory_probabilities[:, row["predicted"]]
                 top = res.trajectory_probabilities.argmax(-1)
                 m2 = m.per_1000(rec.ranking_positions_embedding, rec.iterations)
+                l1 = " / ".join(f"{float(sum(r.l1) / len(r.l1)):.4f}" for r in recs.values())
                 print(
                     f"{temperature:g} | {path.stem} | {len(row['segments'])} | {float(p[0]):.4f} | "
                     f"{float(p[-1]):.4f} | {float(p.min()):.4f} | "
                     f"{int((top != row['predicted']).sum())} | {rec.top1_changes_embedding} | "
-                    f"{m2:.1f} | "
-                    f"{float(sum(rec.l1) / len(rec.l1)):.4f} | {res.elapsed_seconds:.0f}",
+                    f"{m2:.1f} | {l1} | {res.elapsed_seconds:.0f}",
                     flush=True,
                 )
-            for name, records in runs.items():
+            for (name, decoding), records in runs.items():
                 code = m.code_l1_over_runs(
                     [r.embedding_probabilities for r in records],
                     [r.interpretation_probabilities for r in records],
@@ -166,7 +192,8 @@ def main() -> None:
                 m2s = [m.per_1000(r.ranking_positions_embedding, r.iterations) for r in records]
                 inv = [m.per_1000(r.ranking_inversions_embedding, r.iterations) for r in records]
                 print(
-                    f"T = {temperature:g}, {name}, {len(records)} runs: M2 code count per 1000 "
+                    f"T = {temperature:g}, {name}, decoded pixels {decoding}, {len(records)} "
+                    "runs: M2 code count per 1000 "
                     f"{sum(m2s) / len(m2s):.1f} (inversions {sum(inv) / len(inv):.2f}); "
                     f"M7 code L1 {code['mean']:.4f} "
                     f"(sd {code['sd']:.4f})",

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
 from simec.cli import main
 from simec.errors import InputError
@@ -81,8 +82,6 @@ def test_vision_experiment_end_to_end_resume_and_refusal(
 ):
     # the command picks its thread count from the machine's load (``configure_cpu``); pin it
     # to one that differs from the caller's, so the rows must record what the run used
-    import torch
-
     import simec.cli
 
     before = torch.get_num_threads()
@@ -312,6 +311,59 @@ def test_an_interrupted_walk_leaves_no_row_and_tables_come_from_the_rows_made(
     assert json.loads((out / "results.json").read_text())["aggregate"]["rows"] == 1
     with pytest.raises(InputError, match="no rows"):
         exp.tables_from_rows(out, repetitions=0)
+
+
+def test_decoded_pixels_raw_reaches_the_decoder_and_a_resume_checks_it(
+    mnist_vit_dir, fake_mnist, tmp_path, capsys
+):
+    """``--decoded-pixels raw`` (the paper's code) re-classifies the decoded image as decoded;
+    the default caps it to [0, 1]. A folder made with one is not resumed with the other."""
+    from types import SimpleNamespace
+
+    from simec.experiments.interpretations.inputs import load_task
+    from simec.interpret import ViTDecoder
+
+    cfg = InterpretationsConfig(
+        model=str(mnist_vit_dir), data=str(fake_mnist), out=str(tmp_path / "x"), images=1
+    )
+    assert cfg.decoded_pixels == "clamp"
+    capped, raw = (load_task(replace(cfg, decoded_pixels=d)) for d in ("clamp", "raw"))
+    item = raw.inputs[0]
+    x0 = raw.adapter.prepare(item.raw).embeddings
+    bright = x0.clone()
+    bright[1:] += 3.0 * torch.linspace(-1.0, 1.0, x0.shape[-1])  # far outside [0, 1]
+    points = torch.stack([x0, bright])
+    walk = SimpleNamespace(explored_segments=[1, 2])
+    images = {
+        name: task.interpreter(walk, item.raw).decode(points)
+        for name, task in (("clamp", capped), ("raw", raw))
+    }
+    assert images["clamp"].min() >= 0 and images["clamp"].max() <= 1
+    assert images["raw"].min() < 0 or images["raw"].max() > 1
+    original = raw.adapter.image(item.raw)
+    for name, clamp in (("clamp", True), ("raw", False)):  # the decoder's own (tested) result
+        want = ViTDecoder(raw.adapter, clamp=clamp).decode_trajectory(
+            points, original=original, explored_segments=[1, 2]
+        )
+        torch.testing.assert_close(images[name], want, rtol=0, atol=0)
+    # the option is recorded and a resume with the other value is refused, rows left alone
+    out = tmp_path / "exp"
+    argv = _vision_argv(mnist_vit_dir, fake_mnist, out, "--decoded-pixels", "raw")
+    argv[argv.index("--images") + 1] = "1"
+    argv += ["--etas", "10", "--segment-sets", "one"]
+    assert main(argv) == 0
+    assert json.loads((out / "config.json").read_text())["config"]["decoded_pixels"] == "raw"
+    row = next((out / "rows").glob("*.json"))
+    stamp = row.stat().st_mtime_ns
+    capsys.readouterr()
+    assert main([a for a in argv if a not in ("--decoded-pixels", "raw")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot resume" in err and "decoded_pixels" in err and len(err.splitlines()) == 1
+    assert row.stat().st_mtime_ns == stamp
+    with pytest.raises(InputError, match="decoded_pixels must be one of"):
+        from simec.experiments.interpretations.config import check_config
+
+        check_config(replace(cfg, decoded_pixels="none"))
 
 
 def test_a_config_saved_before_explore_was_nested_still_resumes(tmp_path):

@@ -41,6 +41,7 @@ INTERPRETATION_FIELDS = (
     "explore.direction_sign",
     "max_tokens",
     "dataset",
+    "decoded_pixels",
     "seed",
     "device",
     "out",

@@ -25,6 +25,7 @@ the model and its decoders), ``records`` (a saved row), ``run`` (the walks of a 
 """
 
 from .config import (
+    DECODED_PIXELS,
     FLAT_WALK_KEYS,
     SEGMENT_SETS,
     InterpretationsConfig,
@@ -39,6 +40,7 @@ from .run import choose_segments, run_interpretations
 from .tables import PAPER, summarize, tables_from_rows, write_tables
 
 __all__ = [
+    "DECODED_PIXELS",
     "FLAT_WALK_KEYS",
     "PAPER",
     "SEGMENT_SETS",

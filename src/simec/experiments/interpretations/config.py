@@ -14,6 +14,7 @@ from ...explainers import explainer_names
 from ...explore import ExploreConfig
 
 __all__ = [
+    "DECODED_PIXELS",
     "FLAT_WALK_KEYS",
     "MLM_FALLBACK",
     "MLM_PREFERRED",
@@ -27,6 +28,10 @@ __all__ = [
 
 
 SEGMENT_SETS = ("all", "one", "q2")
+
+#: images: what the decoder does with pixels outside [0, 1] before the decoded image is
+#: re-classified (the paper's code leaves them as decoded)
+DECODED_PIXELS = ("clamp", "raw")
 
 
 #: the masked LM trained for issue 14 (item 1), used when it is in the cache
@@ -106,6 +111,14 @@ class InterpretationsConfig:
         default=40, metadata={"help": "text: skip posts with more word pieces", "min": 1}
     )
     dataset: str = field(default="mnist", metadata={"choices": ("mnist", "fashion-mnist")})
+    decoded_pixels: str = field(
+        default="clamp",
+        metadata={
+            "help": "images: decoded pixels capped to [0, 1] before they are re-classified "
+            "(clamp: a picture a person can look at) or left as decoded (raw: the paper's code)",
+            "choices": DECODED_PIXELS,
+        },
+    )
     seed: int = 0
     device: str = "cpu"
     #: every walk's settings: the final version's (``paper_final_walk``); algorithm, eta and
@@ -172,6 +185,10 @@ def check_config(cfg: InterpretationsConfig) -> None:
     bad = [s for s in cfg.segment_sets if s not in SEGMENT_SETS]
     if not cfg.segment_sets or bad:
         raise InputError(f"segment_sets must be taken from {list(SEGMENT_SETS)}, got {bad or '()'}")
+    if cfg.decoded_pixels not in DECODED_PIXELS:
+        raise InputError(
+            f"decoded_pixels must be one of {list(DECODED_PIXELS)}, got {cfg.decoded_pixels!r}"
+        )
     if cfg.attribution not in explainer_names():
         raise InputError(f"attribution {cfg.attribution!r} is not one of {explainer_names()}")
     walk = cfg.explore

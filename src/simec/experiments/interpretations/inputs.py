@@ -97,7 +97,7 @@ def load_task(cfg: InterpretationsConfig) -> Task:
             raise InputError(f"{cfg.model} classifies images: --data must be an IDX folder")
         from ...interpret import ViTDecoder
 
-        decoder = ViTDecoder(adapter)
+        decoder = ViTDecoder(adapter, clamp=cfg.decoded_pixels == "clamp")
 
         def vision(result: ExplorationResult, raw: Any) -> Interpreter:
             return vision_interpreter(adapter, raw, result.explored_segments, decoder=decoder)
