@@ -206,6 +206,39 @@ def test_a_token_without_a_direction_stays():
     assert float(torch.linalg.vector_norm(d[0])) == pytest.approx(2.0, rel=1e-12)
 
 
+def test_the_codes_absolute_threshold_counts_small_eigenvalues_as_zero():
+    # token 0: J_0 = [[3, 0, 0], [0, 0.05, 0]], eigenvalues 9, 0.0025, 0; token 1: eigenvalue 4.
+    # With atol = 0.01 (the code's |lambda| < 0.01), 0.0025 counts as zero: SiMExp never moves
+    # token 0 along e2, SiMEC may (and then the logits move); the step (lmax 9) is unchanged.
+    adapter, x0 = _two_token_linear(
+        [[3.0, 0.0, 0.0, 0.0, 0.0, 2.0], [0.0, 0.05, 0.0] + [0.0] * 3], 3
+    )
+    options = dict(
+        steps=40, output_metric="euclidean-logits", metric_blocks="token", **FREE,
+        step_rule="official-code", eta=10.0,
+    )  # fmt: skip
+    size0 = 10 * 1e-3 / 3  # eta / sqrt(lmax / (0 + 1e-6)), lmax = 9 either way
+    along = {}
+    for atol in (None, 0.01):
+        r = explore(adapter, x0, algorithm="simexp", atol=atol, **options)
+        d = r.trajectory[1:] - r.trajectory[:-1]  # (40, 2, 3)
+        norms = torch.linalg.vector_norm(d[:, 0], dim=1)
+        assert norms.tolist() == pytest.approx([size0] * 40, rel=1e-9)
+        along[atol] = int((d[:, 0, 1].abs() > 0.5 * size0).sum())  # steps along e2
+        assert set(r.ranks) == {3 if atol is None else 2}  # summed block ranks: 2 + 1, 1 + 1
+    assert along[None] > 0 and along[0.01] == 0
+    simec = explore(adapter, x0, algorithm="simec", atol=0.01, **options)
+    d = simec.trajectory[1:] - simec.trajectory[:-1]
+    assert int((d[:, 0, 1].abs() > 1e-3 * size0).sum()) > 0  # e2 is now a "null" direction
+    assert float((simec.probabilities[-1] - simec.probabilities[0]).abs().max()) > 0
+    exact = explore(adapter, x0, algorithm="simec", **options)  # default: e3 only, logits fixed
+    torch.testing.assert_close(exact.probabilities[-1], exact.probabilities[0], rtol=0, atol=1e-14)
+    with pytest.raises(InputError, match="metric_blocks='token'"):
+        ExploreConfig(atol=0.01).validate()
+    with pytest.raises(InputError, match="atol must be"):
+        ExploreConfig(metric_blocks="token", atol=-1.0).validate()
+
+
 def test_the_cap_scales_the_whole_token_move():
     adapter, x0 = _two_token_linear(BLOCKS, 3)
     cap_ratio = 0.01

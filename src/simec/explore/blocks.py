@@ -38,14 +38,19 @@ __all__ = ["METRIC_BLOCKS", "block_summaries", "propose_blocks", "token_spectra"
 METRIC_BLOCKS = ("joint", "token")
 
 
-def token_spectra(factors: Tensor, width: int, rtol: float | None) -> list[BlockSpectra]:
+def token_spectra(
+    factors: Tensor, width: int, rtol: float | None, atol: float | None = None
+) -> list[BlockSpectra]:
     """The block spectra of B walks from their factors G^1/2 J (B, q, m * width): one batch of
-    B m thin SVDs. A non-finite factor is decomposed as zeros (that walk stops on it anyway)."""
+    B m thin SVDs; zero eigenvalues by ``atol`` (absolute, the code's 0.01) when given, else
+    ``rtol``. A non-finite factor is decomposed as zeros (that walk stops on it anyway)."""
     count, q, n = factors.shape
     finite = torch.isfinite(factors).flatten(1).all(dim=1)
     clean = torch.where(finite[:, None, None], factors, torch.zeros_like(factors))
     # (q, B n): the walks side by side, so that the blocks come out walk-major, token-major
-    spectra = block_spectra(clean.transpose(0, 1).reshape(q, count * n), width, rtol=rtol)
+    spectra = block_spectra(
+        clean.transpose(0, 1).reshape(q, count * n), width, rtol=rtol, atol=atol
+    )
     m = n // width
     return [
         BlockSpectra(

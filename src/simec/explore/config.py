@@ -231,6 +231,13 @@ class ExploreConfig:
         metavar="X",
         min=0,
     )
+    atol: float | None = option(
+        None,
+        "with --metric-blocks token: eigenvalues at or below X count as zero, an absolute "
+        "threshold in place of rtol (the paper's code: 0.01)",
+        metavar="X",
+        min=0,
+    )
     chunk_size: int | None = option(
         None,
         "pull back at most C output rows at once (caps Jacobian memory)",
@@ -326,6 +333,14 @@ class ExploreConfig:
             raise InputError(f"max_step must be positive or None, got {self.max_step!r}")
         if self.rtol is not None and not (0 <= self.rtol < 1):
             raise InputError(f"rtol must lie in [0, 1), got {self.rtol!r}")
+        if self.atol is not None:
+            if not (isinstance(self.atol, (int, float)) and 0 <= self.atol < float("inf")):
+                raise InputError(f"atol must be a non-negative number, got {self.atol!r}")
+            if self.metric_blocks != "token":
+                raise InputError(
+                    "atol is the paper's code's rule on its per-token blocks: use it with "
+                    "metric_blocks='token'"
+                )
         if isinstance(self.recover, bool) or not isinstance(self.recover, int) or self.recover < 0:
             raise InputError(f"recover must be a non-negative integer, got {self.recover!r}")
         if self.corrector_iterations < 1:

@@ -134,7 +134,8 @@ def block_statuses(
     eigenvalue."""
     a, point_ok, finite, distance = _factors(walks, y, jac)
     finite = finite & torch.isfinite(a).flatten(1).all(dim=1)
-    spectra = token_spectra(a, int(walks[0].x.shape[-1]), walks[0].cfg.rtol)
+    cfg = walks[0].cfg
+    spectra = token_spectra(a, int(walks[0].x.shape[-1]), cfg.rtol, cfg.atol)
     summary = block_summaries(spectra).to(torch.float64)
     packed = torch.cat(
         [
