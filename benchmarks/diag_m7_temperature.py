@@ -25,6 +25,9 @@ Each walk is decoded and measured as the experiment does (``measure_run`` with t
 vision interpreter), and per segment set the script prints M2 (the code's count of ranking
 positions changed, per 1000 iterations) and M7 (the code's L1 of run-averaged probabilities).
 
+``--atol 0.01`` walks with the code's absolute zero-eigenvalue threshold on the blocks (SiMExp
+then never draws an eigenvector whose eigenvalue is 0.01 or less).
+
 ``--decoded-pixels clamp,raw`` measures each image walk once per decoding, the walk made once:
 ``clamp`` (the experiment's default) caps the decoded pixels to [0, 1] before they are
 re-classified, ``raw`` (the paper's code, the experiment's ``--decoded-pixels raw``) leaves them
@@ -112,6 +115,12 @@ def main() -> None:
         default="clamp",
         help="images: comma list of clamp / raw, each walk measured once per decoding",
     )
+    ap.add_argument(
+        "--atol",
+        type=float,
+        default=None,
+        help="the walks' absolute zero-eigenvalue threshold (the code's 0.01; default: the rows')",
+    )
     args = ap.parse_args()
     decodings = [d for d in args.decoded_pixels.split(",") if d]
     if not decodings or any(d not in ("clamp", "raw") for d in decodings):
@@ -138,11 +147,13 @@ def main() -> None:
         raise SystemExit("error: --decoded-pixels is for image rows")
     print(
         f"load average {os.getloadavg()[0]:.2f}; {walk.step_rule}, {walk.metric_blocks}, "
-        f"sign {args.sign}, decoded pixels {','.join(decodings)}"
+        f"sign {args.sign}, decoded pixels {','.join(decodings)}, "
+        f"atol {args.atol if args.atol is not None else walk.atol}"
     )
     print(
         "T | row | segments | p(orig) start | end | lowest | stored points off the class | "
-        "M3 top-1 changes | M2 code | mean L1 per stored point (per decoding) | s"
+        "M3 top-1 changes | M2 code | mean L1 per stored point (per decoding) | "
+        "explored coordinates at the box's bound, start/end | s"
     )
     try:
         for temperature in temperatures:
@@ -154,6 +165,8 @@ def main() -> None:
             for path in paths:
                 row = json.loads(path.read_text())
                 ecfg = cfg.explore_config("simexp", row["eta"], row["segments"])
+                if args.atol is not None:
+                    ecfg = replace(ecfg, atol=args.atol)
                 if args.sign == "fixed":
                     ecfg = replace(ecfg, direction_sign="fixed")
                 if task is None:
@@ -176,12 +189,19 @@ def main() -> None:
                 p = res.trajectory_probabilities[:, row["predicted"]]
                 top = res.trajectory_probabilities.argmax(-1)
                 m2 = m.per_1000(rec.ranking_positions_embedding, rec.iterations)
+                bound = "-"
+                if task is None:  # explored coordinates the box holds at its bound, start / end
+                    lo, hi = (b.to(res.trajectory) for b in adapter.embedding_bounds())
+                    pts = res.trajectory[:, res.explored_segments]
+                    tol = 1e-6 * torch.maximum(lo.abs(), hi.abs()).clamp(min=1.0)
+                    held = ((pts - lo).abs() <= tol) | ((pts - hi).abs() <= tol)
+                    bound = f"{int(held[0].sum())}/{int(held[-1].sum())} of {held[0].numel()}"
                 l1 = " / ".join(f"{float(sum(r.l1) / len(r.l1)):.4f}" for r in recs.values())
                 print(
                     f"{temperature:g} | {path.stem} | {len(row['segments'])} | {float(p[0]):.4f} | "
                     f"{float(p[-1]):.4f} | {float(p.min()):.4f} | "
                     f"{int((top != row['predicted']).sum())} | {rec.top1_changes_embedding} | "
-                    f"{m2:.1f} | {l1} | {res.elapsed_seconds:.0f}",
+                    f"{m2:.1f} | {l1} | {bound} | {res.elapsed_seconds:.0f}",
                     flush=True,
                 )
             for (name, decoding), records in runs.items():

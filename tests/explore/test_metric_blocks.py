@@ -302,13 +302,13 @@ def test_a_dataset_run_resumes_only_with_the_same_metric_blocks(
 
 
 @pytest.mark.parametrize(
-    ("name", "value"), [("metric_blocks", "token"), ("direction_sign", "fixed")]
+    ("name", "value"), [("metric_blocks", "token"), ("direction_sign", "fixed"), ("atol", 0.01)]
 )
 def test_an_experiment_saved_before_a_walk_field_resumes_with_its_default_only(
     tmp_path, name, value
 ):
     """A nested config written before ``name`` existed had its default then (joint blocks, a
-    random sign): it resumes with the default and refuses ``value``."""
+    random sign, the relative rank rule): it resumes with the default and refuses ``value``."""
     import json
     from dataclasses import asdict, dataclass, field, replace
 

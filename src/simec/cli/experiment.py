@@ -39,6 +39,7 @@ INTERPRETATION_FIELDS = (
     "explore.step_rule",
     "explore.metric_blocks",
     "explore.direction_sign",
+    "explore.atol",
     "max_tokens",
     "dataset",
     "decoded_pixels",

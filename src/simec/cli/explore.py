@@ -72,6 +72,7 @@ WALK_FIELDS = (
     "top_mass",
     "leakage",
     "rtol",
+    "atol",
     "seed",
     "recover",
     "divergence_ratio",

@@ -333,14 +333,7 @@ class ExploreConfig:
             raise InputError(f"max_step must be positive or None, got {self.max_step!r}")
         if self.rtol is not None and not (0 <= self.rtol < 1):
             raise InputError(f"rtol must lie in [0, 1), got {self.rtol!r}")
-        if self.atol is not None:
-            if not (isinstance(self.atol, (int, float)) and 0 <= self.atol < float("inf")):
-                raise InputError(f"atol must be a non-negative number, got {self.atol!r}")
-            if self.metric_blocks != "token":
-                raise InputError(
-                    "atol is the paper's code's rule on its per-token blocks: use it with "
-                    "metric_blocks='token'"
-                )
+        self._validate_atol()
         if isinstance(self.recover, bool) or not isinstance(self.recover, int) or self.recover < 0:
             raise InputError(f"recover must be a non-negative integer, got {self.recover!r}")
         if self.corrector_iterations < 1:
@@ -377,6 +370,17 @@ class ExploreConfig:
     def restricted(self) -> bool:
         """Output restriction is on (``top_k`` or ``top_mass``)."""
         return self.top_k is not None or self.top_mass is not None
+
+    def _validate_atol(self) -> None:
+        if self.atol is None:
+            return
+        if not (isinstance(self.atol, (int, float)) and 0 <= self.atol < float("inf")):
+            raise InputError(f"atol must be a non-negative number, got {self.atol!r}")
+        if self.metric_blocks != "token":
+            raise InputError(
+                "atol is the paper's code's rule on its per-token blocks: use it with "
+                "metric_blocks='token'"
+            )
 
     def _validate_restriction(self) -> None:
         if self.top_k is not None and (
