@@ -73,6 +73,11 @@ RESULT_CHANGING = [
     ("--max-memory", "1GB", "max_memory"),
 ]
 
+#: options valid only beside another one: (the options both runs share, flag, value, key)
+RESULT_CHANGING_WITH = [
+    (("--metric-blocks", "token"), "--atol", "0.01", "atol"),
+]
+
 
 def _stamps(out):
     """Every file of a run but its lock (which holds the PID of the last process to lock)."""
@@ -81,6 +86,7 @@ def _stamps(out):
 
 def test_every_result_changing_option_is_in_the_resume_check():
     tested = {key for _, _, key in RESULT_CHANGING}
+    tested |= {key for _, _, _, key in RESULT_CHANGING_WITH}
     assert {*WALK_FIELDS, *RUN_FIELDS, *PARSE} <= tested
 
 
@@ -96,6 +102,23 @@ def test_resume_with_another_result_changing_option_is_refused(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert f"{key}: " in err and err.count(" then, ") == 1, err  # only the differing key
+    assert _stamps(out) == stamps
+
+
+@pytest.mark.parametrize(
+    "shared,flag,value,key", RESULT_CHANGING_WITH, ids=[c[3] for c in RESULT_CHANGING_WITH]
+)
+def test_resume_with_another_dependent_option_is_refused(
+    vit_dir, idx_data, tmp_path, capsys, shared, flag, value, key
+):
+    out = tmp_path / "run"
+    assert main(_run_argv(vit_dir, idx_data, out, *shared)) == 0
+    stamps = _stamps(out)
+    capsys.readouterr()
+    assert main(_run_argv(vit_dir, idx_data, out, *shared, flag, value, "--resume")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"{key}: " in err and err.count(" then, ") == 1, err
     assert _stamps(out) == stamps
 
 
