@@ -8,7 +8,7 @@ to patch i's embedding; float64 eigendecomposition) and the share of them at or 
 threshold, i.e. how often SiMExp's uniform draw among "non-null" eigenvectors picks one the code
 would never draw.
 
-    python benchmarks/diag_block_spectra.py --rows results/interpretations-mnist-token-eta10
+    python benchmarks/diag_block_spectra.py --rows results/interpretations-mnist-token
 """
 
 from __future__ import annotations
