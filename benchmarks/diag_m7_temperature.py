@@ -33,6 +33,10 @@ then never draws an eigenvector whose eigenvalue is 0.01 or less).
 re-classified, ``raw`` (the paper's code, the experiment's ``--decoded-pixels raw``) leaves them
 as decoded; each decoding gets its own M7 line, so the cap's share of M7 is isolated.
 
+``--model DIR`` reruns image rows on another model folder (same inputs, segments, seeds and
+walk settings), e.g. one trained with the paper's recipe, to see whether the model decides how
+far the walks go; the original class is then that model's top class at the start.
+
 Text rows (e.g. ``--rows results/interpretations-hatexplain-token``, T = 1 only) are rerun with
 the experiment's own task: its classifier, posts and masked-LM decoder (``load_task``); M2 is
 then also given as the text's count (ranking inversions per 1000 iterations).
@@ -54,6 +58,7 @@ from safetensors.torch import load_file, save_file
 import simec
 from simec import explore, load_adapter
 from simec.data import load_idx_dataset
+from simec.errors import RankZeroMetricError
 from simec.experiments.interpretations.config import config_from_dict
 from simec.experiments.interpretations.inputs import load_task
 from simec.explore import blocks as explore_blocks
@@ -121,6 +126,12 @@ def main() -> None:
         default=None,
         help="the walks' absolute zero-eigenvalue threshold (the code's 0.01; default: the rows')",
     )
+    ap.add_argument(
+        "--model",
+        default=None,
+        help="images: rerun the walks on this model folder instead of the rows' (its own top class "
+        "at the start is then the original class)",
+    )
     args = ap.parse_args()
     decodings = [d for d in args.decoded_pixels.split(",") if d]
     if not decodings or any(d not in ("clamp", "raw") for d in decodings):
@@ -145,6 +156,8 @@ def main() -> None:
     walk = cfg.explore
     if task is not None and decodings != ["clamp"]:
         raise SystemExit("error: --decoded-pixels is for image rows")
+    if task is not None and args.model is not None:
+        raise SystemExit("error: --model is for image rows")
     print(
         f"load average {os.getloadavg()[0]:.2f}; {walk.step_rule}, {walk.metric_blocks}, "
         f"sign {args.sign}, decoded pixels {','.join(decodings)}, "
@@ -157,7 +170,8 @@ def main() -> None:
     )
     try:
         for temperature in temperatures:
-            adapter = tempered(cfg.model, temperature, tmp) if task is None else task.adapter
+            model_dir = args.model or cfg.model
+            adapter = tempered(model_dir, temperature, tmp) if task is None else task.adapter
             decoders = {
                 d: ViTDecoder(adapter, clamp=d == "clamp") for d in decodings if task is None
             }
@@ -171,7 +185,11 @@ def main() -> None:
                     ecfg = replace(ecfg, direction_sign="fixed")
                 if task is None:
                     image = data.images[row["index"]]
-                    res = explore(adapter, image, ecfg, seed=row["seed"])
+                    try:
+                        res = explore(adapter, image, ecfg, seed=row["seed"])
+                    except RankZeroMetricError as err:  # e.g. --atol on another --model
+                        print(f"{temperature:g} | {path.stem} | not walked: {err}", flush=True)
+                        continue
                     interpreters = {
                         d: vision_interpreter(
                             adapter, image, res.explored_segments, decoder=decoder
@@ -186,7 +204,12 @@ def main() -> None:
                 for d, rec in recs.items():
                     runs.setdefault((path.stem.rsplit("-", 1)[-1], d), []).append(rec)
                 rec = next(iter(recs.values()))
-                p = res.trajectory_probabilities[:, row["predicted"]]
+                original = (
+                    row["predicted"]
+                    if args.model is None
+                    else int(res.trajectory_probabilities[0].argmax())
+                )
+                p = res.trajectory_probabilities[:, original]
                 top = res.trajectory_probabilities.argmax(-1)
                 m2 = m.per_1000(rec.ranking_positions_embedding, rec.iterations)
                 bound = "-"
@@ -200,7 +223,7 @@ def main() -> None:
                 print(
                     f"{temperature:g} | {path.stem} | {len(row['segments'])} | {float(p[0]):.4f} | "
                     f"{float(p[-1]):.4f} | {float(p.min()):.4f} | "
-                    f"{int((top != row['predicted']).sum())} | {rec.top1_changes_embedding} | "
+                    f"{int((top != original).sum())} | {rec.top1_changes_embedding} | "
                     f"{m2:.1f} | {l1} | {bound} | {res.elapsed_seconds:.0f}",
                     flush=True,
                 )
