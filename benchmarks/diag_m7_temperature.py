@@ -184,6 +184,7 @@ def main() -> None:
                 if args.sign == "fixed":
                     ecfg = replace(ecfg, direction_sign="fixed")
                 if task is None:
+                    assert data is not None  # image rows: the IDX folder was read above
                     image = data.images[row["index"]]
                     try:
                         res = explore(adapter, image, ecfg, seed=row["seed"])
