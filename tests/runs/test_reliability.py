@@ -84,6 +84,18 @@ def _stamps(out):
     return {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != ".lock"}
 
 
+def _assert_resume_refused(capsys, argv, out, key):
+    """Resuming ``out`` with ``argv`` is refused in one line that names only ``key``, and no
+    file of the run changes."""
+    stamps = _stamps(out)
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"{key}: " in err and err.count(" then, ") == 1, err  # only the differing key
+    assert _stamps(out) == stamps
+
+
 def test_every_result_changing_option_is_in_the_resume_check():
     tested = {key for _, _, key in RESULT_CHANGING}
     tested |= {key for _, _, _, key in RESULT_CHANGING_WITH}
@@ -95,14 +107,8 @@ def test_resume_with_another_result_changing_option_is_refused(
     finished_run, tmp_path, capsys, flag, value, key
 ):
     model, data, out = finished_run
-    stamps = _stamps(out)
-    capsys.readouterr()
     extra = [flag] if value is None else [flag, value]
-    assert main(_run_argv(model, data, out, *extra, "--resume")) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1
-    assert f"{key}: " in err and err.count(" then, ") == 1, err  # only the differing key
-    assert _stamps(out) == stamps
+    _assert_resume_refused(capsys, _run_argv(model, data, out, *extra, "--resume"), out, key)
 
 
 @pytest.mark.parametrize(
@@ -113,13 +119,8 @@ def test_resume_with_another_dependent_option_is_refused(
 ):
     out = tmp_path / "run"
     assert main(_run_argv(vit_dir, idx_data, out, *shared)) == 0
-    stamps = _stamps(out)
-    capsys.readouterr()
-    assert main(_run_argv(vit_dir, idx_data, out, *shared, flag, value, "--resume")) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1
-    assert f"{key}: " in err and err.count(" then, ") == 1, err
-    assert _stamps(out) == stamps
+    argv = _run_argv(vit_dir, idx_data, out, *shared, flag, value, "--resume")
+    _assert_resume_refused(capsys, argv, out, key)
 
 
 def test_resume_with_the_same_options_keeps_every_finished_input(finished_run, capsys):
