@@ -50,14 +50,9 @@ def main() -> None:
         jac = torch.autograd.functional.jacobian(
             lambda z, prepared=prepared: adapter.logits(z, prepared), prepared.embeddings
         )  # (q, tokens, width)
-        lam = torch.stack(
-            [
-                torch.linalg.eigvalsh(jac[:, s, :].double().T @ jac[:, s, :].double()).flip(0)[
-                    : a.top
-                ]
-                for s in row["segments"]
-            ]
-        )
+        blocks = jac[:, row["segments"], :].double()  # (q, m, width)
+        g = torch.einsum("qmh,qmk->mhk", blocks, blocks)  # g_i = J_i^T J_i, one per patch
+        lam = torch.linalg.eigvalsh(g).flip(-1)[:, : a.top]  # (m, top), largest first
         share = float((lam <= a.threshold).double().mean())
         shares.append(share)
         print(
