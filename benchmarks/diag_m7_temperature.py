@@ -21,6 +21,18 @@ ones with one ``rand`` per block, as the code does. ``fixed``: the toolkit's opt
 ``--direction-sign fixed`` (the same draw, with the sign our decomposition fixes: largest-magnitude
 entry positive), also the same from one step to the next.
 
+How often a solver's sign flips from one step to the next depends on the solver (the blocks
+have rank <= q < h, and LAPACK builds fix the sign of such eigenvectors differently; the
+official code decomposes on the GPU, with cuSOLVER). ``eigh-numpy`` and ``eigh-evr`` take the
+sign of ``numpy.linalg.eigh`` (its own LAPACK, OpenBLAS in the PyPI wheels) and of SciPy's
+``eigh(driver="evr")`` instead of torch's (MKL in the CPU wheels), ``eigh-cuda`` that of
+``torch.linalg.eigh`` on a CUDA GPU (cuSOLVER, the official code's); the same block, the same
+draw. ``persistent:P`` is a synthetic sign with a known persistence: per block and eigenvector
+(counted from the largest) a sign that starts canonical and flips with probability P at every
+step (its own generator, seeded by the row's seed, so the eigenvector draws are the same as
+the other signs'): P = 0 is ``fixed``, P = 0.5 an independent random sign each step.
+``benchmarks/diag_sign_persistence.py`` measures the solvers' flip rates along a walk.
+
 Each walk is decoded and measured as the experiment does (``measure_run`` with the experiment's
 vision interpreter), and per segment set the script prints M2 (the code's count of ranking
 positions changed, per 1000 iterations) and M7 (the code's L1 of run-averaged probabilities).
@@ -50,8 +62,11 @@ import os
 import shutil
 import tempfile
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
+import numpy as np
+import scipy.linalg
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -69,29 +84,111 @@ from simec.interpret.walk_measures import measure_run, vision_interpreter
 from simec.models.cache import resolve_model_path
 
 
+def rebuilt_blocks(spectra: BlockSpectra) -> torch.Tensor:
+    """(m, h, h) float64: each block g_i = V diag(lambda) V^T rebuilt from its spectrum."""
+    vectors = spectra.vectors.to(torch.float64)
+    values = torch.where(spectra.keep, spectra.eigenvalues, 0).to(torch.float64)
+    return vectors @ (values[:, :, None] * vectors.mT)
+
+
+def _eigh_torch(g: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.eigh(g)[1]
+
+
+def _eigh_numpy(g: torch.Tensor) -> torch.Tensor:
+    return torch.from_numpy(np.linalg.eigh(g.cpu().numpy())[1]).to(g.device)
+
+
+def _eigh_evr(g: torch.Tensor) -> torch.Tensor:
+    out = [scipy.linalg.eigh(x, driver="evr")[1] for x in g.cpu().numpy()]
+    return torch.from_numpy(np.stack(out)).to(g.device)
+
+
+def _eigh_cuda(g: torch.Tensor) -> torch.Tensor:
+    """torch.linalg.eigh on the GPU (cuSOLVER), as the official code ran; the walk stays where
+    it is."""
+    if not torch.cuda.is_available():
+        raise SystemExit("error: eigh-cuda needs a CUDA GPU")
+    return torch.linalg.eigh(g.to("cuda"))[1].to(g.device)
+
+
+#: the eigensolvers whose eigenvector sign ``--sign eigh*`` keeps (ascending eigenvalues)
+SOLVERS = {
+    "eigh": _eigh_torch,
+    "eigh-numpy": _eigh_numpy,
+    "eigh-evr": _eigh_evr,
+    "eigh-cuda": _eigh_cuda,
+}
+
+
+def _draw_index(spectra: BlockSpectra, generator: torch.Generator | None) -> torch.Tensor:
+    """(m,) which non-null eigenvector each block moves along, 0 = the largest: one ``rand``
+    per block, uniform over the block's rank (the official code's draw)."""
+    rank = spectra.rank
+    u = torch.rand(
+        len(rank), generator=generator, dtype=torch.float64, device=spectra.vectors.device
+    )
+    return (u * rank.clamp(min=1).to(torch.float64)).long().clamp(max=rank.clamp(min=1) - 1)
+
+
 def eigh_sign_directions(
     spectra: BlockSpectra,
     generator: torch.Generator | None,
     *,
     strict: bool = True,
     sign: str = "random",
+    solver: str = "eigh",
 ) -> torch.Tensor:
     """(m, h): per block one non-null eigenvector drawn uniformly (one ``rand`` per block), with
-    the sign ``torch.linalg.eigh`` gives it, as the official code does: g_i = V diag(lambda) V^T
-    rebuilt in float64 from the block's spectrum and decomposed by eigh (ascending, so the
-    non-null eigenvectors are its last ``rank`` columns). A zero block gives a zero row."""
-    del strict, sign  # a zero block stays put either way; the sign is eigh's
-    vectors = spectra.vectors.to(torch.float64)
-    values = torch.where(spectra.keep, spectra.eigenvalues, 0).to(torch.float64)
-    g = vectors @ (values[:, :, None] * vectors.mT)
-    _, eigvecs = torch.linalg.eigh(g)  # (m, h, h), ascending
+    the sign the eigensolver ``solver`` (``SOLVERS``) gives it, as the official code does with
+    ``torch.linalg.eigh``: the block rebuilt in float64 (``rebuilt_blocks``) and decomposed
+    (ascending, so the non-null eigenvectors are its last ``rank`` columns). A zero block gives a
+    zero row."""
+    del strict, sign  # a zero block stays put either way; the sign is the solver's
+    eigvecs = SOLVERS[solver](rebuilt_blocks(spectra))  # (m, h, h), ascending
     rank = spectra.rank
-    u = torch.rand(len(rank), generator=generator, dtype=torch.float64, device=vectors.device)
-    draw = (u * rank.clamp(min=1).to(torch.float64)).long().clamp(max=rank.clamp(min=1) - 1)
-    column = eigvecs.shape[-1] - 1 - draw  # the (draw+1)-th largest
+    column = eigvecs.shape[-1] - 1 - _draw_index(spectra, generator)  # the (draw+1)-th largest
     chosen = torch.gather(eigvecs, 2, column[:, None, None].expand(-1, eigvecs.shape[1], 1))[..., 0]
     chosen = chosen * (rank > 0).to(chosen.dtype)[:, None]
     return chosen.to(spectra.vectors.dtype)
+
+
+class PersistentSign:
+    """SiMExp's per-block direction with a synthetic sign of known persistence: the drawn
+    eigenvector (our canonical sign) times a sign kept per block and eigenvector index, which
+    starts at +1 and flips with probability ``flip`` at every step. ``reset(seed)`` before each
+    walk; the flips come from their own generator, so the eigenvectors drawn are the walk's."""
+
+    def __init__(self, flip: float) -> None:
+        if not 0.0 <= flip <= 0.5:
+            raise SystemExit(f"error: persistent:P needs 0 <= P <= 0.5, got {flip}")
+        self.flip = flip
+        self.rng = np.random.default_rng(0)
+        self.state: np.ndarray | None = None
+
+    def reset(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.state = None
+
+    def __call__(
+        self,
+        spectra: BlockSpectra,
+        generator: torch.Generator | None,
+        *,
+        strict: bool = True,
+        sign: str = "random",
+    ) -> torch.Tensor:
+        del strict, sign
+        m, k = spectra.eigenvalues.shape
+        if self.state is None:
+            self.state = np.ones((m, k))
+        self.state = np.where(self.rng.random((m, k)) < self.flip, -self.state, self.state)
+        draw = _draw_index(spectra, generator)
+        index = draw[:, None, None].expand(-1, spectra.vectors.shape[1], 1)
+        chosen = torch.gather(spectra.vectors, 2, index)[..., 0]
+        signs = torch.from_numpy(self.state[np.arange(m), draw.cpu().numpy()])
+        factor = signs.to(chosen) * (spectra.rank > 0).to(chosen.dtype)
+        return factor[:, None] * chosen
 
 
 def tempered(model_dir: str, temperature: float, tmp: Path) -> simec.TorchAdapter:
@@ -114,7 +211,11 @@ def main() -> None:
     ap.add_argument("--rows", default="results/interpretations-mnist-token-one-q2")
     ap.add_argument("--temperatures", default="1,2")
     ap.add_argument("--only", default="", help="comma list of row names (default: every row)")
-    ap.add_argument("--sign", choices=["random", "fixed", "eigh"], default="random")
+    ap.add_argument(
+        "--sign",
+        default="random",
+        help="random, fixed, eigh, eigh-numpy, eigh-evr, eigh-cuda or persistent:P (0<=P<=0.5)",
+    )
     ap.add_argument(
         "--decoded-pixels",
         default="clamp",
@@ -136,8 +237,16 @@ def main() -> None:
     decodings = [d for d in args.decoded_pixels.split(",") if d]
     if not decodings or any(d not in ("clamp", "raw") for d in decodings):
         raise SystemExit(f"error: --decoded-pixels takes clamp and/or raw, got {decodings}")
-    if args.sign == "eigh":
-        explore_blocks.block_nonnull_directions = eigh_sign_directions  # type: ignore[assignment]
+    persistent: PersistentSign | None = None
+    if args.sign in SOLVERS:
+        explore_blocks.block_nonnull_directions = partial(  # type: ignore[assignment]
+            eigh_sign_directions, solver=args.sign
+        )
+    elif args.sign.startswith("persistent:"):
+        persistent = PersistentSign(float(args.sign.split(":", 1)[1]))
+        explore_blocks.block_nonnull_directions = persistent  # type: ignore[assignment]
+    elif args.sign not in ("random", "fixed"):
+        raise SystemExit(f"error: unknown --sign {args.sign!r}")
     torch.set_num_threads(1)
     folder = Path(args.rows)
     cfg = config_from_dict(json.loads((folder / "config.json").read_text())["config"])
@@ -186,6 +295,8 @@ def main() -> None:
                 if task is None:
                     assert data is not None  # image rows: the IDX folder was read above
                     image = data.images[row["index"]]
+                    if persistent is not None:
+                        persistent.reset(row["seed"])
                     try:
                         res = explore(adapter, image, ecfg, seed=row["seed"])
                     except RankZeroMetricError as err:  # e.g. --atol on another --model
@@ -199,6 +310,8 @@ def main() -> None:
                     }
                 else:
                     raw = posts[row["input_id"]]
+                    if persistent is not None:
+                        persistent.reset(row["seed"])
                     res = explore(adapter, raw, ecfg, seed=row["seed"])
                     interpreters = {"clamp": task.interpreter(res, raw)}
                 recs = {d: measure_run(res, it) for d, it in interpreters.items()}

@@ -9,10 +9,13 @@
 # processes sharing results/equivalence-mnist-certified), and the final version's MNIST protocol
 # with the official code's settings (several processes sharing one folder). Every long run is
 # resumable and is stopped by SIGTERM, which keeps finished rows. Writes OUT/env.txt,
-# OUT/bench.md, OUT/pytest-gpu.txt, OUT/results.tgz (new rows and logs).
+# OUT/bench.md, OUT/pytest-gpu.txt, OUT/results.tgz (new rows and logs), and with SIGN=1 (the
+# default) OUT/sign-flip-rates.txt and OUT/m7-eigh-cuda-q2.txt (issue 25: how often cuSOLVER's
+# eigenvector sign flips along a walk, and the q2 walks with that sign).
 #
-# The environment can choose: CASES (phase 1's bench cases), LONE_WALK=1 (time one walk of the
-# protocol alone on the GPU, SiMEC and SiMExp, before phase 2), TESTS, EQ_PROCS, INTERP_PROCS,
+# The environment can choose: CASES (phase 1's bench cases), SIGN=0 (skip the sign runs),
+# LONE_WALK=1 (time one walk of the protocol alone on the GPU, SiMEC and SiMExp, before phase
+# 2), TESTS, EQ_PROCS, INTERP_PROCS,
 # INTERP_FIRST (options for a first pass of the interpretations protocol, e.g. "--repetitions 1
 # --etas 10"; each process then goes on with the full protocol) and INTERP_SEED_ROWS (folders whose
 # rows, made elsewhere with the same settings, are copied in first so the GPU skips them; only
@@ -73,6 +76,15 @@ fi
 # phase 2: correctness and throughput, in parallel
 LEFT=$((BUDGET - $(elapsed) - 30))
 export OMP_NUM_THREADS=1
+if [ "${SIGN:-1}" = 1 ]; then  # issue 25: cuSOLVER's eigenvector sign, its flip rate and M7 q2
+    Q2=$(ls results/interpretations-mnist-token/rows | grep 'r0-eta10-q2' | sed 's/.json//' \
+        | paste -sd, -)
+    timeout $LEFT python3 benchmarks/diag_sign_persistence.py --steps 200 \
+        --only 00001-r0-eta10-q2,00004-r0-eta10-q2,00266-r0-eta10-q2,00001-r0-eta10-all \
+        >"$OUT/sign-flip-rates.txt" 2>&1 &
+    timeout $LEFT python3 benchmarks/diag_m7_temperature.py --temperatures 1 --sign eigh-cuda \
+        --rows results/interpretations-mnist-token --only "$Q2" >"$OUT/m7-eigh-cuda-q2.txt" 2>&1 &
+fi
 if [ "${TESTS:-1}" = 1 ]; then
     timeout $LEFT python3 -m pytest -p no:cacheprovider -m gpu tests/explore/test_gpu.py -q \
         >"$OUT/pytest-gpu.txt" 2>&1 &
