@@ -123,7 +123,8 @@ SOLVERS = {
 
 def _draw_index(spectra: BlockSpectra, generator: torch.Generator | None) -> torch.Tensor:
     """(m,) which non-null eigenvector each block moves along, 0 = the largest: one ``rand``
-    per block, uniform over the block's rank (the official code's draw)."""
+    per block, uniform over the block's rank (the official code's ``h - round(u * n)`` is nearly
+    so: it gives the largest 1.5/n and the n-th largest 0.5/n)."""
     rank = spectra.rank
     u = torch.rand(
         len(rank), generator=generator, dtype=torch.float64, device=spectra.vectors.device
@@ -243,7 +244,11 @@ def main() -> None:
             eigh_sign_directions, solver=args.sign
         )
     elif args.sign.startswith("persistent:"):
-        persistent = PersistentSign(float(args.sign.split(":", 1)[1]))
+        try:
+            flip = float(args.sign.split(":", 1)[1])
+        except ValueError:
+            raise SystemExit(f"error: persistent:P needs a number P, got {args.sign!r}") from None
+        persistent = PersistentSign(flip)
         explore_blocks.block_nonnull_directions = persistent  # type: ignore[assignment]
     elif args.sign not in ("random", "fixed"):
         raise SystemExit(f"error: unknown --sign {args.sign!r}")
