@@ -29,9 +29,11 @@ __all__ = ["ViTTrainConfig", "train_vit", "paper_vit_config"]
 
 IMAGE_MEAN, IMAGE_STD = [0.5], [0.5]
 
-#: ``--optimizer`` choices and how the model card names them
-OPTIMIZER_NAMES = {"adam": "Adam", "adamw": "AdamW"}
-OPTIMIZERS = tuple(OPTIMIZER_NAMES)
+#: ``--optimizer`` choices: the torch optimiser of each (the model card names its class)
+OPTIMIZERS: dict[str, type[torch.optim.Adam]] = {  # AdamW is an Adam subclass
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+}
 
 
 @dataclass
@@ -51,7 +53,7 @@ class ViTTrainConfig:
         "adam",
         "adam: weight decay added to the gradient (L2); adamw: decoupled weight decay "
         "(Loshchilov & Hutter), the final paper's optimiser",
-        choices=OPTIMIZERS,
+        choices=tuple(OPTIMIZERS),
     )
     weight_decay: float = option(
         0.0, "weight decay, 0 unless given (torch's AdamW defaults to 0.01: give it here)", min=0
@@ -96,11 +98,10 @@ def make_optimizer(params: Any, cfg: ViTTrainConfig) -> torch.optim.Optimizer:
     """``cfg.optimizer`` over ``params`` with ``cfg.lr`` and ``cfg.weight_decay``: Adam adds
     weight_decay * p to the gradient (so the decay is rescaled by Adam's step), AdamW shrinks p
     by lr * weight_decay * p apart from the gradient step (decoupled weight decay)."""
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    raise InputError(f"unknown optimizer {cfg.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+    if cfg.optimizer not in OPTIMIZERS:
+        choices = ", ".join(OPTIMIZERS)
+        raise InputError(f"unknown optimizer {cfg.optimizer!r}: choose one of {choices}")
+    return OPTIMIZERS[cfg.optimizer](params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def _seeded_split(
@@ -273,7 +274,7 @@ def _model_card(cfg: ViTTrainConfig, metrics: dict[str, Any], split: dict[str, A
             if recorded
             else "(the dataset's own split)."
         ),
-        f"- Training: {OPTIMIZER_NAMES[cfg.optimizer]} lr {cfg.lr}, weight decay "
+        f"- Training: {OPTIMIZERS[cfg.optimizer].__name__} lr {cfg.lr}, weight decay "
         f"{cfg.weight_decay:g}, batch {cfg.batch_size}, {cfg.epochs} epochs, {cfg.warmup_steps} "
         f"warmup steps then cosine decay, +-{cfg.shift} px shifts; best epoch kept.",
         f"- Accuracy on the {evaluated}: **{100 * metrics['best_val_accuracy']:.2f}%**.",
