@@ -61,6 +61,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -192,6 +193,29 @@ class PersistentSign:
         return factor[:, None] * chosen
 
 
+#: the toolkit's own per-block direction (signs ``random`` and ``fixed``), before any ``--sign``
+TOOLKIT_DIRECTIONS = explore_blocks.block_nonnull_directions
+
+
+def sign_chooser(sign: str) -> tuple[Callable[..., torch.Tensor], PersistentSign | None]:
+    """The per-block direction function of ``--sign`` (to put in place of
+    ``simec.explore.blocks.block_nonnull_directions``), and the ``PersistentSign`` to reset before
+    each walk when it is one. ``fixed`` also needs ``direction_sign="fixed"`` in the walk's
+    config. An unknown sign is a one-line error."""
+    if sign in SOLVERS:
+        return partial(eigh_sign_directions, solver=sign), None
+    if sign.startswith("persistent:"):
+        try:
+            flip = float(sign.split(":", 1)[1])
+        except ValueError:
+            raise SystemExit(f"error: persistent:P needs a number P, got {sign!r}") from None
+        persistent = PersistentSign(flip)
+        return persistent, persistent
+    if sign in ("random", "fixed"):
+        return TOOLKIT_DIRECTIONS, None
+    raise SystemExit(f"error: unknown --sign {sign!r}")
+
+
 def tempered(model_dir: str, temperature: float, tmp: Path) -> simec.TorchAdapter:
     """The model saved again with its classifier weight and bias divided by T (logits / T),
     beside a copy of every other file of its folder (preprocessing, labels), then loaded like
@@ -238,20 +262,8 @@ def main() -> None:
     decodings = [d for d in args.decoded_pixels.split(",") if d]
     if not decodings or any(d not in ("clamp", "raw") for d in decodings):
         raise SystemExit(f"error: --decoded-pixels takes clamp and/or raw, got {decodings}")
-    persistent: PersistentSign | None = None
-    if args.sign in SOLVERS:
-        explore_blocks.block_nonnull_directions = partial(  # type: ignore[assignment]
-            eigh_sign_directions, solver=args.sign
-        )
-    elif args.sign.startswith("persistent:"):
-        try:
-            flip = float(args.sign.split(":", 1)[1])
-        except ValueError:
-            raise SystemExit(f"error: persistent:P needs a number P, got {args.sign!r}") from None
-        persistent = PersistentSign(flip)
-        explore_blocks.block_nonnull_directions = persistent  # type: ignore[assignment]
-    elif args.sign not in ("random", "fixed"):
-        raise SystemExit(f"error: unknown --sign {args.sign!r}")
+    chooser, persistent = sign_chooser(args.sign)
+    explore_blocks.block_nonnull_directions = chooser  # type: ignore[assignment]
     torch.set_num_threads(1)
     folder = Path(args.rows)
     cfg = config_from_dict(json.loads((folder / "config.json").read_text())["config"])

@@ -28,7 +28,6 @@ import json
 import os
 import sys
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -83,13 +82,7 @@ def main() -> None:
     adapter = load_adapter(cfg.model)
     data = load_idx_dataset(cfg.data)
     walk_sign = args.sign
-    chooser = (
-        partial(diag.eigh_sign_directions, solver=walk_sign)
-        if walk_sign in diag.SOLVERS
-        else explore_blocks.block_nonnull_directions
-    )
-    if walk_sign not in diag.SOLVERS and walk_sign not in ("random", "fixed"):
-        raise SystemExit(f"error: --sign takes random, fixed or {', '.join(diag.SOLVERS)}")
+    chooser, persistent = diag.sign_chooser(walk_sign)
     blocks: list[torch.Tensor] = []
 
     def recording(
@@ -118,6 +111,8 @@ def main() -> None:
         if walk_sign == "fixed":
             ecfg = replace(ecfg, direction_sign="fixed")
         blocks.clear()
+        if persistent is not None:
+            persistent.reset(row["seed"])
         explore(adapter, data.images[row["index"]], ecfg, seed=row["seed"])
         cells = []
         for solver in names:
