@@ -37,6 +37,12 @@ Each walk is decoded and measured as the experiment does (``measure_run`` with t
 vision interpreter), and per segment set the script prints M2 (the code's count of ranking
 positions changed, per 1000 iterations) and M7 (the code's L1 of run-averaged probabilities).
 
+``--index-draw code`` draws the eigenvector as the official code does (its column
+``h - round(u n)``, clamped: the largest with probability 1.5/n, the n-th largest 0.5/n, the
+others 1/n) instead of uniformly (``uniform``, the toolkit's and the default); it applies to the
+``eigh*`` and ``persistent:P`` signs (``persistent:0.5`` is ``random``'s sign, ``persistent:0``
+``fixed``'s).
+
 ``--atol 0.01`` walks with the code's absolute zero-eigenvalue threshold on the blocks (SiMExp
 then never draws an eigenvector whose eigenvalue is 0.01 or less).
 
@@ -122,15 +128,26 @@ SOLVERS = {
 }
 
 
-def _draw_index(spectra: BlockSpectra, generator: torch.Generator | None) -> torch.Tensor:
-    """(m,) which non-null eigenvector each block moves along, 0 = the largest: one ``rand``
-    per block, uniform over the block's rank (the official code's ``h - round(u * n)`` is nearly
-    so: it gives the largest 1.5/n and the n-th largest 0.5/n)."""
+def _draw_index(
+    spectra: BlockSpectra, generator: torch.Generator | None, rule: str = "uniform"
+) -> torch.Tensor:
+    """(m,) which non-null eigenvector each block moves along, 0 = the largest, from one
+    ``rand`` u per block and the block's rank n. ``uniform``: floor(u n), each of the n with
+    probability 1/n (the toolkit's draw). ``code``: the official code's column
+    ``h - round(u n)`` clamped to the last one, i.e. max(round(u n) - 1, 0): the largest with
+    probability 1.5/n, the n-th largest 0.5/n, the others 1/n."""
     rank = spectra.rank
+    n = rank.clamp(min=1).to(torch.float64)
     u = torch.rand(
         len(rank), generator=generator, dtype=torch.float64, device=spectra.vectors.device
     )
-    return (u * rank.clamp(min=1).to(torch.float64)).long().clamp(max=rank.clamp(min=1) - 1)
+    if rule == "code":
+        return (torch.round(u * n).long() - 1).clamp(min=0)
+    return (u * n).long().clamp(max=rank.clamp(min=1) - 1)
+
+
+#: ``--index-draw``: how the eigenvector is drawn among a block's non-null ones
+INDEX_DRAWS = ("uniform", "code")
 
 
 def eigh_sign_directions(
@@ -140,6 +157,7 @@ def eigh_sign_directions(
     strict: bool = True,
     sign: str = "random",
     solver: str = "eigh",
+    draw: str = "uniform",
 ) -> torch.Tensor:
     """(m, h): per block one non-null eigenvector drawn uniformly (one ``rand`` per block), with
     the sign the eigensolver ``solver`` (``SOLVERS``) gives it, as the official code does with
@@ -149,7 +167,7 @@ def eigh_sign_directions(
     del strict, sign  # a zero block stays put either way; the sign is the solver's
     eigvecs = SOLVERS[solver](rebuilt_blocks(spectra))  # (m, h, h), ascending
     rank = spectra.rank
-    column = eigvecs.shape[-1] - 1 - _draw_index(spectra, generator)  # the (draw+1)-th largest
+    column = eigvecs.shape[-1] - 1 - _draw_index(spectra, generator, draw)  # (draw+1)-th largest
     chosen = torch.gather(eigvecs, 2, column[:, None, None].expand(-1, eigvecs.shape[1], 1))[..., 0]
     chosen = chosen * (rank > 0).to(chosen.dtype)[:, None]
     return chosen.to(spectra.vectors.dtype)
@@ -161,10 +179,11 @@ class PersistentSign:
     starts at +1 and flips with probability ``flip`` at every step. ``reset(seed)`` before each
     walk; the flips come from their own generator, so the eigenvectors drawn are the walk's."""
 
-    def __init__(self, flip: float) -> None:
+    def __init__(self, flip: float, draw: str = "uniform") -> None:
         if not 0.0 <= flip <= 0.5:
             raise SystemExit(f"error: persistent:P needs 0 <= P <= 0.5, got {flip}")
         self.flip = flip
+        self.draw = draw
         self.rng = np.random.default_rng(0)
         self.state: np.ndarray | None = None
 
@@ -185,7 +204,7 @@ class PersistentSign:
         if self.state is None:
             self.state = np.ones((m, k))
         self.state = np.where(self.rng.random((m, k)) < self.flip, -self.state, self.state)
-        draw = _draw_index(spectra, generator)
+        draw = _draw_index(spectra, generator, self.draw)
         index = draw[:, None, None].expand(-1, spectra.vectors.shape[1], 1)
         chosen = torch.gather(spectra.vectors, 2, index)[..., 0]
         signs = torch.from_numpy(self.state[np.arange(m), draw.cpu().numpy()])
@@ -197,21 +216,33 @@ class PersistentSign:
 TOOLKIT_DIRECTIONS = explore_blocks.block_nonnull_directions
 
 
-def sign_chooser(sign: str) -> tuple[Callable[..., torch.Tensor], PersistentSign | None]:
-    """The per-block direction function of ``--sign`` (to put in place of
-    ``simec.explore.blocks.block_nonnull_directions``), and the ``PersistentSign`` to reset before
-    each walk when it is one. ``fixed`` also needs ``direction_sign="fixed"`` in the walk's
-    config. An unknown sign is a one-line error."""
+def sign_chooser(
+    sign: str, draw: str = "uniform"
+) -> tuple[Callable[..., torch.Tensor], PersistentSign | None]:
+    """The per-block direction function of ``--sign`` with the eigenvector drawn by ``draw``
+    (``INDEX_DRAWS``) (to put in place of ``simec.explore.blocks.block_nonnull_directions``), and
+    the ``PersistentSign`` to reset before each walk when it is one. ``fixed`` also needs
+    ``direction_sign="fixed"`` in the walk's config. The toolkit's own ``random`` and ``fixed``
+    draw uniformly: with ``draw="code"`` use ``persistent:0.5`` / ``persistent:0`` instead. An
+    unknown sign or draw is a one-line error."""
+    if draw not in INDEX_DRAWS:
+        raise SystemExit(f"error: unknown --index-draw {draw!r}; choose one of {INDEX_DRAWS}")
     if sign in SOLVERS:
-        return partial(eigh_sign_directions, solver=sign), None
+        return partial(eigh_sign_directions, solver=sign, draw=draw), None
     if sign.startswith("persistent:"):
         try:
             flip = float(sign.split(":", 1)[1])
         except ValueError:
             raise SystemExit(f"error: persistent:P needs a number P, got {sign!r}") from None
-        persistent = PersistentSign(flip)
+        persistent = PersistentSign(flip, draw)
         return persistent, persistent
     if sign in ("random", "fixed"):
+        if draw != "uniform":
+            alike = "persistent:0.5" if sign == "random" else "persistent:0"
+            raise SystemExit(
+                f"error: --sign {sign} is the toolkit's uniform draw; with --index-draw {draw} "
+                f"use --sign {alike} (the same sign)"
+            )
         return TOOLKIT_DIRECTIONS, None
     raise SystemExit(f"error: unknown --sign {sign!r}")
 
@@ -242,6 +273,12 @@ def main() -> None:
         help="random, fixed, eigh, eigh-numpy, eigh-evr, eigh-cuda or persistent:P (0<=P<=0.5)",
     )
     ap.add_argument(
+        "--index-draw",
+        default="uniform",
+        help="uniform (the toolkit's) or code (the official code's h - round(u n); not with "
+        "--sign random/fixed: use persistent:0.5 / persistent:0)",
+    )
+    ap.add_argument(
         "--decoded-pixels",
         default="clamp",
         help="images: comma list of clamp / raw, each walk measured once per decoding",
@@ -262,7 +299,7 @@ def main() -> None:
     decodings = [d for d in args.decoded_pixels.split(",") if d]
     if not decodings or any(d not in ("clamp", "raw") for d in decodings):
         raise SystemExit(f"error: --decoded-pixels takes clamp and/or raw, got {decodings}")
-    chooser, persistent = sign_chooser(args.sign)
+    chooser, persistent = sign_chooser(args.sign, args.index_draw)
     explore_blocks.block_nonnull_directions = chooser  # type: ignore[assignment]
     torch.set_num_threads(1)
     folder = Path(args.rows)
@@ -286,7 +323,7 @@ def main() -> None:
         raise SystemExit("error: --model is for image rows")
     print(
         f"load average {os.getloadavg()[0]:.2f}; {walk.step_rule}, {walk.metric_blocks}, "
-        f"sign {args.sign}, decoded pixels {','.join(decodings)}, "
+        f"sign {args.sign}, index draw {args.index_draw}, decoded pixels {','.join(decodings)}, "
         f"atol {args.atol if args.atol is not None else walk.atol}"
     )
     print(

@@ -22,7 +22,9 @@
 # rows made here come back).
 #
 # Expects the MNIST IDX files in .devcarry/mnist (copied there from ../shared/data/mnist, which
-# does not travel) and, optionally, wheels in .devcarry/whl (plotly, for the viewer).
+# does not travel) and, optionally, wheels in .devcarry/whl (plotly, for the viewer). Before a
+# lease: `mkdir -p .devcarry && cp -r ../shared/data/mnist .devcarry/`, then run the script with
+# .devcarry carried (it is git-ignored, so it travels only when named).
 set -u
 OUT=${1:-/tmp/gpu-out}
 BUDGET=${2:-480}
