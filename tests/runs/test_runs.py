@@ -213,7 +213,13 @@ def test_an_input_that_fails_is_recorded_and_the_others_go_on(vit_dir, tmp_path,
     argv = ["explore", "--model", str(vit_dir), "--inputs", str(tmp_path / "inputs.txt")]
     code = main([*argv, "--steps", "3", "--batch-size", "4", "--out", str(out), "--quiet"])
     assert code == 3
-    assert "2 completed, 0 stopped early, 2 failed" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "2 completed, 0 stopped early, 2 failed" in printed.out
+    # each reason on stderr, with its input, without opening the manifest
+    reasons = printed.err.strip().splitlines()
+    assert len(reasons) == 2
+    assert "missing.png" in reasons[0] and "does not exist" in reasons[0]
+    assert "wrong.npy" in reasons[1] and "shape" in reasons[1]
     entries = manifest_lines(out)
     assert [e["input"] for e in entries] == ["a.npy", "missing.png", "wrong.npy", "b.npy"]
     assert [e["status"] for e in entries] == ["completed", "failed", "failed", "completed"]
@@ -268,3 +274,23 @@ def test_backends_are_registered_by_name(tmp_path):
         run_dataset(TorchAdapter(_Interrupting()), _tensor_items(1), tmp_path / "x", backend="dask")
     with pytest.raises(InputError, match="one worker"):
         run_dataset(TorchAdapter(_Interrupting()), _tensor_items(1), tmp_path / "y", workers=2)
+
+
+def test_failure_lines_group_inputs_by_error_commonest_first():
+    from simec.cli.explore import failure_lines
+
+    entries = {
+        "000000": {"id": "000000", "input": "x[0]", "status": "completed"},
+        "000001": {"id": "000001", "input": "x[1]", "status": "failed", "error": "E: a"},
+        "000002": {"id": "000002", "input": "x[2]", "status": "failed", "error": "E: b"},
+        "000003": {"id": "000003", "input": "x[3]", "status": "failed", "error": "E: b"},
+    }
+    assert failure_lines(entries) == [
+        "failed (2 inputs, first 000002 x[2]): E: b",
+        "failed (1 input, first 000001 x[1]): E: a",
+    ]
+    assert failure_lines(entries, most=1) == [
+        "failed (2 inputs, first 000002 x[2]): E: b",
+        "... and 1 other error: see the manifest",
+    ]
+    assert failure_lines({"000000": entries["000000"]}) == []

@@ -12,7 +12,7 @@ from .._io import check_output_dir
 from ..errors import InputError
 from ..explore.config import ExploreConfig, parse_segments
 from ..explore.result import SUMMARY, TRAJECTORY
-from ..runs import DatasetOptions, ModelSpec
+from ..runs import DatasetOptions, Manifest, ModelSpec
 from .options import (
     add_dataclass_arguments,
     add_device,
@@ -328,4 +328,26 @@ def run_dataset(args: argparse.Namespace, config: ExploreConfig) -> int:
         f"stopped early, {counts['failed']} failed ({counts['resumed']} were already done); "
         f"manifest {counts['manifest']}"
     )
+    for line in failure_lines(Manifest(args.out).read()):
+        print(line, file=sys.stderr)
     return 0 if counts["completed"] == counts["total"] else 3
+
+
+def failure_lines(entries: dict[str, dict[str, Any]], *, most: int = 3) -> list[str]:
+    """Why inputs failed, one line per distinct error (the first ``most``, commonest first,
+    each with how many inputs and the first of them), so a run whose every input fails for one
+    reason says it without opening the manifest."""
+    errors: dict[str, list[dict[str, Any]]] = {}
+    for entry in entries.values():
+        if entry.get("status") == "failed":
+            errors.setdefault(str(entry.get("error")), []).append(entry)
+    ranked = sorted(errors.items(), key=lambda kv: -len(kv[1]))  # stable: first seen first
+    lines = [
+        f"failed ({len(group)} input{'s' if len(group) > 1 else ''}, first {group[0]['id']} "
+        f"{group[0].get('input', '')}): {error}"
+        for error, group in ranked[:most]
+    ]
+    if len(ranked) > most:
+        rest = len(ranked) - most
+        lines.append(f"... and {rest} other error{'s' if rest > 1 else ''}: see the manifest")
+    return lines
