@@ -82,3 +82,57 @@ def test_train_vit_refuses_an_unknown_optimizer(fake_mnist, tmp_path, capsys):
     assert err.value.code == 2
     assert "invalid choice: 'sgd'" in capsys.readouterr().err
     assert not (tmp_path / "v").exists()
+
+
+def test_lr_factor_warmup_cosine_and_constant_by_hand():
+    from simec.train.vit import lr_factor
+
+    cosine = lr_factor(ViTTrainConfig(warmup_steps=4), total=12)
+    # warmup (s + 1) / 4, then 0.5 * (1 + cos(pi * (s - 4) / 8)): 1 at s = 4, 0.5 at s = 8, 0 at 12
+    expected = [
+        0.25,
+        0.5,
+        0.75,
+        1.0,
+        1.0,
+        0.5 * (1 + np.cos(np.pi / 8)),
+        0.5 * (1 + np.cos(np.pi / 4)),
+    ]
+    np.testing.assert_allclose([cosine(s) for s in range(7)], expected, atol=1e-12)
+    assert cosine(8) == pytest.approx(0.5) and cosine(12) == pytest.approx(0.0, abs=1e-12)
+    constant = lr_factor(ViTTrainConfig(schedule="constant", warmup_steps=4), total=12)
+    assert [constant(s) for s in (0, 3, 4, 8, 12, 100)] == [1.0] * 6
+
+
+def test_train_vit_keep_last_saves_the_last_epoch_and_keep_best_the_best(
+    fake_mnist, tmp_path, monkeypatch
+):
+    import simec.train.vit as vit
+
+    # validation says epoch 1 is the best and epoch 2 worse, whatever the weights
+    scores = iter([0.9, 0.1, 0.9, 0.1])
+    base = ["train", "vit", "--data", str(fake_mnist), "--batch-size", "16", "--quiet"]
+    base += ["--schedule", "constant", "--lr", "0.01"]
+    runs = {}
+    for name, extra in {
+        "one-epoch": ["--epochs", "1"],
+        "best": ["--epochs", "2", "--keep", "best"],
+        "last": ["--epochs", "2", "--keep", "last"],
+    }.items():
+        if name == "one-epoch":
+            monkeypatch.setattr(vit, "evaluate", lambda *a, **k: 0.5)
+        else:
+            monkeypatch.setattr(vit, "evaluate", lambda *a, **k: next(scores))
+        assert main([*base, *extra, "--out", str(tmp_path / name)]) == 0
+        runs[name] = load_file(str(tmp_path / name / "model.safetensors"))
+    # a constant rate does not depend on the number of epochs, so epoch 1 of a 2-epoch run is
+    # the 1-epoch run: keep best saved it, keep last the epoch after it
+    for key, value in runs["one-epoch"].items():
+        torch.testing.assert_close(runs["best"][key], value)
+    assert any(not torch.equal(runs["last"][k], v) for k, v in runs["one-epoch"].items())
+    log = json.loads((tmp_path / "last" / "training_log.json").read_text())
+    assert log["config"]["keep"] == "last" and log["config"]["schedule"] == "constant"
+    assert log["metrics"]["saved_val_accuracy"] == 0.1
+    card = (tmp_path / "last" / "README.md").read_text()
+    assert "constant learning rate" in card and "last epoch kept" in card
+    assert "**10.00%** (the last epoch; the best was 90.00%)" in card

@@ -19,9 +19,11 @@ VIT_FIELDS = (
     "epochs",
     "batch_size",
     "lr",
+    "schedule",
     "optimizer",
     "weight_decay",
     "shift",
+    "keep",
     "seed",
     "limit",
     "device",
@@ -53,8 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         run_vit,
         help="a ViT of the SiMEC paper's shape on MNIST, Fashion-MNIST or digits",
         description="Train ViTForImageClassification (28x28x1, patch 2, hidden 48, 4 layers, "
-        "4 heads, MLP 192) with Adam or AdamW; keeps the best validation epoch in --out with a "
-        "model card.",
+        "4 heads, MLP 192) with Adam or AdamW; keeps the best (or the last) validation epoch in "
+        "--out with a model card.",
         include=VIT_FIELDS,
         rename={"data_dir": "data"},
         required=["out"],
