@@ -105,7 +105,7 @@ def test_lr_factor_warmup_cosine_and_constant_by_hand():
 
 
 def test_train_vit_keep_last_saves_the_last_epoch_and_keep_best_the_best(
-    fake_mnist, tmp_path, monkeypatch
+    fake_mnist, tmp_path, monkeypatch, capsys
 ):
     import simec.train.vit as vit
 
@@ -130,6 +130,9 @@ def test_train_vit_keep_last_saves_the_last_epoch_and_keep_best_the_best(
     for key, value in runs["one-epoch"].items():
         torch.testing.assert_close(runs["best"][key], value)
     assert any(not torch.equal(runs["last"][k], v) for k, v in runs["one-epoch"].items())
+    printed = capsys.readouterr().out
+    assert "best validation split accuracy 90.00%" in printed  # --keep best
+    assert "last epoch's validation split accuracy 10.00% (best 90.00%)" in printed
     log = json.loads((tmp_path / "last" / "training_log.json").read_text())
     assert log["config"]["keep"] == "last" and log["config"]["schedule"] == "constant"
     assert log["metrics"]["saved_val_accuracy"] == 0.1

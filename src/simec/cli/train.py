@@ -103,11 +103,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_vit(args: argparse.Namespace) -> int:
     from ..train.vit import train_vit
 
-    metrics = train_vit(dataclass_from_args(ViTTrainConfig, args), progress=not args.quiet)
-    print(
-        f"best {metrics['evaluated_on']} accuracy {100 * metrics['best_val_accuracy']:.2f}% "
-        f"after {metrics['train_seconds'] / 60:.1f} min; model in {args.out}/"
+    cfg = dataclass_from_args(ViTTrainConfig, args)
+    metrics = train_vit(cfg, progress=not args.quiet)
+    saved = f"{100 * metrics['saved_val_accuracy']:.2f}%"
+    accuracy = (
+        f"last epoch's {metrics['evaluated_on']} accuracy {saved} (best "
+        f"{100 * metrics['best_val_accuracy']:.2f}%)"
+        if cfg.keep == "last"
+        else f"best {metrics['evaluated_on']} accuracy {saved}"
     )
+    print(f"{accuracy} after {metrics['train_seconds'] / 60:.1f} min; model in {args.out}/")
     return 0
 
 
