@@ -139,3 +139,16 @@ def test_train_vit_keep_last_saves_the_last_epoch_and_keep_best_the_best(
     card = (tmp_path / "last" / "README.md").read_text()
     assert "constant learning rate" in card and "last epoch kept" in card
     assert "**10.00%** (the last epoch; the best was 90.00%)" in card
+
+
+@pytest.mark.parametrize("field", ["schedule", "keep"])
+def test_train_vit_refuses_an_unknown_schedule_or_keep_before_reading_data(tmp_path, field):
+    from dataclasses import replace
+
+    from simec.errors import InputError
+    from simec.train.vit import train_vit
+
+    cfg = ViTTrainConfig(data_dir=str(tmp_path / "absent"), out=str(tmp_path / "v"))
+    with pytest.raises(InputError, match=f"unknown {field} 'sometimes'"):
+        train_vit(replace(cfg, **{field: "sometimes"}))
+    assert not (tmp_path / "v").exists()

@@ -218,13 +218,18 @@ def _preprocessor(image_size: int) -> dict[str, Any]:
 
 
 def train_vit(cfg: ViTTrainConfig, *, progress: bool = True) -> dict[str, Any]:
-    """Train, keep the best validation epoch in ``cfg.out``, return the metrics.
+    """Train, keep the best validation epoch (with ``keep="last"`` the last) in ``cfg.out``,
+    return the metrics. An unknown ``schedule`` or ``keep`` is an ``InputError`` before any data
+    is read.
 
     ``cfg`` is not changed; the configuration recorded with the model has the data's
     ``image_size`` (28 for (Fashion-)MNIST, 8 for digits).
     """
     from transformers import ViTForImageClassification
 
+    if cfg.keep not in KEEPS:
+        raise InputError(f"unknown keep {cfg.keep!r}: choose one of {', '.join(KEEPS)}")
+    lr_factor(cfg, 1)  # checks cfg.schedule
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     train, val, split = _splits(cfg)
@@ -248,7 +253,7 @@ def train_vit(cfg: ViTTrainConfig, *, progress: bool = True) -> dict[str, Any]:
 
     out = Path(cfg.out)
 
-    def keep_best(history: list[dict[str, Any]]) -> None:
+    def save_epoch(history: list[dict[str, Any]]) -> None:
         earlier = max((h["val_accuracy"] for h in history[:-1]), default=-1.0)
         if cfg.keep == "last" or history[-1]["val_accuracy"] > earlier:
             files = {"preprocessor_config.json": _preprocessor(cfg.image_size)}
@@ -265,7 +270,7 @@ def train_vit(cfg: ViTTrainConfig, *, progress: bool = True) -> dict[str, Any]:
         generator=gen,
         model=model,
         validate=lambda: {"val_accuracy": evaluate(model, x_val, y_val)},
-        on_epoch=keep_best,
+        on_epoch=save_epoch,
         desc=f"train vit on {cfg.dataset}",
         progress=progress,
     )
