@@ -23,7 +23,7 @@ from torch import nn
 from .._io import atomic_write_json
 from ..data import ImageDataset, load_digits, load_idx_dataset
 from ..errors import InputError
-from ..fields import option
+from ..fields import check_choices, option
 from .fit import fit
 from .save import save_model, training_log
 
@@ -117,8 +117,7 @@ def lr_factor(cfg: ViTTrainConfig, total: int) -> Callable[[int], float]:
     """The learning rate at each optimiser step as a factor of ``cfg.lr`` (for ``LambdaLR``):
     ``warmup-cosine`` rises linearly over ``cfg.warmup_steps`` steps, then decays as a cosine to
     0 at step ``total``; ``constant`` is 1 throughout."""
-    if cfg.schedule not in SCHEDULES:
-        raise InputError(f"unknown schedule {cfg.schedule!r}: choose one of {', '.join(SCHEDULES)}")
+    check_choices(cfg, "schedule")
     if cfg.schedule == "constant":
         return lambda step: 1.0
 
@@ -135,9 +134,7 @@ def make_optimizer(params: Any, cfg: ViTTrainConfig) -> torch.optim.Optimizer:
     """``cfg.optimizer`` over ``params`` with ``cfg.lr`` and ``cfg.weight_decay``: Adam adds
     weight_decay * p to the gradient (so the decay is rescaled by Adam's step), AdamW shrinks p
     by lr * weight_decay * p apart from the gradient step (decoupled weight decay)."""
-    if cfg.optimizer not in OPTIMIZERS:
-        choices = ", ".join(OPTIMIZERS)
-        raise InputError(f"unknown optimizer {cfg.optimizer!r}: choose one of {choices}")
+    check_choices(cfg, "optimizer")
     return OPTIMIZERS[cfg.optimizer](params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
@@ -219,17 +216,15 @@ def _preprocessor(image_size: int) -> dict[str, Any]:
 
 def train_vit(cfg: ViTTrainConfig, *, progress: bool = True) -> dict[str, Any]:
     """Train, keep the best validation epoch (with ``keep="last"`` the last) in ``cfg.out``,
-    return the metrics. An unknown ``schedule`` or ``keep`` is an ``InputError`` before any data
-    is read.
+    return the metrics. An unknown ``schedule``, ``keep`` or ``optimizer`` is an ``InputError``
+    before any data is read.
 
     ``cfg`` is not changed; the configuration recorded with the model has the data's
     ``image_size`` (28 for (Fashion-)MNIST, 8 for digits).
     """
     from transformers import ViTForImageClassification
 
-    if cfg.keep not in KEEPS:
-        raise InputError(f"unknown keep {cfg.keep!r}: choose one of {', '.join(KEEPS)}")
-    lr_factor(cfg, 1)  # checks cfg.schedule
+    check_choices(cfg, "schedule", "keep", "optimizer")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     train, val, split = _splits(cfg)
