@@ -269,14 +269,13 @@ def train_vit(cfg: ViTTrainConfig, *, progress: bool = True) -> dict[str, Any]:
         desc=f"train vit on {cfg.dataset}",
         progress=progress,
     )
+    best = max((h["val_accuracy"] for h in history), default=-1.0)
     metrics = {
         "dataset": cfg.dataset,
-        "best_val_accuracy": max((h["val_accuracy"] for h in history), default=-1.0),
+        "best_val_accuracy": best,
         # the accuracy of the weights saved: the best epoch's, or with --keep last the last one's
         "saved_val_accuracy": (
-            history[-1]["val_accuracy"]
-            if cfg.keep == "last" and history
-            else max((h["val_accuracy"] for h in history), default=-1.0)
+            history[-1]["val_accuracy"] if cfg.keep == "last" and history else best
         ),
         "evaluated_on": "validation split" if cfg.dataset != "fashion-mnist" else "test split",
         "train_size": len(y_train),
