@@ -84,6 +84,7 @@ from simec.errors import RankZeroMetricError
 from simec.experiments.interpretations.config import config_from_dict
 from simec.experiments.interpretations.inputs import load_task
 from simec.explore import blocks as explore_blocks
+from simec.explore.config import ExploreConfig
 from simec.geometry.blocks import BlockSpectra
 from simec.interpret import ViTDecoder
 from simec.interpret import measures as m
@@ -247,6 +248,16 @@ def sign_chooser(
     raise SystemExit(f"error: unknown --sign {sign!r}")
 
 
+def walk_config(
+    ecfg: ExploreConfig, sign: str, persistent: PersistentSign | None, seed: int
+) -> ExploreConfig:
+    """Ready one walk for ``--sign``: ``fixed`` takes the toolkit's ``direction_sign="fixed"``,
+    and a ``persistent:P`` sign (``sign_chooser``'s second value) starts again from ``seed``."""
+    if persistent is not None:
+        persistent.reset(seed)
+    return replace(ecfg, direction_sign="fixed") if sign == "fixed" else ecfg
+
+
 def tempered(model_dir: str, temperature: float, tmp: Path) -> simec.TorchAdapter:
     """The model saved again with its classifier weight and bias divided by T (logits / T),
     beside a copy of every other file of its folder (preprocessing, labels), then loaded like
@@ -344,13 +355,10 @@ def main() -> None:
                 ecfg = cfg.explore_config("simexp", row["eta"], row["segments"])
                 if args.atol is not None:
                     ecfg = replace(ecfg, atol=args.atol)
-                if args.sign == "fixed":
-                    ecfg = replace(ecfg, direction_sign="fixed")
+                ecfg = walk_config(ecfg, args.sign, persistent, row["seed"])
                 if task is None:
                     assert data is not None  # image rows: the IDX folder was read above
                     image = data.images[row["index"]]
-                    if persistent is not None:
-                        persistent.reset(row["seed"])
                     try:
                         res = explore(adapter, image, ecfg, seed=row["seed"])
                     except RankZeroMetricError as err:  # e.g. --atol on another --model
@@ -364,8 +372,6 @@ def main() -> None:
                     }
                 else:
                     raw = posts[row["input_id"]]
-                    if persistent is not None:
-                        persistent.reset(row["seed"])
                     res = explore(adapter, raw, ecfg, seed=row["seed"])
                     interpreters = {"clamp": task.interpreter(res, raw)}
                 recs = {d: measure_run(res, it) for d, it in interpreters.items()}

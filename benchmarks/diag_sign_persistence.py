@@ -108,11 +108,8 @@ def main() -> None:
     for name in [n for n in args.only.split(",") if n]:
         row = json.loads((folder / "rows" / f"{name}.json").read_text())
         ecfg = replace(cfg.explore_config("simexp", row["eta"], row["segments"]), steps=args.steps)
-        if walk_sign == "fixed":
-            ecfg = replace(ecfg, direction_sign="fixed")
+        ecfg = diag.walk_config(ecfg, walk_sign, persistent, row["seed"])
         blocks.clear()
-        if persistent is not None:
-            persistent.reset(row["seed"])
         explore(adapter, data.images[row["index"]], ecfg, seed=row["seed"])
         cells = []
         for solver in names:
